@@ -1,0 +1,189 @@
+"""The facade the CLI and the app use: open a named collection, ingest sources, search, list, delete."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from rag.chunking import split_document
+from rag.documents import Chunk, Document
+from rag.embedding import Embedder, get_embedder
+from rag.errors import RagError
+from rag.retrieval import Retriever, SearchHit
+from rag.settings import Settings
+from rag.store import DocumentInfo, Store, validate_collection_name
+
+Progress = Callable[[str, int, int, "str | None"], None]
+# Chunks gathered before an embedding pass: big enough for full batches, small enough to write often.
+EMBED_GROUP = 512
+
+
+@dataclass
+class SourceResult:
+    source: str
+    status: str  # added | unchanged | replaced | failed
+    chunks: int = 0
+    title: str = ""
+    error: str = ""
+
+
+@dataclass
+class IngestReport:
+    documents_added: int = 0
+    documents_unchanged: int = 0
+    documents_replaced: int = 0
+    chunks_added: int = 0
+    seconds: float = 0.0
+    errors: list[dict] = field(default_factory=list)
+    results: list[SourceResult] = field(default_factory=list)
+
+    def record(self, result: SourceResult) -> None:
+        self.results.append(result)
+        if result.status == "failed":
+            self.errors.append({"source": result.source, "error": result.error})
+        else:
+            setattr(self, f"documents_{result.status}", getattr(self, f"documents_{result.status}") + 1)
+            self.chunks_added += result.chunks if result.status != "unchanged" else 0
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data.pop("results")
+        return data
+
+
+def _no_progress(stage: str, done: int, total: int, source: str | None = None) -> None:
+    pass
+
+
+def list_collections(settings: Settings) -> list[str]:
+    """Names of the collections under the index directory."""
+    root = Path(settings.index_dir)
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if (p / "manifest.json").is_file())
+
+
+class Collection:
+    """A named corpus on disk with its embedder; safe to share between threads."""
+
+    def __init__(self, settings: Settings, store: Store, embedder: Embedder | None = None):
+        self.settings = settings
+        self.store = store
+        self.name = store.path.name
+        self._embedder = embedder
+
+    @classmethod
+    def open(cls, settings: Settings, name: str | None = None, create: bool = True) -> "Collection":
+        """Open collection `name` (default: settings.collection), creating it when `create` is true."""
+        name = validate_collection_name(name or settings.collection)
+        path = Path(settings.index_dir) / name
+        if (path / "manifest.json").exists() or not create:
+            return cls(settings, Store(path, settings.embedding_model, None))
+        embedder = get_embedder(settings.embedding_model)
+        return cls(settings, Store(path, embedder.model_id, embedder.dimension), embedder)
+
+    @property
+    def embedder(self) -> Embedder:
+        """The embedding model, loaded on first use and checked against the collection's manifest."""
+        if self._embedder is None:
+            embedder = get_embedder(self.settings.embedding_model)
+            if embedder.dimension != self.store.dimension:
+                raise RagError(
+                    f"Embedding model {embedder.model_id!r} gives {embedder.dimension}-d vectors but collection "
+                    f"{self.name!r} holds {self.store.dimension}-d ones; use a new collection."
+                )
+            self._embedder = embedder
+        return self._embedder
+
+    # -- ingest ------------------------------------------------------------------------------------
+
+    def ingest(self, sources: list[str], progress: Progress = _no_progress, **overrides) -> IngestReport:
+        """Load, chunk, embed and index `sources` (URLs, files, directories); failures are reported, not raised."""
+        from rag.loaders import expand_sources
+
+        settings = self.settings.replace(**overrides) if overrides else self.settings
+        split_document(Document("", ""), settings.chunk_size, settings.chunk_overlap)  # validate early
+        started = time.perf_counter()
+        report = IngestReport()
+        expanded = expand_sources(sources)
+        pending: list[tuple[Document, list[Chunk], str]] = []
+        with self.store.writer():
+            for i, source in enumerate(expanded):
+                loaded = self._load(source, settings, i, len(expanded), progress, report)
+                if loaded is not None:
+                    pending.append(loaded)
+                    progress("chunk", i + 1, len(expanded), source)
+                if sum(len(p[1]) for p in pending) >= EMBED_GROUP:
+                    self._write(pending, settings, progress, report)
+                    pending = []
+            if pending:
+                self._write(pending, settings, progress, report)
+        report.seconds = round(time.perf_counter() - started, 3)
+        return report
+
+    def _load(self, source, settings, i, total, progress, report) -> tuple[Document, list[Chunk], str] | None:
+        from rag.loaders import load_source
+
+        progress("fetch", i, total, source)
+        try:
+            doc = load_source(source, settings)
+        except RagError as exc:
+            report.record(SourceResult(source, "failed", error=str(exc)))
+            return None
+        progress("extract", i + 1, total, source)
+        found = self.store.find(doc.source)
+        if found and found[1] == doc.content_hash:
+            report.record(SourceResult(doc.source, "unchanged", self.store.chunk_count(doc.source), doc.title))
+            return None
+        chunks = split_document(doc, settings.chunk_size, settings.chunk_overlap)
+        if not chunks:
+            report.record(SourceResult(source, "failed", error=f"{source} has no text to index."))
+            return None
+        return doc, chunks, "replaced" if found else "added"
+
+    def _write(self, pending, settings, progress, report) -> None:
+        texts = [c.text for _, chunks, _ in pending for c in chunks]
+        vectors = self.embedder.embed(
+            texts, settings.embedding_batch_size, lambda done, total: progress("embed", done, total, None)
+        )
+        offset = 0
+        for n, (doc, chunks, status) in enumerate(pending, start=1):
+            count = self.store.put_document(doc, chunks, vectors[offset : offset + len(chunks)])
+            offset += len(chunks)
+            report.record(SourceResult(doc.source, status, count, doc.title))
+            progress("index", n, len(pending), doc.source)
+
+    # -- reading and deleting ------------------------------------------------------------------------
+
+    def search(self, query: str, k: int | None = None, mode: str | None = None) -> list[SearchHit]:
+        return Retriever(self.store, self.embedder).search(query, k or self.settings.k, mode or self.settings.mode)
+
+    def documents(self) -> list[DocumentInfo]:
+        return self.store.documents()
+
+    def document(self, source: str) -> Document:
+        doc = self.store.document(source)
+        if doc is None:
+            raise RagError(f"{source!r} is not in collection {self.name!r}; see the list of documents.")
+        return doc
+
+    def delete(self, source: str) -> bool:
+        with self.store.writer():
+            return self.store.delete_document(source)
+
+    def projection(self, query: str | None = None, limit: int = 5000) -> dict:
+        """2-D coordinates of up to `limit` chunks (PCA of their vectors) and of the query, for a map."""
+        ids, vectors = self.store.vectors(limit)
+        if len(ids) < 2:
+            return {"ids": ids.tolist(), "xy": np.zeros((len(ids), 2)).tolist(), "query_xy": None}
+        mean = vectors.mean(axis=0)
+        _, _, vt = np.linalg.svd(vectors - mean, full_matrices=False)
+        axes = vt[:2].T
+        query_xy = None
+        if query:
+            query_xy = ((self.embedder.embed_query(query) - mean) @ axes).tolist()
+        return {"ids": ids.tolist(), "xy": ((vectors - mean) @ axes).tolist(), "query_xy": query_xy}

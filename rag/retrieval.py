@@ -1,0 +1,97 @@
+"""Dense (FAISS), keyword (FTS5 BM25) and hybrid retrieval over a store."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from rag.embedding import Embedder
+from rag.errors import RagError
+from rag.store import Store
+
+MODES = ("dense", "bm25", "hybrid")
+# Hybrid fusion, tuned on half of SciFact's train queries (benchmarks/bench_retrieval.py --tune).
+RRF_K = 60
+DENSE_WEIGHT = 1.0
+BM25_WEIGHT = 1.0
+CANDIDATES = 100
+
+
+@dataclass
+class SearchHit:
+    rank: int
+    score: float
+    dense_score: float | None
+    bm25_score: float | None
+    source: str
+    title: str
+    page: int | None
+    start: int
+    end: int
+    text: str
+    chunk_id: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def check_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise RagError(f"Unknown search mode {mode!r}; available: {', '.join(MODES)}.")
+    return mode
+
+
+def rrf(rankings: list[list[int]], weights: list[float], k: float = RRF_K) -> dict[int, float]:
+    """Reciprocal-rank fusion: each list adds weight / (k + rank) to the ids it ranks."""
+    fused: dict[int, float] = {}
+    for ranking, weight in zip(rankings, weights):
+        for rank, chunk_id in enumerate(ranking, start=1):
+            fused[chunk_id] = fused.get(chunk_id, 0.0) + weight / (k + rank)
+    return fused
+
+
+class Retriever:
+    """Searches one store with one embedder; every hit carries both retrievers' scores."""
+
+    def __init__(self, store: Store, embedder: Embedder):
+        self.store = store
+        self.embedder = embedder
+
+    def search(self, query: str, k: int = 4, mode: str = "hybrid") -> list[SearchHit]:
+        check_mode(mode)
+        if k < 1:
+            raise RagError(f"k must be at least 1; got {k}.")
+        if not query.strip():
+            raise RagError("The query is empty; type what you are looking for.")
+        vector = self.embedder.embed_query(query) if mode != "bm25" else None
+        if mode == "dense":
+            ranked = self.store.dense(vector, k)
+        elif mode == "bm25":
+            ranked = self.store.bm25(query, k)
+        else:
+            ranked = self._hybrid(query, vector, k)
+        return self._hits(query, vector, ranked)
+
+    def _hybrid(self, query: str, vector, k: int) -> list[tuple[int, float]]:
+        depth = max(CANDIDATES, k)
+        dense = [i for i, _ in self.store.dense(vector, depth)]
+        keyword = [i for i, _ in self.store.bm25(query, depth)]
+        fused = rrf([dense, keyword], [DENSE_WEIGHT, BM25_WEIGHT])
+        return sorted(fused.items(), key=lambda item: -item[1])[:k]
+
+    def _hits(self, query: str, vector, ranked: list[tuple[int, float]]) -> list[SearchHit]:
+        ids = [i for i, _ in ranked]
+        rows = self.store.chunks(ids)
+        dense = self.store.dense_scores(vector, ids) if vector is not None else {}
+        keyword = dict(self.store.bm25(query, len(ids), ids=ids))
+        hits = []
+        for chunk_id, score in ranked:
+            row = rows.get(chunk_id)
+            if row is None:  # deleted by another writer between the two reads
+                continue
+            hits.append(SearchHit(
+                rank=len(hits) + 1, score=score, dense_score=dense.get(chunk_id),
+                bm25_score=keyword.get(chunk_id, 0.0),
+                source=row.source, title=row.title, page=row.page, start=row.start, end=row.end,
+                text=row.text, chunk_id=chunk_id,
+            ))
+        return hits
