@@ -1,0 +1,265 @@
+"""Safe HTTP fetch: timeout, size cap, checked redirects, content type, private-address guard.
+
+Each hop resolves its host once, checks every address, then connects to a checked address, so
+a second DNS answer (rebinding) can't steer the connection somewhere that wasn't checked.
+"""
+
+from __future__ import annotations
+
+import http.client
+import ipaddress
+import socket
+import ssl
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+from urllib.parse import quote, urljoin, urlsplit
+
+from rag.errors import RagError
+from rag.settings import Settings
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+# (family, type, proto, canonname, sockaddr) as socket.getaddrinfo returns them.
+AddrInfo = tuple
+
+ACCEPTED_TYPES = {
+    "text/html": "html",
+    "application/xhtml+xml": "html",
+    "text/plain": "text",
+    "text/markdown": "text",
+    "application/pdf": "pdf",
+}
+REDIRECT_STATUSES = {301, 302, 303, 307, 308}
+USER_AGENT = "local-rag/0.1 (+document loader)"
+_ACCEPT = "text/html,application/xhtml+xml,application/pdf,text/plain;q=0.9,*/*;q=0.1"
+_CHUNK = 64 * 1024
+
+
+@dataclass
+class FetchResult:
+    """What a successful fetch returns; `kind` is html, text or pdf."""
+
+    final_url: str
+    status: int
+    content_type: str
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+    kind: str = "html"
+
+
+@dataclass
+class _Target:
+    """One hop's parsed URL."""
+
+    url: str
+    scheme: str
+    host: str
+    port: int
+    path: str
+
+
+def is_public_address(ip: IPAddress) -> bool:
+    """True when `ip` is a globally routable unicast address (not loopback, private, link-local…)."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = ip.ipv4_mapped or ip.sixtofour
+        if embedded is not None:
+            return is_public_address(embedded)
+        if ip.is_site_local:
+            return False
+    blocked = (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast
+               or ip.is_reserved or ip.is_unspecified)
+    return ip.is_global and not blocked
+
+
+def resolve(host: str, port: int) -> list[AddrInfo]:
+    """Every TCP address `host` resolves to."""
+    return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+
+
+def fetch_url(url: str, settings: Settings) -> FetchResult:
+    """Fetch `url` with the limits and address policy from `settings`."""
+    return fetch(url, timeout=settings.fetch_timeout, max_bytes=settings.max_fetch_bytes,
+                 max_redirects=settings.max_redirects, allow_private=settings.allow_private_urls)
+
+
+def fetch(url: str, *, timeout: float = 15.0, max_bytes: int = 20 * 1024 * 1024,
+          max_redirects: int = 5, allow_private: bool = False,
+          is_allowed: Callable[[IPAddress], bool] = is_public_address,
+          resolver: Callable[[str, int], list[AddrInfo]] = resolve) -> FetchResult:
+    """GET `url`, following redirects by hand so every hop passes the same checks.
+
+    `is_allowed` decides which addresses count as public when `allow_private` is False;
+    `resolver` maps a host and port to getaddrinfo-style entries.
+    """
+    deadline = time.monotonic() + timeout
+    seen: list[str] = []
+    current = url
+    while True:
+        target = _parse(current)
+        if target.url in seen:
+            raise RagError(f"{url} redirects in a loop (back to {target.url}); use the final address directly.")
+        seen.append(target.url)
+        addresses = _checked_addresses(target, allow_private, is_allowed, resolver)
+        status, headers, body = _request(target, addresses, timeout, deadline, max_bytes)
+        if status in REDIRECT_STATUSES:
+            if len(seen) > max_redirects:
+                raise RagError(f"{url} redirected more than {max_redirects} times; "
+                               "use the final address directly.")
+            current = urljoin(target.url, headers["location"])
+            continue
+        return _result(target.url, status, headers, body)
+
+
+def _parse(url: str) -> _Target:
+    """Split `url` into what a request needs, refusing anything but http(s) with a host."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+        host = (parts.hostname or "").encode("idna").decode("ascii")
+    except (ValueError, UnicodeError):
+        raise RagError(f"{url!r} is not a valid URL; check it for typos.") from None
+    if parts.scheme not in ("http", "https"):
+        raise RagError(f"{url!r} is not an http or https URL; only web pages can be fetched.")
+    if not host:
+        raise RagError(f"{url!r} has no host name; write it as https://host/path.")
+    path = quote(parts.path or "/", safe="/%:@!$&'()*+,;=-._~")
+    if parts.query:
+        path += "?" + quote(parts.query, safe="/%:@!$&'()*+,;=-._~?")
+    port = port or (443 if parts.scheme == "https" else 80)
+    return _Target(url=parts._replace(fragment="").geturl(), scheme=parts.scheme,
+                   host=host, port=port, path=path)
+
+
+def _checked_addresses(target: _Target, allow_private: bool,
+                       is_allowed: Callable[[IPAddress], bool],
+                       resolver: Callable[[str, int], list[AddrInfo]]) -> list[AddrInfo]:
+    """Resolve the host once and, unless private addresses are allowed, refuse any non-public one."""
+    try:
+        infos = resolver(target.host, target.port)
+    except (socket.gaierror, UnicodeError, OSError):
+        raise RagError(f"Could not resolve the host of {target.url}; check the address and your network.") from None
+    if not infos:
+        raise RagError(f"Could not resolve the host of {target.url}; check the address and your network.")
+    if not allow_private:
+        for info in infos:
+            ip = ipaddress.ip_address(info[4][0].split("%")[0])
+            if not is_allowed(ip):
+                raise RagError(f"Refusing to fetch {target.url}: {target.host} is a private or local "
+                               f"address ({ip}); allow private URLs in the settings if you trust it.")
+    return infos
+
+
+def _request(target: _Target, addresses: list[AddrInfo], timeout: float, deadline: float,
+             max_bytes: int) -> tuple[int, dict[str, str], bytes]:
+    """One GET to the first checked address that accepts a connection."""
+    conn = _connection(target, addresses, timeout)
+    try:
+        conn.request("GET", target.path, headers={
+            "Host": _host_header(target), "User-Agent": USER_AGENT, "Accept": _ACCEPT,
+            "Accept-Encoding": "identity"})
+        response = conn.getresponse()
+        headers = {k.lower(): v for k, v in response.getheaders()}
+        if response.status in REDIRECT_STATUSES and headers.get("location"):
+            return response.status, headers, b""
+        _check_status(target.url, response)
+        _check_declared_length(target.url, headers, max_bytes)
+        return response.status, headers, _read_capped(target.url, response, deadline, max_bytes)
+    except (TimeoutError, socket.timeout):
+        raise RagError(f"Timed out fetching {target.url}; try again later or raise the fetch timeout.") from None
+    except ssl.SSLError as exc:
+        raise RagError(f"Secure connection to {target.url} failed ({exc.reason}); check the address.") from None
+    except (ConnectionError, http.client.HTTPException, OSError) as exc:
+        raise RagError(f"Connection to {target.url} failed ({type(exc).__name__}); "
+                       "try again later or check the address.") from None
+    finally:
+        conn.close()
+
+
+def _connection(target: _Target, addresses: list[AddrInfo], timeout: float) -> http.client.HTTPConnection:
+    """An open connection to one of the checked addresses, with Host and SNI set to the host name."""
+    last_error: OSError | None = None
+    for family, kind, proto, _, sockaddr in addresses:
+        sock = socket.socket(family, kind, proto)
+        sock.settimeout(timeout)
+        try:
+            sock.connect(sockaddr)
+        except OSError as exc:
+            sock.close()
+            last_error = exc
+            continue
+        return _wrap(target, sock, timeout)
+    if isinstance(last_error, (TimeoutError, socket.timeout)):
+        raise RagError(f"Timed out connecting to {target.url}; try again later or raise the fetch timeout.")
+    raise RagError(f"Could not connect to {target.url} ({type(last_error).__name__}); "
+                   "check the address or try again later.")
+
+
+def _wrap(target: _Target, sock: socket.socket, timeout: float) -> http.client.HTTPConnection:
+    """An http.client connection that uses the already-connected socket `sock`."""
+    if target.scheme == "https":
+        try:
+            sock = ssl.create_default_context().wrap_socket(sock, server_hostname=target.host)
+        except (ssl.SSLError, ssl.CertificateError, OSError) as exc:
+            sock.close()
+            raise RagError(f"Secure connection to {target.url} failed ({exc}); check the address.") from None
+    conn = http.client.HTTPConnection(target.host, target.port, timeout=timeout)
+    conn.sock = sock  # already connected (and wrapped): http.client skips its own connect
+    return conn
+
+
+def _host_header(target: _Target) -> str:
+    host = f"[{target.host}]" if ":" in target.host else target.host
+    default = 443 if target.scheme == "https" else 80
+    return host if target.port == default else f"{host}:{target.port}"
+
+
+def _check_status(url: str, response: http.client.HTTPResponse) -> None:
+    if response.status >= 400:
+        raise RagError(f"{url} answered HTTP {response.status} {response.reason}; "
+                       "check the address or try again later.")
+    if response.status not in (200, 203):
+        raise RagError(f"{url} answered HTTP {response.status} with no usable page; try the address in a browser.")
+
+
+def _check_declared_length(url: str, headers: dict[str, str], max_bytes: int) -> None:
+    length = headers.get("content-length", "")
+    if length.isdigit() and int(length) > max_bytes:
+        raise RagError(f"{url} is {int(length):,} bytes, over the {max_bytes:,}-byte limit; "
+                       "download it and load the file, or raise the limit.")
+
+
+def _read_capped(url: str, response: http.client.HTTPResponse, deadline: float, max_bytes: int) -> bytes:
+    """Read the body in pieces, stopping as soon as it passes `max_bytes` or the deadline."""
+    parts: list[bytes] = []
+    size = 0
+    while piece := response.read1(_CHUNK):
+        size += len(piece)
+        if size > max_bytes:
+            raise RagError(f"{url} is over the {max_bytes:,}-byte limit; "
+                           "download it and load the file, or raise the limit.")
+        if time.monotonic() > deadline:
+            raise RagError(f"Timed out fetching {url}; try again later or raise the fetch timeout.")
+        parts.append(piece)
+    return b"".join(parts)
+
+
+def _result(url: str, status: int, headers: dict[str, str], body: bytes) -> FetchResult:
+    """Check the content type (sniffing when absent or generic) and package the response."""
+    content_type = headers.get("content-type", "").split(";")[0].strip().lower()
+    kind = ACCEPTED_TYPES.get(content_type)
+    if kind is None and content_type in ("", "application/octet-stream"):
+        kind = _sniff(body)
+    if kind is None:
+        shown = content_type or "no content type"
+        raise RagError(f"{url} is {shown}, which can't be loaded; supported: HTML, plain text and PDF.")
+    return FetchResult(final_url=url, status=status, content_type=content_type or kind,
+                       body=body, headers=headers, kind=kind)
+
+
+def _sniff(body: bytes) -> str | None:
+    head = body[:1024].lstrip().lower()
+    if head.startswith(b"%pdf-"):
+        return "pdf"
+    if head.startswith((b"<!doctype html", b"<html")):
+        return "html"
+    return None
