@@ -1,0 +1,168 @@
+"""The browser notebook: `python app.py` serves it on http://127.0.0.1:7860.
+
+This file is the composition root. It reads flags and environment variables into a `Settings`
+and a `LaunchConfig`, builds the services, hands them to the Blocks in `ui/` and launches.
+Nothing heavy is imported here: Gradio is imported in `main`, models load on first use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import ipaddress
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from rag.errors import RagError
+from rag.settings import Settings, load_settings
+
+ASSETS = Path(__file__).resolve().parent / "assets"
+_TRUE = {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class LaunchConfig:
+    """How the server is exposed: where it listens, who may log in, what guests may do."""
+
+    host: str = "127.0.0.1"
+    port: int = 7860
+    share: bool = False
+    auth: tuple[tuple[str, str], ...] = ()
+    read_only: bool = False
+    max_upload_mb: int = 25
+
+    @property
+    def exposed(self) -> bool:
+        """True when people other than this machine's user can reach the app."""
+        return self.share or not is_loopback(self.host)
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback addresses; 0.0.0.0 and names of this machine are not."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_auth(value: str | None) -> tuple[tuple[str, str], ...]:
+    """`user:password`, or a file with one `user:password` per line (blank lines and # ignored)."""
+    if not value:
+        return ()
+    path = Path(value).expanduser()
+    lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else [value]
+    pairs = []
+    for line in lines:
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        user, sep, password = line.partition(":")
+        if not sep or not user or not password:
+            raise RagError(
+                "--auth expects user:password or a file of user:password lines; "
+                f"got {'a line in ' + str(path) if path.is_file() else repr(value)} without both parts."
+            )
+        pairs.append((user, password))
+    if not pairs:
+        raise RagError(f"--auth file {path} holds no user:password lines.")
+    return tuple(pairs)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    env = os.environ.get
+    parser = argparse.ArgumentParser(prog="app.py", description="Chat with your documents in the browser.")
+    parser.add_argument("--host", default=env("RAG_HOST", "127.0.0.1"), help="address to listen on (RAG_HOST)")
+    parser.add_argument("--port", type=int, default=int(env("RAG_PORT", "7860")), help="port (RAG_PORT)")
+    parser.add_argument("--index-dir", help="where collections live (RAG_INDEX_DIR)")
+    parser.add_argument("--collection", help="collection selected at start (RAG_COLLECTION)")
+    parser.add_argument("--backend", help="generation backend: llamacpp or gpt4all (RAG_BACKEND)")
+    parser.add_argument("--model", help="generation model name or GGUF path (RAG_MODEL)")
+    parser.add_argument(
+        "--share", action="store_true", default=env("RAG_SHARE", "").lower() in _TRUE,
+        help="also serve through a temporary public share link (RAG_SHARE=1)",
+    )
+    parser.add_argument("--auth", default=env("RAG_AUTH"), help="user:password, or a file of such lines (RAG_AUTH)")
+    parser.add_argument(
+        "--read-only", action="store_true", default=env("RAG_READ_ONLY", "").lower() in _TRUE,
+        help="guest/demo mode: no ingest, delete or settings changes (RAG_READ_ONLY=1)",
+    )
+    parser.add_argument(
+        "--allow-private-urls", action="store_true",
+        help="let URL ingestion reach loopback/private addresses even when the app is exposed",
+    )
+    parser.add_argument(
+        "--max-upload-mb", type=int, default=int(env("RAG_MAX_UPLOAD_MB", "25")),
+        help="largest file a user may upload, in MB (RAG_MAX_UPLOAD_MB)",
+    )
+    return parser
+
+
+def configure(argv: list[str] | None = None, environ: dict | None = None) -> tuple[Settings, LaunchConfig]:
+    """Flags and environment variables into the settings and the launch configuration."""
+    args = build_parser().parse_args(argv)
+    launch = LaunchConfig(
+        host=args.host, port=args.port, share=args.share, auth=parse_auth(args.auth),
+        read_only=args.read_only, max_upload_mb=args.max_upload_mb,
+    )
+    if launch.max_upload_mb < 1:
+        raise RagError(f"--max-upload-mb must be at least 1; got {launch.max_upload_mb}.")
+    overrides = dict(index_dir=args.index_dir, collection=args.collection, backend=args.backend, model=args.model)
+    settings = load_settings(environ, **overrides)
+    # Guests must not be able to make this machine fetch addresses on its own network.
+    if launch.exposed and not args.allow_private_urls:
+        settings = settings.replace(allow_private_urls=False)
+    return settings, launch
+
+
+def launch(demo, launch_cfg: LaunchConfig) -> None:
+    """Serve locally; add a share link if asked, and say in one line when the tunnel can't be made."""
+    from ui.theme import THEME, css_paths
+
+    captured = io.StringIO()
+    # Gradio prints several lines of advice when a share link fails; we print our own one line.
+    with contextlib.redirect_stdout(captured):
+        _, local_url, share_url = demo.launch(
+            server_name=launch_cfg.host, server_port=launch_cfg.port, share=launch_cfg.share,
+            auth=list(launch_cfg.auth) or None, auth_message="local-rag notebook: please log in.",
+            prevent_thread_lock=True, quiet=True, max_file_size=f"{launch_cfg.max_upload_mb}mb",
+            footer_links=["api"], run_history=False, enable_monitoring=False, ssr_mode=False,
+            theme=THEME, css_paths=css_paths(), favicon_path=str(ASSETS / "favicon.png"),
+        )
+    print(f"local-rag notebook on {local_url}" + (" (read-only)" if launch_cfg.read_only else ""), flush=True)
+    if launch_cfg.share:
+        if share_url:
+            print(f"Public share link: {share_url}", flush=True)
+        else:
+            print(f"Share link unavailable (tunnel unreachable); serving locally only at {local_url}", flush=True)
+    demo.block_thread()
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        settings, launch_cfg = configure(argv)
+    except (RagError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    from ui.blocks import build_app
+    from ui.runtime import Runtime
+
+    runtime = Runtime(settings=settings, read_only=launch_cfg.read_only, max_upload_mb=launch_cfg.max_upload_mb)
+    demo = build_app(runtime)
+    try:
+        launch(demo, launch_cfg)
+    except KeyboardInterrupt:
+        pass
+    except OSError as exc:
+        print(f"error: cannot serve on {launch_cfg.host}:{launch_cfg.port}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

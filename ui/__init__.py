@@ -1,0 +1,1 @@
+"""The browser notebook's presentation: layout, event handlers, per-user state, theme."""

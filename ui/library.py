@@ -1,0 +1,157 @@
+"""Step 1, Ingest: load sources into a collection, preview what was extracted, list and delete documents."""
+
+from __future__ import annotations
+
+import re
+
+import gradio as gr
+
+from rag import ui_format as fmt
+from rag.errors import RagError
+from ui.guard import user_errors
+from ui.runtime import Runtime
+from ui.state import Session
+
+STAGES = ("fetch", "extract", "chunk", "embed", "index")
+_SPLIT = re.compile(r"[\s,]+")
+
+
+def parse_urls(text: str) -> tuple[list[str], list[str]]:
+    """URLs from a box of lines/commas/spaces, and the entries that are not http(s) URLs."""
+    urls, bad = [], []
+    for entry in _SPLIT.split(text or ""):
+        if not entry:
+            continue
+        (urls if fmt.safe_href(entry) and "://" in entry and len(entry) > 8 else bad).append(entry)
+    return list(dict.fromkeys(urls)), bad
+
+
+def _progress_reporter(progress: gr.Progress):
+    """The core's progress callback, shown as the stage, its counts and the source being worked on."""
+
+    def report(stage: str, done: int, total: int, source: str | None = None) -> None:
+        step = STAGES.index(stage) + 1 if stage in STAGES else 0
+        name = (source or "").rsplit("/", 1)[-1][:60]
+        desc = f"{step}/5 {stage}" + (f" · {name}" if name else "")
+        progress((done, max(total, 1)), desc=desc, unit="items" if stage != "embed" else "splits")
+
+    return report
+
+
+class Library:
+    """Callbacks of the Ingest tab; each calls one collection method and formats its result."""
+
+    def __init__(self, runtime: Runtime):
+        self.runtime = runtime
+
+    def collection_choices(self, session: Session):
+        names = sorted(set(self.runtime.collection_names()) | {session.collection})
+        return gr.update(choices=names, value=session.collection)
+
+    @user_errors
+    def choose_collection(self, name: str, session: Session):
+        """Select (or, when writable, create on first ingest) the collection this user works on."""
+        from rag.store import validate_collection_name
+
+        name = validate_collection_name((name or "").strip())
+        if self.runtime.read_only and name not in self.runtime.collection_names():
+            raise RagError(f"Collection {name!r} does not exist, and this read-only notebook cannot create it.")
+        session.collection = name
+        return session, *self.documents_view(session)
+
+    @user_errors
+    def ingest(self, urls_text, files, chunk_size, chunk_overlap, session: Session, progress=gr.Progress()):
+        """Fetch, extract, chunk, embed and index the given URLs and uploads, with per-stage progress."""
+        self.runtime.require_writable("ingesting")
+        urls, bad = parse_urls(urls_text)
+        sources, refused = list(urls), []
+        for path in files or []:
+            try:
+                sources.append(str(self.runtime.stash_upload(session.collection, path)))
+            except RagError as exc:
+                refused.append(str(exc))
+        if not sources:
+            raise RagError(
+                "Give at least one http(s) URL or upload a file to ingest." + _bad_note(bad) + " ".join(refused)
+            )
+        progress(0, desc="Opening the collection (the embedding model loads on first use)…")
+        coll = self.runtime.collection(session.collection)
+        report = coll.ingest(
+            sources, progress=_progress_reporter(progress),
+            chunk_size=int(chunk_size), chunk_overlap=int(chunk_overlap),
+        )
+        lines = [fmt.ingest_result_lines_md(report)]
+        lines += [f"- ❌ **failed** — {fmt.escape_markdown(b)}: not an http(s) URL" for b in bad]
+        lines += [f"- ❌ **failed** — {fmt.escape_markdown(r)}" for r in refused]
+        docs, table = self.documents_view(session)
+        return fmt.ingest_summary_md(report), "\n".join(lines), docs, table
+
+    def documents_view(self, session: Session):
+        """The documents table of the user's collection, and a one-line count above it."""
+        if session.collection not in self.runtime.collection_names():
+            return f"Collection **{fmt.escape_markdown(session.collection)}** is empty.", []
+        documents = self.runtime.collection(session.collection).documents()
+        chunks = sum(d.chunks for d in documents)
+        note = f"**{len(documents)}** documents · **{chunks}** splits in **{fmt.escape_markdown(session.collection)}**"
+        return note, fmt.documents_rows(documents)
+
+    @user_errors
+    def refresh(self, session: Session):
+        return self.documents_view(session)
+
+    @user_errors
+    def select_document(self, rows, session: Session, evt: gr.SelectData):
+        """Selecting a row of the table shows that document's extracted text and metadata."""
+        row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+        source = _row_source(rows, row)
+        doc = self.runtime.collection(session.collection).document(source)
+        return source, *_preview(doc)
+
+    @user_errors
+    def preview(self, urls_text, files, session: Session):
+        """Load the first URL or upload without indexing it, to see what extraction makes of it."""
+        from rag.loaders import load_source
+
+        self.runtime.require_writable("previewing new sources")
+        urls, bad = parse_urls(urls_text)
+        if files:
+            source = str(self.runtime.stash_upload(session.collection, files[0]))
+        elif urls:
+            source = urls[0]
+        else:
+            raise RagError("Give an http(s) URL or upload a file to preview." + _bad_note(bad))
+        doc = load_source(source, self.runtime.settings)
+        return source, *_preview(doc)
+
+    @user_errors
+    def delete(self, source: str, session: Session):
+        """Remove one document and its splits from the collection."""
+        self.runtime.require_writable("deleting documents")
+        if not (source or "").strip():
+            raise RagError("Select a document in the table first, then delete it.")
+        deleted = self.runtime.collection(session.collection).delete(source.strip())
+        if not deleted:
+            raise RagError(f"{source!r} is not in collection {session.collection!r}; refresh the table.")
+        gr.Info(f"Deleted {source}")
+        return "", *self.documents_view(session)
+
+
+def _row_source(rows, row: int) -> str:
+    values = rows.values.tolist() if hasattr(rows, "values") else rows
+    try:
+        return str(values[row][1])
+    except (IndexError, TypeError):
+        raise RagError("That row is no longer in the table; refresh it.") from None
+
+
+def _preview(doc) -> tuple[str, dict]:
+    limit = 20_000
+    text = doc.text if len(doc.text) <= limit else doc.text[:limit] + f"\n… ({len(doc.text) - limit} more characters)"
+    meta = {"title": doc.title, "source": doc.source, "characters": len(doc.text), **(doc.metadata or {})}
+    if doc.pages:
+        meta["pages"] = len(doc.pages)
+    return text, meta
+
+
+def _bad_note(bad: list[str]) -> str:
+    return f" Not URLs: {', '.join(bad[:3])}." if bad else ""

@@ -1,0 +1,69 @@
+"""What the notebook shares between users: settings, opened collections, the read-only switch.
+
+Built once in `app.main` and passed to the Blocks. Per-user data lives in `ui.state`, not here.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import threading
+from pathlib import Path
+
+from rag.errors import RagError
+from rag.settings import Settings
+
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._ -]+")
+
+
+class ReadOnlyError(RagError):
+    """A guest tried to change something in read-only (demo) mode."""
+
+
+class Runtime:
+    """Shared services for every session; opening a collection happens on first use."""
+
+    def __init__(self, settings: Settings, read_only: bool = False, max_upload_mb: int = 25):
+        self.settings = settings
+        self.read_only = read_only
+        self.max_upload_bytes = max_upload_mb * 1024 * 1024
+        self._collections: dict[str, object] = {}
+        self._lock = threading.Lock()
+
+    def require_writable(self, action: str) -> None:
+        """Refuse `action` in read-only mode, whatever the browser sent."""
+        if self.read_only:
+            raise ReadOnlyError(f"This notebook is read-only (demo mode): {action} is disabled.")
+
+    def collection(self, name: str):
+        """The named collection, opened (or created) once and shared; it is thread-safe."""
+        from rag.collection import Collection
+
+        name = (name or self.settings.collection).strip()
+        with self._lock:
+            if name not in self._collections:
+                self._collections[name] = Collection.open(self.settings, name, create=not self.read_only)
+            return self._collections[name]
+
+    def collection_names(self) -> list[str]:
+        from rag.collection import list_collections
+
+        return list_collections(self.settings)
+
+    def stash_upload(self, collection: str, temp_path: str) -> Path:
+        """Copy an upload to a stable place named after the file, so re-uploading it replaces it."""
+        src = Path(temp_path)
+        size = src.stat().st_size
+        if size > self.max_upload_bytes:
+            raise RagError(
+                f"{src.name} is {size / 1e6:.1f} MB; uploads are limited to "
+                f"{self.max_upload_bytes // (1024 * 1024)} MB."
+            )
+        # Collection names start with a letter or digit, so "_uploads" never collides with one.
+        folder = Path(self.settings.index_dir) / "_uploads" / collection
+        folder.mkdir(parents=True, exist_ok=True)
+        dest = folder / (_UNSAFE_NAME.sub("_", src.name).strip(" .") or "upload")
+        tmp = dest.with_name(dest.name + ".part")
+        shutil.copyfile(src, tmp)
+        tmp.replace(dest)
+        return dest

@@ -1,0 +1,38 @@
+"""Per-user state, kept in `gr.State` (one copy per browser session), never on a shared object."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+MAX_QUESTION_CHARS = 2000
+
+
+@dataclass
+class ChatSettings:
+    """What a user chose in the settings panel; applied to their Summarize, Chat and Compare."""
+
+    backend: str = "llamacpp"
+    model: str = ""
+    temperature: float = 0.2
+    max_tokens: int = 256
+    n_ctx: int = 2048
+    k: int = 4
+    mode: str = "hybrid"
+    template: str = ""
+
+
+@dataclass
+class Turn:
+    """One question and answer, with what went into the answer."""
+
+    question: str
+    standalone: str = ""
+    answer: str = ""
+    sources: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class Session:
+    collection: str = "default"
+    chat: ChatSettings = field(default_factory=ChatSettings)
+    turns: list[Turn] = field(default_factory=list)
