@@ -43,12 +43,21 @@ def decode_bytes(data: bytes, declared: str | None = None) -> str:
                 return data.decode(encoding)
             except (LookupError, UnicodeDecodeError):
                 continue
+    return data.decode(_detect_encoding(data), errors="replace")
+
+
+def _detect_encoding(data: bytes) -> str:
+    """charset-normalizer's guess, taking windows-1252 when it ties with the best (as browsers default)."""
     from charset_normalizer import from_bytes
 
-    best = from_bytes(data[:200_000]).best()
-    if best is not None and best.encoding:
-        return data.decode(best.encoding, errors="replace")
-    return data.decode("cp1252", errors="replace")
+    matches = from_bytes(data[:200_000])
+    best = matches.best()
+    if best is None:
+        return "cp1252"
+    tied = [m for m in matches if m.chaos <= best.chaos]
+    if any("cp1252" in m.could_be_from_charset for m in tied):
+        return "cp1252"
+    return best.encoding
 
 
 def decode_html(data: bytes, content_type: str | None = None) -> str:
