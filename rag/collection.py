@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import numpy as np
 
@@ -79,7 +79,7 @@ class Collection:
     @classmethod
     def open(cls, settings: Settings, name: str | None = None, create: bool = True) -> "Collection":
         """Open collection `name` (default: settings.collection), creating it when `create` is true."""
-        name = validate_collection_name(name or settings.collection)
+        name = validate_collection_name(settings.collection if name is None else name)
         path = Path(settings.index_dir) / name
         if (path / "manifest.json").exists() or not create:
             return cls(settings, Store(path, settings.embedding_model, None))
@@ -105,18 +105,25 @@ class Collection:
         """Load, chunk, embed and index `sources` (URLs, files, directories); failures are reported, not raised."""
         from rag.loaders import expand_sources
 
+        expanded = expand_sources(sources)
+        return self.add_documents(
+            (self._load(source, i, len(expanded), progress) for i, source in enumerate(expanded)),
+            progress, **overrides,
+        )
+
+    def add_documents(self, docs: Iterable[Document | SourceResult], progress: Progress = _no_progress,
+                      **overrides) -> IngestReport:
+        """Chunk, embed and index documents (failed loads pass through as results), in groups."""
         settings = self.settings.replace(**overrides) if overrides else self.settings
         split_document(Document("", ""), settings.chunk_size, settings.chunk_overlap)  # validate early
         started = time.perf_counter()
         report = IngestReport()
-        expanded = expand_sources(sources)
         pending: list[tuple[Document, list[Chunk], str]] = []
         with self.store.writer():
-            for i, source in enumerate(expanded):
-                loaded = self._load(source, settings, i, len(expanded), progress, report)
-                if loaded is not None:
-                    pending.append(loaded)
-                    progress("chunk", i + 1, len(expanded), source)
+            for item in docs:
+                prepared = self._prepare(item, settings, report, progress)
+                if prepared is not None:
+                    pending.append(prepared)
                 if sum(len(p[1]) for p in pending) >= EMBED_GROUP:
                     self._write(pending, settings, progress, report)
                     pending = []
@@ -125,25 +132,33 @@ class Collection:
         report.seconds = round(time.perf_counter() - started, 3)
         return report
 
-    def _load(self, source, settings, i, total, progress, report) -> tuple[Document, list[Chunk], str] | None:
+    def _load(self, source: str, i: int, total: int, progress: Progress) -> Document | SourceResult:
         from rag.loaders import load_source
 
         progress("fetch", i, total, source)
         try:
-            doc = load_source(source, settings)
+            doc = load_source(source, self.settings)
         except RagError as exc:
-            report.record(SourceResult(source, "failed", error=str(exc)))
-            return None
+            return SourceResult(source, "failed", error=str(exc))
         progress("extract", i + 1, total, source)
-        found = self.store.find(doc.source)
-        if found and found[1] == doc.content_hash:
-            report.record(SourceResult(doc.source, "unchanged", self.store.chunk_count(doc.source), doc.title))
+        return doc
+
+    def _prepare(self, item, settings: Settings, report: IngestReport,
+                 progress: Progress) -> tuple[Document, list[Chunk], str] | None:
+        """Chunks of a new or changed document; None (recorded in the report) when failed or unchanged."""
+        if isinstance(item, SourceResult):
+            report.record(item)
             return None
-        chunks = split_document(doc, settings.chunk_size, settings.chunk_overlap)
+        found = self.store.find(item.source)
+        if found and found[1] == item.content_hash:
+            report.record(SourceResult(item.source, "unchanged", self.store.chunk_count(item.source), item.title))
+            return None
+        chunks = split_document(item, settings.chunk_size, settings.chunk_overlap)
         if not chunks:
-            report.record(SourceResult(source, "failed", error=f"{source} has no text to index."))
+            report.record(SourceResult(item.source, "failed", error=f"{item.source} has no text to index."))
             return None
-        return doc, chunks, "replaced" if found else "added"
+        progress("chunk", len(chunks), len(chunks), item.source)
+        return item, chunks, "replaced" if found else "added"
 
     def _write(self, pending, settings, progress, report) -> None:
         texts = [c.text for _, chunks, _ in pending for c in chunks]

@@ -1,0 +1,186 @@
+"""The collection on disk with the real embedding model: dedupe, replace, delete, reopen, mismatch, crash."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from rag.chunking import split_document
+from rag.collection import Collection, list_collections
+from rag.documents import Document
+from rag.errors import RagError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CATS = Document("mem://cats", "Cats purr when they are content.\n\nA cat sleeps most of the day.", "Cats")
+FAISS_DOC = Document("mem://faiss", "FAISS searches dense vectors by inner product.", "FAISS")
+
+
+@pytest.fixture
+def coll(settings):
+    return Collection.open(settings)
+
+
+def test_add_search_and_report(coll):
+    report = coll.add_documents([CATS, FAISS_DOC], chunk_size=50)
+    assert (report.documents_added, report.chunks_added, report.errors) == (2, 3, [])
+    hits = coll.search("which animal purrs?", k=2, mode="dense")
+    assert hits[0].source == "mem://cats" and hits[0].text == "Cats purr when they are content."
+    assert hits[0].dense_score > hits[1].dense_score
+    assert CATS.text[hits[0].start : hits[0].end] == hits[0].text
+
+
+@pytest.mark.parametrize("mode", ["dense", "bm25", "hybrid"])
+def test_every_mode_finds_the_right_chunk_with_both_scores(coll, mode):
+    coll.add_documents([CATS, FAISS_DOC], chunk_size=50)
+    hits = coll.search("inner product vectors", k=3, mode=mode)
+    assert hits[0].source == "mem://faiss"
+    assert [h.rank for h in hits] == list(range(1, len(hits) + 1))
+    assert hits[0].bm25_score > 0
+    assert (hits[0].dense_score is None) == (mode == "bm25")
+
+
+def test_unchanged_source_adds_nothing_and_changed_source_replaces(coll):
+    coll.add_documents([CATS])
+    again = coll.add_documents([CATS])
+    assert (again.documents_added, again.documents_unchanged, again.chunks_added) == (0, 1, 0)
+    changed = Document(CATS.source, "Cats hunt mice at night.", "Cats")
+    report = coll.add_documents([changed])
+    assert report.documents_replaced == 1
+    assert [h.text for h in coll.search("purr", k=5, mode="bm25")] == []
+    assert coll.search("mice", k=5, mode="bm25")[0].text == "Cats hunt mice at night."
+    assert coll.store.count_chunks() == 1
+    assert coll.store.integrity_problems() == []
+
+
+def test_delete_removes_document_and_vectors(coll):
+    coll.add_documents([CATS, FAISS_DOC])
+    assert coll.delete("mem://cats") is True
+    assert coll.delete("mem://cats") is False
+    assert [d.source for d in coll.documents()] == ["mem://faiss"]
+    assert {h.source for h in coll.search("cats purr", k=5, mode="dense")} == {"mem://faiss"}
+    assert coll.store.integrity_problems() == []
+
+
+def test_reopen_from_disk_gives_the_same_results(settings, coll):
+    coll.add_documents([CATS, FAISS_DOC], chunk_size=50)
+    before = [h.to_dict() for h in coll.search("cat sleeps", k=3)]
+    coll.store.close()
+    reopened = Collection.open(settings)
+    assert [h.to_dict() for h in reopened.search("cat sleeps", k=3)] == before
+    assert [d.source for d in reopened.documents()] == ["mem://cats", "mem://faiss"]
+
+
+def test_stale_faiss_file_is_rebuilt_from_the_database(settings, coll):
+    coll.add_documents([CATS, FAISS_DOC])
+    coll.store.close()
+    for f in (settings.index_dir / "default").glob("faiss-*.index"):
+        f.unlink()
+    reopened = Collection.open(settings)
+    assert reopened.search("purr", k=1, mode="dense")[0].source == "mem://cats"
+    assert reopened.store.integrity_problems() == []
+
+
+def test_other_embedding_model_is_refused(settings, coll):
+    coll.add_documents([CATS])
+    with pytest.raises(RagError, match="was built with embedding model"):
+        Collection.open(settings.replace(embedding_model="intfloat/e5-small"))
+
+
+def test_collections_are_separate(settings):
+    Collection.open(settings, "alpha").add_documents([CATS])
+    Collection.open(settings, "beta").add_documents([FAISS_DOC])
+    assert list_collections(settings) == ["alpha", "beta"]
+    assert [d.source for d in Collection.open(settings, "beta").documents()] == ["mem://faiss"]
+
+
+@pytest.mark.parametrize("name", ["", "../up", "a/b", ".hidden", "x" * 65])
+def test_bad_collection_names_are_refused(settings, name):
+    with pytest.raises(RagError, match="Collection name"):
+        Collection.open(settings, name)
+
+
+def test_opening_a_missing_collection_for_reading_is_an_error(settings):
+    with pytest.raises(RagError, match="ingest something"):
+        Collection.open(settings, "nothing", create=False)
+    assert not (settings.index_dir / "nothing").exists()
+
+
+def test_document_text_and_pages_are_kept(coll):
+    doc = Document("mem://book", "first page\n\nsecond page", "Book", {"kind": "pdf"}, pages=[(1, 0), (2, 12)])
+    coll.add_documents([doc], chunk_size=12)
+    assert coll.document("mem://book") == doc
+    assert [h.page for h in sorted(coll.search("page", k=2, mode="bm25"), key=lambda h: h.start)] == [1, 2]
+    with pytest.raises(RagError, match="not in collection"):
+        coll.document("mem://none")
+
+
+CHILD = textwrap.dedent(
+    """
+    import sys, time
+    import rag.collection as c
+    from rag.documents import Document
+    from rag.settings import load_settings
+    c.EMBED_GROUP = 4  # write often, so the kill lands between and inside writes
+    coll = c.Collection.open(load_settings(environ={}, index_dir=sys.argv[1]))
+    coll.embedder.embed(["warm up"])
+    def docs():
+        for i in range(40):
+            yield Document(f"mem://doc{i}", " ".join(f"word{i}-{j}" for j in range(30 * (i % 5 + 1))), f"Doc {i}")
+    print("ready", flush=True)
+    coll.add_documents(docs(), chunk_size=50)
+    print("finished", flush=True)
+    """
+)
+
+
+def test_kill_during_ingest_leaves_whole_documents_only(settings, coll):
+    coll.add_documents([CATS])
+    coll.store.close()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for delay in (0.0, 0.4, 1.2):
+        child = subprocess.Popen([sys.executable, "-c", CHILD, str(settings.index_dir)], stdout=subprocess.PIPE,
+                                 text=True, env=env)
+        assert child.stdout.readline().strip() == "ready"
+        time.sleep(delay)
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+        reopened = Collection.open(settings)
+        assert reopened.store.integrity_problems() == []
+        docs = {d.source: d for d in reopened.documents()}
+        assert "mem://cats" in docs
+        for source, info in docs.items():
+            assert info.chunks == len(split_document(reopened.document(source), 50 if source != "mem://cats" else 500))
+        reopened.store.close()
+
+
+def test_second_writer_waits_then_is_refused(settings, coll):
+    coll.add_documents([CATS])
+    other = Collection.open(settings)
+    other.store.lock_timeout = 0.3
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl,sys,time; f=open(sys.argv[1],'a+'); fcntl.flock(f, fcntl.LOCK_EX); "
+         "print('locked', flush=True); time.sleep(30)", str(settings.index_dir / "default" / "lock")],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(RagError, match="being written by another process"):
+            other.add_documents([FAISS_DOC])
+    finally:
+        holder.kill()
+        holder.wait()
+    assert [d.source for d in other.documents()] == ["mem://cats"]
+    assert other.add_documents([FAISS_DOC]).documents_added == 1
+
+
+def test_manifest_records_model_and_dimension(settings, coll):
+    manifest = json.loads((settings.index_dir / "default" / "manifest.json").read_text())
+    assert manifest["embedding_model"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert manifest["dimension"] == 384 and manifest["format_version"] == 1
