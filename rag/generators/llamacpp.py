@@ -1,0 +1,91 @@
+"""The llama.cpp backend, through llama-cpp-python."""
+
+from __future__ import annotations
+
+import os
+from typing import Iterator
+
+from rag.errors import RagError
+from rag.generators.base import Generator, Message, StatsTimer
+
+
+class _TokenCounter:
+    """A stopping criterion that never stops: it counts sampled tokens, which the text stream hides."""
+
+    def __init__(self):
+        self.n = 0
+
+    def __call__(self, input_ids, logits) -> bool:
+        self.n += 1
+        return False
+
+
+def _completion_tokens(calls: int, max_tokens: int, finish: str, stops: tuple[str, ...]) -> int:
+    """Sampled tokens from the counter's calls: llama-cpp-python consults the criterion once more
+    after its loop, and an end-of-generation token is sampled but not part of the reply."""
+    n = min(calls - 1, max_tokens)
+    return max(0, n - 1) if finish == "stop" and not stops else max(0, n)
+
+
+class LlamaCppGenerator(Generator):
+    """A GGUF model in llama.cpp. The KV cache keeps the last prompt, so a prompt that starts the
+    same way as the previous one only evaluates its new tail."""
+
+    name = "llamacpp"
+
+    def __init__(self, model_path: str | os.PathLike, **kwargs):
+        super().__init__(model_path, **kwargs)
+        self._llm = None
+        try:
+            import llama_cpp
+        except ImportError:
+            raise RagError("The llamacpp backend needs llama-cpp-python; run `pip install llama-cpp-python`.") from None
+        self._lib = llama_cpp
+        try:
+            self._llm = llama_cpp.Llama(
+                model_path=str(self.model_path), n_ctx=self.n_ctx, n_batch=self.n_batch,
+                n_threads=self.n_threads, n_threads_batch=self.n_threads,
+                n_gpu_layers=self.n_gpu_layers, seed=self.defaults.seed, verbose=False)
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise RagError(f"llama.cpp could not load {self.model_path.name} ({str(exc)[:120]}); check that it "
+                           "is a complete GGUF model of an architecture this llama-cpp-python supports.") from None
+
+    @property
+    def context_size(self) -> int:
+        return self._model().n_ctx()
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._model().tokenize(text.encode("utf-8"), add_bos=True, special=True))
+
+    def stream(self, messages: list[Message], **params) -> Iterator[str]:
+        p = self.params(**params)
+        prompt = self.format_prompt(messages)
+        n_prompt = self.count_tokens(prompt)
+        max_tokens = self.reply_budget(n_prompt, p.max_tokens)
+        counter = _TokenCounter()
+        with self._lock:
+            timer, finish = StatsTimer(n_prompt), "cancelled"
+            try:
+                chunks = self._model().create_completion(
+                    prompt, max_tokens=max_tokens, temperature=p.temperature, top_p=p.top_p, top_k=p.top_k,
+                    min_p=0.0, repeat_penalty=p.repeat_penalty, seed=p.seed, stop=list(p.stop), stream=True,
+                    stopping_criteria=self._lib.StoppingCriteriaList([counter]))
+                for chunk in chunks:
+                    choice = chunk["choices"][0]
+                    if choice["text"]:
+                        timer.token()
+                        yield choice["text"]
+                    finish = choice.get("finish_reason") or finish
+            finally:
+                self.last_stats = timer.finish(_completion_tokens(counter.n, max_tokens, finish, p.stop), finish)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._llm is not None:
+                self._llm.close()
+                self._llm = None
+
+    def _model(self):
+        if self._llm is None:
+            raise RagError("This llama.cpp model was closed; load it again.")
+        return self._llm
