@@ -76,21 +76,16 @@ def resolve(host: str, port: int) -> list[AddrInfo]:
     return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
 
 
-def fetch_url(url: str, settings: Settings) -> FetchResult:
-    """Fetch `url` with the limits and address policy from `settings`."""
-    return fetch(url, timeout=settings.fetch_timeout, max_bytes=settings.max_fetch_bytes,
-                 max_redirects=settings.max_redirects, allow_private=settings.allow_private_urls)
-
-
-def fetch(url: str, *, timeout: float = 15.0, max_bytes: int = 20 * 1024 * 1024,
-          max_redirects: int = 5, allow_private: bool = False,
+def fetch(url: str, settings: Settings, *,
           is_allowed: Callable[[IPAddress], bool] = is_public_address,
           resolver: Callable[[str, int], list[AddrInfo]] = resolve) -> FetchResult:
-    """GET `url`, following redirects by hand so every hop passes the same checks.
+    """GET `url` within the settings' limits, following redirects by hand so every hop is checked.
 
-    `is_allowed` decides which addresses count as public when `allow_private` is False;
+    Unless `settings.allow_private_urls`, every address a host resolves to must pass `is_allowed`;
     `resolver` maps a host and port to getaddrinfo-style entries.
     """
+    timeout, max_bytes = settings.fetch_timeout, settings.max_fetch_bytes
+    max_redirects, allow_private = settings.max_redirects, settings.allow_private_urls
     deadline = time.monotonic() + timeout
     seen: list[str] = []
     current = url
