@@ -13,7 +13,10 @@ from datetime import datetime
 from typing import Iterable, Sequence
 from urllib.parse import urlparse
 
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|>~$])")
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|>~$])")
+# Line starts that Markdown would turn into a list item or a heading rule ("1." "-" "+" "=").
+_MD_LINE_START = re.compile(r"^(\s*)(\d+)([.)])|^(\s*)([-+=])", re.MULTILINE)
+_URL = re.compile(r"https?://[^\s<>\"'`\[\]]+")
 _WORD = re.compile(r"\w{2,}", re.UNICODE)
 _STOPWORDS = frozenset(
     "a an and are as at be by do for from has have how in is it its of on or that the this to was "
@@ -30,9 +33,23 @@ def escape_html(text: object) -> str:
 
 
 def escape_markdown(text: object) -> str:
-    """Text shown literally by a Markdown renderer: no HTML, links, images, emphasis or maths."""
-    escaped = html.escape("" if text is None else str(text), quote=False)
-    return _MD_SPECIAL.sub(r"\\\1", escaped)
+    """Text shown literally by a Markdown renderer: no HTML, images, emphasis, headings or maths.
+
+    http(s) URLs are left as they are (only HTML-escaped), so the renderer shows them as plain links.
+    """
+    text = "" if text is None else str(text)
+    out, cursor = [], 0
+    for match in _URL.finditer(text):
+        out.append(_escape_md_span(text[cursor : match.start()]))
+        out.append(html.escape(match.group(0), quote=False))
+        cursor = match.end()
+    out.append(_escape_md_span(text[cursor:]))
+    return "".join(out)
+
+
+def _escape_md_span(text: str) -> str:
+    escaped = _MD_SPECIAL.sub(r"\\\1", html.escape(text, quote=False))
+    return _MD_LINE_START.sub(lambda m: f"{m[1]}{m[2]}\\{m[3]}" if m[2] else f"{m[4]}\\{m[5]}", escaped)
 
 
 def safe_href(url: str) -> str | None:
@@ -80,7 +97,7 @@ def fmt_seconds(value: float | None) -> str:
 # ---------------------------------------------------------------- ingest
 
 
-_STATUS_ICON = {"added": "✅", "unchanged": "⏸️", "replaced": "🔄", "failed": "❌"}
+_STATUS_ICON = {"added": "✓", "unchanged": "=", "replaced": "↻", "failed": "✗"}
 
 
 def ingest_summary_md(report) -> str:
@@ -167,16 +184,22 @@ def hits_html(hits: Sequence, query: str) -> str:
 
 
 def scores_frame(hits: Sequence):
-    """Long-form table for the scores bar chart: one row per hit and retriever."""
+    """Table for the scores chart: one bar per hit and retriever, each scaled to its retriever's best.
+
+    The retrievers score on different scales (RRF, cosine, BM25), so bars show the share of the best
+    score of the same retriever; the raw score is in the tooltip and on the cards.
+    """
     import pandas as pd
 
     rows = []
-    for hit in hits:
-        label = f"#{hit.rank}"
-        for name, value in (("fused", hit.score), ("dense", hit.dense_score), ("bm25", hit.bm25_score)):
+    for name, attr in (("fused", "score"), ("dense", "dense_score"), ("bm25", "bm25_score")):
+        values = [getattr(h, attr) for h in hits]
+        best = max((v for v in values if v is not None), default=0) or 1.0
+        for hit, value in zip(hits, values):
             if value is not None:
-                rows.append({"hit": label, "retriever": name, "score": float(value)})
-    return pd.DataFrame(rows, columns=["hit", "retriever", "score"])
+                rows.append({"bar": f"#{hit.rank} {name}", "retriever": name,
+                             "relative": max(float(value), 0.0) / best, "score": round(float(value), 4)})
+    return pd.DataFrame(rows, columns=["bar", "retriever", "relative", "score"])
 
 
 def map_frame(projection: dict, hits: Sequence):

@@ -16,10 +16,21 @@ MODEL_GROUP = "model"
 MODES = ["hybrid", "dense", "bm25"]
 
 
+_LOGO = (
+    '<svg class="logo" width="30" height="30" viewBox="0 0 64 64" aria-hidden="true">'
+    '<rect x="2" y="2" width="60" height="60" rx="14" fill="#4f46e5"/>'
+    '<rect x="16" y="14" width="26" height="34" rx="3" fill="#fff"/>'
+    '<rect x="21" y="21" width="16" height="3" fill="#4f46e5"/><rect x="21" y="28" width="16" height="3" fill="#4f46e5"/>'
+    '<rect x="21" y="35" width="10" height="3" fill="#4f46e5"/>'
+    '<circle cx="44" cy="43" r="8" fill="none" stroke="#fde68a" stroke-width="4"/>'
+    '<line x1="50" y1="49" x2="56" y2="55" stroke="#fde68a" stroke-width="4" stroke-linecap="round"/></svg>'
+)
+
+
 def _header(runtime: Runtime) -> str:
     badge = '<span class="badge readonly">read-only demo</span>' if runtime.read_only else ""
     return (
-        '<div id="header"><h1>📚 local-rag notebook</h1>'
+        f'<div id="header">{_LOGO}<h1>local-rag notebook</h1>'
         '<span class="tagline">Chat with your documents — privately, on this machine.</span>'
         f"{badge}</div>"
     )
@@ -138,8 +149,11 @@ def _search_tab(search: Search, session, runtime: Runtime) -> None:
             with gr.Column(scale=3):
                 hits = gr.HTML(elem_id="hits")
             with gr.Column(scale=2):
-                bars = gr.BarPlot(x="hit", y="score", color="retriever", title="Scores per hit",
-                                  x_title="hit", y_title="score", height=240, elem_id="scores-chart")
+                bars = gr.BarPlot(x="bar", y="relative", color="retriever", title="Scores per hit",
+                                  x_title="hit and retriever", y_title="share of the retriever's best",
+                                  tooltip=["bar", "score"], y_lim=[0, 1], sort=None, x_label_angle=-40,
+                                  height=260, elem_id="scores-chart",
+                                  color_map={"fused": "#4f46e5", "dense": "#0ea5e9", "bm25": "#f59e0b"})
                 scatter = gr.ScatterPlot(x="x", y="y", color="kind", title="Map of the collection (PCA)",
                                          tooltip=["label", "kind"], height=300, elem_id="map-chart",
                                          color_map={"chunk": "#cbd5e1", "hit": "#4f46e5", "query": "#f59e0b"})

@@ -51,7 +51,7 @@ class Generation:
         if chosen.model:
             from rag.models import resolve_model
 
-            resolve_model(chosen.model, self.runtime.settings)
+            resolve_model(chosen.model, self.runtime.settings.models_dir)
 
     # -- chat bookkeeping --------------------------------------------------------------------------
 

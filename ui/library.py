@@ -81,8 +81,8 @@ class Library:
             chunk_size=int(chunk_size), chunk_overlap=int(chunk_overlap),
         )
         lines = [fmt.ingest_result_lines_md(report)]
-        lines += [f"- ❌ **failed** — {fmt.escape_markdown(b)}: not an http(s) URL" for b in bad]
-        lines += [f"- ❌ **failed** — {fmt.escape_markdown(r)}" for r in refused]
+        lines += [f"- ✗ **failed** — {fmt.escape_markdown(b)}: not an http(s) URL" for b in bad]
+        lines += [f"- ✗ **failed** — {fmt.escape_markdown(r)}" for r in refused]
         docs, table = self.documents_view(session)
         return fmt.ingest_summary_md(report), "\n".join(lines), docs, table
 
