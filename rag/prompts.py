@@ -1,0 +1,101 @@
+"""The recipe's prompts, and how retrieved chunks and chat history are written into them.
+
+Every template puts its fixed text and the retrieved context first and the question last, so a
+follow-up over the same context shares its whole beginning with the previous prompt and
+llama.cpp only evaluates the new tail.
+"""
+
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass
+
+from rag.errors import RagError
+
+QA_PROMPT = (
+    "Use the following pieces of context to answer the question at the end. If you don't know the "
+    "answer, just say that you don't know, don't try to make up an answer.\n\n"
+    "{context}\n\n"
+    "Question: {question}\n"
+    "Helpful Answer:"
+)
+
+CONDENSE_PROMPT = (
+    "Given the following conversation and a follow up question, rephrase the follow up question "
+    "to be a standalone question, in its original language.\n\n"
+    "Chat History:\n{chat_history}\n"
+    "Follow Up Input: {question}\n"
+    "Standalone question:"
+)
+
+SUMMARIZE_PROMPT = "Summarize the main themes in these retrieved docs: {docs}"
+
+MAP_PROMPT = (
+    "Write a concise summary of the following:\n\n"
+    "{text}\n\n"
+    "CONCISE SUMMARY:"
+)
+
+# The placeholders each template must contain.
+REQUIRED = {
+    "qa": {"context", "question"},
+    "condense": {"chat_history", "question"},
+    "summarize": {"docs"},
+    "map": {"text"},
+}
+
+
+@dataclass(frozen=True)
+class Prompts:
+    """The templates a chain uses; any of them can be replaced (check() validates a new one)."""
+
+    qa: str = QA_PROMPT
+    condense: str = CONDENSE_PROMPT
+    summarize: str = SUMMARIZE_PROMPT
+    map: str = MAP_PROMPT
+
+    def check(self) -> "Prompts":
+        for kind, required in REQUIRED.items():
+            check_template(getattr(self, kind), required, kind)
+        return self
+
+
+def placeholders(template: str) -> set[str]:
+    try:
+        return {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    except ValueError as exc:
+        raise RagError(f"The prompt template is malformed ({exc}); double any literal braces as {{{{ }}}}.") from None
+
+
+def check_template(template: str, required: set[str], kind: str = "prompt") -> None:
+    """RagError unless `template` uses exactly the required placeholders."""
+    found = placeholders(template)
+    missing, unknown = required - found, found - required
+    if missing or unknown:
+        problem = f"lacks {{{', '.join(sorted(missing))}}}" if missing else \
+            f"has unknown placeholder(s) {{{', '.join(sorted(unknown))}}}"
+        raise RagError(f"The {kind} prompt {problem}; it must use exactly "
+                       f"{', '.join('{' + r + '}' for r in sorted(required))}.")
+
+
+def render(template: str, **values: str) -> str:
+    """Fill a template; values are inserted literally (braces in documents are safe)."""
+    check_template(template, set(values))
+    return template.format(**values)
+
+
+def format_source(number: int, hit) -> str:
+    """One retrieved chunk as the model sees it: numbered so the answer can cite [n]."""
+    label = getattr(hit, "title", "") or getattr(hit, "source", "")
+    page = getattr(hit, "page", None)
+    where = f"{label}, page {page}" if page is not None else label
+    return f"[{number}] ({where})\n{hit.text.strip()}" if where else f"[{number}]\n{hit.text.strip()}"
+
+
+def join_sources(blocks: list[str]) -> str:
+    return "\n\n".join(blocks)
+
+
+def format_history(history: list[tuple[str, str]]) -> str:
+    """(question, answer) turns as the condense prompt's chat history."""
+    return "\n".join(f"Human: {q.strip()}\nAssistant: {a.strip()}" for q, a in history)

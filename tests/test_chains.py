@@ -1,0 +1,207 @@
+"""Chain logic with a scripted generator that records every prompt it is sent."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import asdict, dataclass
+
+import pytest
+
+from rag.chains import ChatChain, QAChain, SummarizeChain
+from rag.errors import RagError
+from rag.generators.base import GenerationParams, GenerationStats, Generator
+from rag.prompts import QA_PROMPT, Prompts
+
+
+@dataclass
+class Hit:
+    rank: int
+    score: float
+    source: str
+    text: str
+    title: str = ""
+    page: int | None = None
+    dense_score: float | None = None
+    bm25_score: float | None = None
+    start: int = 0
+    end: int = 0
+    chunk_id: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class ScriptedGenerator(Generator):
+    """One word is one token; replies come from a script (a list, or a function of the prompt)."""
+
+    name = "scripted"
+
+    def __init__(self, script, n_ctx: int = 200, max_tokens: int = 20):
+        self.script, self.n_ctx = script, n_ctx
+        self.defaults = GenerationParams(max_tokens=max_tokens)
+        self.last_stats = GenerationStats()
+        self._lock = threading.Lock()
+        self.prompts: list[str] = []
+        self.params_seen: list[dict] = []
+
+    def format_prompt(self, messages) -> str:
+        return "\n".join(f"{m['role']}: {m['content']}" for m in messages)
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    @property
+    def context_size(self) -> int:
+        return self.n_ctx
+
+    def stream(self, messages, **params):
+        prompt = self.format_prompt(messages)
+        self.prompts.append(prompt)
+        self.params_seen.append(params)
+        assert self.count_tokens(prompt) + params.get("max_tokens", self.defaults.max_tokens) <= self.n_ctx, \
+            "a chain sent a prompt that leaves no room for the reply"
+        reply = self.script(prompt) if callable(self.script) else self.script.pop(0)
+        words = reply.split(" ")
+        for i, w in enumerate(words):
+            yield w if i == 0 else " " + w
+        self.last_stats = GenerationStats(prompt_tokens=self.count_tokens(prompt), completion_tokens=len(words),
+                                          ttft_s=0.1, prompt_tps=10.0, gen_tps=5.0, finish_reason="stop")
+
+    def close(self) -> None:
+        pass
+
+
+def words(n: int, tag: str) -> str:
+    return " ".join(f"{tag}{i}" for i in range(n))
+
+
+class RecordingSearch:
+    def __init__(self, hits):
+        self.hits, self.queries = hits, []
+
+    def search(self, query, k, mode):
+        self.queries.append((query, k, mode))
+        return self.hits[:k]
+
+
+def test_qa_packs_chunks_by_token_budget_and_numbers_the_sources():
+    hits = [Hit(1, 0.9, "a.txt", words(40, "a")), Hit(2, 0.8, "b.txt", words(110, "b")),
+            Hit(3, 0.7, "c.txt", words(30, "c"), page=3)]
+    gen = ScriptedGenerator(["It is a0 [1]."], n_ctx=200, max_tokens=20)
+    search = RecordingSearch(hits)
+    answer = QAChain(search, gen, k=3, mode="bm25").ask("what is a0?")
+    assert "".join(answer) == "It is a0 [1]."
+    result = answer.result
+    assert search.queries == [("what is a0?", 3, "bm25")]
+    # b (110 words) does not fit beside a; c (30) still does, and is numbered 2.
+    assert [s["source"] for s in result.sources] == ["a.txt", "c.txt"]
+    assert [s["n"] for s in result.sources] == [1, 2]
+    assert "[1] (a.txt)" in result.prompt and "[2] (c.txt, page 3)" in result.prompt and "b0" not in result.prompt
+    assert result.prompt_tokens == gen.count_tokens(gen.prompts[0])
+    assert result.prompt_tokens + 20 <= 200
+    assert [h["score"] for h in result.retrieved] == [0.9, 0.8, 0.7]
+    assert set(result.timings) >= {"ttft_s", "prompt_tps", "gen_tps"}
+
+
+def test_qa_default_prompt_is_the_recipes_and_question_comes_last():
+    gen = ScriptedGenerator(lambda p: "ok", n_ctx=400)
+    chain = QAChain(RecordingSearch([Hit(1, 1.0, "a", words(10, "a"))]), gen)
+    first = chain.ask("first question?").run().prompt
+    second = chain.ask("another one?").run().prompt
+    assert first.startswith("Use the following pieces of context to answer the question at the end.")
+    assert first.endswith("Question: first question?\nHelpful Answer:")
+    prefix = first[:first.index("Question:")]
+    assert second.startswith(prefix)
+
+
+def test_qa_custom_prompt_is_used_and_a_bad_one_is_refused():
+    gen = ScriptedGenerator(lambda p: "ok", n_ctx=400)
+    custom = Prompts(qa="Context:\n{context}\nQ: {question}\nA:")
+    result = QAChain(lambda q, k, mode: [Hit(1, 1.0, "a", "alpha")], gen, prompts=custom).ask("q?").run()
+    assert result.prompt.startswith("Context:\n[1] (a)\nalpha")
+    with pytest.raises(RagError, match=r"lacks \{context\}"):
+        QAChain(lambda q, k, mode: [], gen, prompts=Prompts(qa="Just {question}"))
+
+
+def test_question_too_long_for_the_context_is_one_clear_error():
+    gen = ScriptedGenerator(lambda p: "never", n_ctx=100, max_tokens=20)
+    search = RecordingSearch([Hit(1, 1.0, "a", "alpha")])
+    with pytest.raises(RagError, match="exceeds the 100-token context") as err:
+        QAChain(search, gen).ask(words(90, "q"))
+    assert "\n" not in str(err.value)
+    assert gen.prompts == [] and search.queries == []
+
+
+def test_empty_question_is_refused():
+    with pytest.raises(RagError, match="empty"):
+        QAChain(RecordingSearch([]), ScriptedGenerator([])).ask("   ")
+
+
+def test_chat_condenses_follow_ups_and_retrieves_with_the_standalone_question():
+    gen = ScriptedGenerator(["Paris is the capital.", "What is the population of Paris?\nextra", "About 2 million."],
+                            n_ctx=400)
+    search = RecordingSearch([Hit(1, 1.0, "paris.txt", "Paris has about two million people.")])
+    chain = ChatChain(search, gen)
+    first = chain.ask("What is the capital of France?", []).run()
+    assert first.standalone_question == "What is the capital of France?" and len(gen.prompts) == 1
+    second = chain.ask("How many people live there?", [(first.question, first.answer)]).run()
+    condense_prompt = gen.prompts[1]
+    assert "Human: What is the capital of France?\nAssistant: Paris is the capital." in condense_prompt
+    assert condense_prompt.rstrip().endswith("Follow Up Input: How many people live there?\nStandalone question:")
+    assert second.standalone_question == "What is the population of Paris?"
+    assert second.question == "How many people live there?"
+    assert search.queries[-1][0] == "What is the population of Paris?"
+    assert gen.prompts[2].endswith("Question: What is the population of Paris?\nHelpful Answer:")
+
+
+def test_chat_drops_oldest_turns_when_history_is_too_long():
+    gen = ScriptedGenerator(["standalone q", "answer"], n_ctx=300, max_tokens=20)
+    history = [(words(30, f"q{i}_"), words(30, f"a{i}_")) for i in range(6)]
+    ChatChain(RecordingSearch([]), gen).ask("follow up?", history).run()
+    condense = gen.prompts[0]
+    assert "q5_0" in condense and "q0_0" not in condense
+    assert gen.count_tokens(condense) + ChatChain.condense_max_tokens <= 300
+
+
+def test_summarize_stuffs_when_it_fits():
+    gen = ScriptedGenerator(["Themes: a and b."], n_ctx=300)
+    hits = [Hit(1, 1.0, "a", words(20, "a")), Hit(2, 0.5, "b", words(20, "b"))]
+    result = SummarizeChain(RecordingSearch(hits), gen).summarize("themes").run()
+    assert result.strategy == "stuff" and len(gen.prompts) == 1
+    assert gen.prompts[0].startswith("user: Summarize the main themes in these retrieved docs:")
+    assert "a19" in gen.prompts[0] and "b19" in gen.prompts[0]
+    assert [s["n"] for s in result.sources] == [1, 2]
+
+
+def test_summarize_map_reduces_text_over_the_budget():
+    gen = ScriptedGenerator(lambda p: "summary" if "CONCISE SUMMARY" in p else "final themes", n_ctx=120,
+                            max_tokens=10)
+    docs = [("long.txt", words(400, "w"))]
+    chain = SummarizeChain(RecordingSearch([]), gen)
+    result = chain.summarize(documents=docs).run()
+    assert result.strategy == "map_reduce"
+    maps = [p for p in gen.prompts if "CONCISE SUMMARY" in p]
+    assert len(maps) == chain.map_calls >= 4
+    # every word reached some map prompt, and the final prompt holds the summaries, not the text
+    mapped = set(" ".join(maps).split())
+    assert {f"w{i}" for i in range(400)} <= mapped
+    assert "w0" not in result.prompt and "summary" in result.prompt
+    assert result.answer == "final themes"
+
+
+def test_summarize_nothing_is_an_error():
+    with pytest.raises(RagError, match="nothing to summarise"):
+        SummarizeChain(RecordingSearch([]), ScriptedGenerator([])).summarize("x")
+
+
+def test_budget_never_overflows_when_tokens_merge_across_blocks():
+    class MergingGenerator(ScriptedGenerator):
+        # Counting a joined prompt costs more than its parts: packing must re-check the whole.
+        def count_tokens(self, text: str) -> int:
+            return len(text.split()) + text.count("\n\n") * 3
+
+    gen = MergingGenerator(lambda p: "ok", n_ctx=150, max_tokens=20)
+    hits = [Hit(i, 1.0, f"s{i}", words(12, f"h{i}_")) for i in range(10)]
+    result = QAChain(RecordingSearch(hits), gen, k=10).ask("q?").run()
+    assert gen.count_tokens(gen.prompts[0]) + 20 <= 150
+    assert 0 < len(result.sources) < 10
