@@ -188,6 +188,8 @@ class StopScanner:
 
     def feed(self, piece: str) -> str:
         """Text that is safe to emit now; sets `stopped` once a stop string appears."""
+        if self.stopped:
+            return ""
         if not self.stops:
             return piece
         self.pending += piece

@@ -75,6 +75,8 @@ class GPT4AllGenerator(Generator):
                     timer.token()
                     if text := scanner.feed(piece):
                         yield text
+                    if scanner.stopped:
+                        break
                 if tail := scanner.flush():
                     yield tail
                 finish = "stop" if scanner.stopped or self._generated(n_prompt) < max_tokens else "length"

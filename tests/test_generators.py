@@ -1,0 +1,183 @@
+"""Both backends for real on a real GGUF model: contract tests parametrised over the adapters."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+
+import pytest
+
+from rag.errors import RagError
+from rag.generators import GeneratorPool, available_backends, get_generator
+from rag.models import read_header, rewrite_string_value
+from tests.conftest import shared_data
+
+BACKENDS = ["llamacpp", "gpt4all"]
+PROMPT = [{"role": "user", "content": "Once upon a time, there was a little girl"}]
+
+
+def _require(backend: str) -> None:
+    pytest.importorskip({"llamacpp": "llama_cpp", "gpt4all": "gpt4all"}[backend])
+
+
+@pytest.fixture(scope="module")
+def stories():
+    return shared_data("models", "stories260K.gguf")
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def gen(request, stories, tmp_path_factory):
+    _require(request.param)
+    from rag.settings import load_settings
+
+    settings = load_settings(environ={}, models_dir=tmp_path_factory.mktemp("models"), model=str(stories),
+                             n_ctx=256, n_threads=2, temperature=0.0, seed=42, max_tokens=24)
+    generator = get_generator(request.param, settings)
+    yield generator
+    generator.close()
+
+
+def test_registry_names_both_backends_and_rejects_others(settings):
+    assert available_backends() == BACKENDS
+    with pytest.raises(RagError, match="Unknown backend 'nope'; available: llamacpp, gpt4all"):
+        get_generator("nope", settings)
+
+
+def test_stream_yields_pieces_that_make_the_greedy_reply(gen):
+    pieces = list(gen.stream(PROMPT))
+    assert len(pieces) > 3 and all(isinstance(p, str) for p in pieces)
+    text = "".join(pieces)
+    assert text.strip()
+    assert gen.generate(PROMPT) == text  # temperature 0: the same reply twice
+    stats = gen.last_stats
+    assert stats.prompt_tokens == gen.count_tokens(gen.format_prompt(PROMPT))
+    assert 0 < stats.completion_tokens <= 24
+    assert stats.ttft_s > 0 and stats.gen_tps > 0
+
+
+def test_max_tokens_caps_the_reply(gen):
+    gen.generate(PROMPT, max_tokens=5)
+    assert gen.last_stats.completion_tokens == 5
+    assert gen.last_stats.finish_reason == "length"
+
+
+def test_stop_string_ends_the_reply_before_it(gen):
+    full = gen.generate(PROMPT)
+    words = full.split()
+    stop = " " + words[len(words) // 2]
+    cut = gen.generate(PROMPT, stop=[stop])
+    assert cut == full[:full.index(stop)]
+    assert gen.last_stats.finish_reason == "stop"
+
+
+def test_count_tokens_matches_what_the_backend_evaluates(gen):
+    if gen.name == "gpt4all":
+        for text in ["Once upon a time", "  two  spaces\n\nand lines", "Lily's cat, 42 times!"]:
+            assert gen.count_tokens(text) == gen._count_by_evaluation(text)
+    else:
+        tokens = gen._model().tokenize(b"Once upon a time", add_bos=True, special=True)
+        assert gen.count_tokens("Once upon a time") == len(tokens)
+    assert gen.count_tokens("") == 1  # SentencePiece vocab: BOS only
+    assert gen.count_tokens("Once upon a time there was") > gen.count_tokens("Once upon a time")
+
+
+def test_plain_template_for_a_model_without_one(gen):
+    prompt = gen.format_prompt([{"role": "system", "content": "Be brief."}, *PROMPT])
+    assert prompt == "Be brief.\n\nUser: Once upon a time, there was a little girl\nAssistant:"
+
+
+def test_bad_messages_and_parameters_are_clear_errors(gen):
+    with pytest.raises(RagError, match="No messages"):
+        gen.generate([])
+    with pytest.raises(RagError, match="Bad chat message"):
+        gen.generate([{"role": "robot", "content": "hi"}])
+    with pytest.raises(RagError, match="Unknown generation parameter"):
+        gen.generate(PROMPT, temprature=0.5)
+
+
+def test_prompt_longer_than_context_is_refused(gen):
+    with pytest.raises(RagError, match="more than the 256-token context"):
+        gen.generate([{"role": "user", "content": "word " * 400}])
+
+
+def test_calls_are_serialised(gen):
+    replies, errors = [], []
+
+    def ask():
+        try:
+            replies.append(gen.generate(PROMPT, max_tokens=8))
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=ask) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(set(replies)) == 1
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_close_then_reload_gives_the_same_reply(backend, stories, tmp_path):
+    _require(backend)
+    from rag.settings import load_settings
+
+    settings = load_settings(environ={}, models_dir=tmp_path, model=str(stories), n_ctx=256, n_threads=2,
+                             temperature=0.0, max_tokens=12)
+    first = get_generator(backend, settings)
+    reply = first.generate(PROMPT)
+    first.close()
+    with pytest.raises(RagError, match="closed"):
+        first.generate(PROMPT)
+    second = get_generator(backend, settings)
+    assert second.generate(PROMPT) == reply
+    second.close()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_pool_keeps_one_model_per_backend_and_closes_the_old_one(backend, stories, tmp_path):
+    _require(backend)
+    from rag.settings import load_settings
+
+    copy = tmp_path / "copy.gguf"
+    shutil.copy(stories, copy)
+    base = load_settings(environ={}, models_dir=tmp_path, model=str(stories), n_ctx=256, n_threads=2)
+    pool = GeneratorPool()
+    first = pool.get(base, backend)
+    assert pool.get(base.replace(temperature=0.7), backend) is first  # sampling changes need no reload
+    assert first.defaults.temperature == 0.7
+    second = pool.get(base.replace(model=str(copy)), backend)
+    assert second is not first and pool.loaded() == {backend: copy}
+    with pytest.raises(RagError, match="closed"):
+        first.generate(PROMPT)
+    pool.close()
+
+
+def _bad_files(stories, tmp_path):
+    text = tmp_path / "notes.gguf"
+    text.write_text("this is not a model\n")
+    truncated = tmp_path / "truncated.gguf"
+    truncated.write_bytes(stories.read_bytes()[: stories.stat().st_size // 2])
+    header_cut = tmp_path / "header_cut.gguf"
+    header_cut.write_bytes(stories.read_bytes()[:100])
+    unknown_arch = tmp_path / "unknown_arch.gguf"
+    rewrite_string_value(read_header(stories), "general.architecture", "nosucharch", unknown_arch)
+    return {
+        "missing": (tmp_path / "missing.gguf", "does not exist"),
+        "not gguf": (text, "is not a GGUF model file"),
+        "truncated": (truncated, "is truncated"),
+        "cut in header": (header_cut, "damaged GGUF file"),
+        "unloadable": (unknown_arch, "could not load"),
+    }
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_bad_model_files_are_one_sentence_errors(backend, stories, tmp_path):
+    _require(backend)
+    from rag.settings import load_settings
+
+    for label, (path, message) in _bad_files(stories, tmp_path).items():
+        settings = load_settings(environ={}, models_dir=tmp_path, model=str(path), n_ctx=256, n_threads=2)
+        with pytest.raises(RagError, match=message) as err:
+            get_generator(backend, settings)
+        assert "\n" not in str(err.value), label
