@@ -60,11 +60,15 @@ def _detect_encoding(data: bytes) -> str:
     return best.encoding
 
 
+def header_charset(content_type: str | None) -> str | None:
+    """The charset named in a Content-Type header value, if any."""
+    match = _HEADER_CHARSET.search(content_type or "")
+    return match.group(1) if match else None
+
+
 def decode_html(data: bytes, content_type: str | None = None) -> str:
     """Decode an HTML page, respecting the BOM, the Content-Type charset, then <meta charset>."""
-    declared = None
-    if content_type and (match := _HEADER_CHARSET.search(content_type)):
-        declared = match.group(1)
+    declared = header_charset(content_type)
     if bom_encoding(data) is None and declared is None and (match := _META_CHARSET.search(data[:8192])):
         declared = match.group(1).decode("ascii", "replace")
     return decode_bytes(data, declared)

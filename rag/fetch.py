@@ -11,6 +11,7 @@ import ipaddress
 import socket
 import ssl
 import time
+import zlib
 from dataclasses import dataclass, field
 from typing import Callable
 from urllib.parse import quote, urljoin, urlsplit
@@ -90,6 +91,8 @@ def fetch(url: str, settings: Settings, *,
     seen: list[str] = []
     current = url
     while True:
+        if time.monotonic() > deadline:
+            raise RagError(f"Timed out fetching {url}; try again later or raise the fetch timeout.")
         target = _parse(current)
         if target.url in seen:
             raise RagError(f"{url} redirects in a loop (back to {target.url}); use the final address directly.")
@@ -131,7 +134,7 @@ def _checked_addresses(target: _Target, allow_private: bool,
     """Resolve the host once and, unless private addresses are allowed, refuse any non-public one."""
     try:
         infos = resolver(target.host, target.port)
-    except (socket.gaierror, UnicodeError, OSError):
+    except (OSError, UnicodeError):  # socket.gaierror is an OSError
         raise RagError(f"Could not resolve the host of {target.url}; check the address and your network.") from None
     if not infos:
         raise RagError(f"Could not resolve the host of {target.url}; check the address and your network.")
@@ -158,7 +161,8 @@ def _request(target: _Target, addresses: list[AddrInfo], timeout: float, deadlin
             return response.status, headers, b""
         _check_status(target.url, response)
         _check_declared_length(target.url, headers, max_bytes)
-        return response.status, headers, _read_capped(target.url, response, deadline, max_bytes)
+        body = _read_capped(target.url, response, deadline, max_bytes)
+        return response.status, headers, _decompress(target.url, headers, body, max_bytes)
     except (TimeoutError, socket.timeout):
         raise RagError(f"Timed out fetching {target.url}; try again later or raise the fetch timeout.") from None
     except ssl.SSLError as exc:
@@ -196,7 +200,8 @@ def _wrap(target: _Target, sock: socket.socket, timeout: float) -> http.client.H
             sock = ssl.create_default_context().wrap_socket(sock, server_hostname=target.host)
         except (ssl.SSLError, ssl.CertificateError, OSError) as exc:
             sock.close()
-            raise RagError(f"Secure connection to {target.url} failed ({exc}); check the address.") from None
+            reason = getattr(exc, "reason", None) or exc
+            raise RagError(f"Secure connection to {target.url} failed ({reason}); check the address.") from None
     conn = http.client.HTTPConnection(target.host, target.port, timeout=timeout)
     conn.sock = sock  # already connected (and wrapped): http.client skips its own connect
     return conn
@@ -236,6 +241,23 @@ def _read_capped(url: str, response: http.client.HTTPResponse, deadline: float, 
             raise RagError(f"Timed out fetching {url}; try again later or raise the fetch timeout.")
         parts.append(piece)
     return b"".join(parts)
+
+
+def _decompress(url: str, headers: dict[str, str], body: bytes, max_bytes: int) -> bytes:
+    """Undo gzip or deflate, which some servers send despite being asked for identity."""
+    encoding = headers.get("content-encoding", "").strip().lower()
+    if encoding in ("", "identity"):
+        return body
+    if encoding not in ("gzip", "x-gzip", "deflate"):
+        raise RagError(f"{url} sent {encoding}-compressed content, which can't be read; try another address.")
+    try:
+        data = zlib.decompressobj(47).decompress(body, max_bytes + 1)  # 47: gzip or zlib header
+    except zlib.error:
+        raise RagError(f"{url} sent a damaged compressed body; try again later.") from None
+    if len(data) > max_bytes:
+        raise RagError(f"{url} is over the {max_bytes:,}-byte limit once decompressed; "
+                       "download it and load the file, or raise the limit.")
+    return data
 
 
 def _result(url: str, status: int, headers: dict[str, str], body: bytes) -> FetchResult:

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 from rag.documents import Document
 from rag.errors import RagError
-from rag.extract import decode_bytes, decode_html, extract_html, page_title
+from rag.extract import decode_bytes, decode_html, extract_html, header_charset, page_title
 from rag.settings import Settings
 
 KINDS = {".txt": "text", ".text": "text", ".md": "markdown", ".markdown": "markdown",
@@ -94,7 +94,7 @@ def _load_url(url: str, settings: Settings) -> Document:
     if page.kind == "pdf":
         doc = load_pdf(page.body, name)
     elif page.kind == "text":
-        doc = load_text(decode_bytes(page.body, _charset(page.content_type, page.headers)), name)
+        doc = load_text(decode_bytes(page.body, header_charset(page.headers.get("content-type"))), name)
     else:
         html = decode_html(page.body, page.headers.get("content-type"))
         doc = _html_document(html, page.final_url, name, settings)
@@ -103,15 +103,6 @@ def _load_url(url: str, settings: Settings) -> Document:
     doc.metadata.update({"kind": page.kind, "url": page.final_url, "size": len(page.body),
                          "content_type": page.content_type})
     return doc
-
-
-def _charset(content_type: str, headers: dict[str, str]) -> str | None:
-    header = headers.get("content-type", content_type)
-    for part in header.split(";")[1:]:
-        key, _, value = part.partition("=")
-        if key.strip().lower() == "charset":
-            return value.strip().strip("\"'")
-    return None
 
 
 # -- text and Markdown ----------------------------------------------------------------------------

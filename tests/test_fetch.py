@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import ipaddress
 import socket
 import threading
@@ -168,6 +169,19 @@ def test_pdf_and_plain_text_are_accepted(server, fetch_settings):
 def test_pdf_served_as_octet_stream_is_recognised_by_its_magic_bytes(server, fetch_settings):
     url = server.add("/file", b"%PDF-1.7\n...", content_type="application/octet-stream")
     assert fetch(url, fetch_settings).kind == "pdf"
+
+
+def test_gzip_body_sent_despite_identity_is_decompressed(server, fetch_settings):
+    url = server.add("/zipped", gzip.compress(ARTICLE.encode()),
+                     headers={"Content-Type": "text/html", "Content-Encoding": "gzip"})
+    assert fetch(url, fetch_settings).body == ARTICLE.encode()
+
+
+def test_compressed_body_is_capped_after_decompression(server, fetch_settings):
+    url = server.add("/bomb", gzip.compress(b"x" * 1_000_000),
+                     headers={"Content-Type": "text/plain", "Content-Encoding": "gzip"})
+    with pytest.raises(RagError, match="limit once decompressed"):
+        fetch(url, fetch_settings)
 
 
 # -- failures ----------------------------------------------------------------------------------------
