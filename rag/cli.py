@@ -69,12 +69,14 @@ def cmd_ingest(args) -> int:
     report = Collection.open(settings).ingest(args.sources, progress=_stderr_progress)
     if sys.stderr.isatty():
         print(file=sys.stderr)
+    for failure in report.errors:
+        print(f"error: {failure['error']}", file=sys.stderr)
     if args.json:
         _print_json(report.to_dict())
     else:
         for r in report.results:
-            detail = r.error if r.status == "failed" else f"{r.chunks} chunks  {r.title}"
-            print(f"{r.status:9} {r.source}  {detail}")
+            if r.status != "failed":
+                print(f"{r.status:9} {r.source}  {r.chunks} chunks  {r.title}")
         print(
             f"{report.documents_added} added, {report.documents_replaced} replaced, "
             f"{report.documents_unchanged} unchanged, {len(report.errors)} failed; "
