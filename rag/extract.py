@@ -37,7 +37,9 @@ def bom_encoding(data: bytes) -> str | None:
 
 def decode_bytes(data: bytes, declared: str | None = None) -> str:
     """Decode with the BOM, then the declared charset, then UTF-8, then detection (windows-1252 last)."""
-    for encoding in (bom_encoding(data), _normalise_label(declared), "utf-8"):
+    # NUL bytes never occur in UTF-8 text but fill UTF-16 without a BOM, so leave those to detection.
+    plain_utf8 = "utf-8" if b"\x00" not in data[:4096] else None
+    for encoding in (bom_encoding(data), _normalise_label(declared), plain_utf8):
         if encoding:
             try:
                 return data.decode(encoding)

@@ -89,6 +89,20 @@ def test_utf16_text_with_bom(tmp_path, settings):
     assert load_source(str(path), settings).text == "Grüße aus Köln\nzweite Zeile"
 
 
+def test_utf16_text_without_bom_is_detected(tmp_path, settings):
+    path = tmp_path / "wide-no-bom.txt"
+    text = "This is a test document to use for unit tests.\nSecond line with Grüße."
+    path.write_bytes(text.encode("utf-16-le"))
+    assert load_source(str(path), settings).text == text
+
+
+def test_binary_data_in_a_text_file_is_refused(tmp_path, settings):
+    path = tmp_path / "binary.txt"
+    path.write_bytes(bytes(range(256)) * 20)
+    with pytest.raises(RagError, match="binary.txt doesn't look like text"):
+        load_source(str(path), settings)
+
+
 def test_windows_1252_text(tmp_path, settings):
     text = "Ein “schönes” Café – die Straße kostet 5 €. L’été était très chaud."
     path = tmp_path / "legacy.txt"
