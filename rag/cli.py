@@ -31,14 +31,15 @@ def _print_json(data) -> None:
 
 
 def cmd_extract(args) -> int:
-    from rag.extract import document_json, extract_html
+    from rag.extract import decode_html, document_json, extract_html
     from rag.fetch import fetch
     from rag.loaders import is_url
 
     settings = settings_from_args(args)
     if is_url(args.source):
         page = fetch(args.source, settings)
-        doc = extract_html(page.body, args.url or page.final_url, settings.extractor)
+        html = decode_html(page.body, page.headers.get("content-type"))
+        doc = extract_html(html, args.url or page.final_url, settings.extractor)
     else:
         path = Path(args.source)
         try:
@@ -153,9 +154,13 @@ def cmd_docs(args) -> int:
 
 def cmd_delete(args) -> int:
     from rag.collection import Collection
+    from rag.loaders import is_url
 
     coll = Collection.open(settings_from_args(args), create=False)
-    if not coll.delete(args.source):
+    source = args.source
+    if not coll.store.find(source) and not is_url(source):
+        source = str(Path(source).expanduser().absolute())  # files are stored under their absolute path
+    if not coll.delete(source):
         raise RagError(f"{args.source!r} is not in collection {coll.name!r}; see `python -m rag docs`.")
     print(f"deleted {args.source}")
     return 0

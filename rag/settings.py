@@ -41,7 +41,7 @@ class Settings:
     max_fetch_bytes: int = 20 * 1024 * 1024
     max_redirects: int = 5
     allow_private_urls: bool = True
-    extractor: str = "trafilatura"
+    extractor: str = "auto"  # trafilatura, newspaper3k when it finds nothing (benchmarks/bench_extraction.py)
     # Generation
     backend: str = "llamacpp"
     model: str = ""
