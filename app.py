@@ -82,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--collection", help="collection selected at start (RAG_COLLECTION)")
     parser.add_argument("--backend", help="generation backend: llamacpp or gpt4all (RAG_BACKEND)")
     parser.add_argument("--model", help="generation model name or GGUF path (RAG_MODEL)")
+    parser.add_argument("--max-tokens", type=int, help="default answer length in tokens (RAG_MAX_TOKENS)")
     parser.add_argument(
         "--share", action="store_true", default=env("RAG_SHARE", "").lower() in _TRUE,
         help="also serve through a temporary public share link (RAG_SHARE=1)",
@@ -111,7 +112,9 @@ def configure(argv: list[str] | None = None, environ: dict | None = None) -> tup
     )
     if launch.max_upload_mb < 1:
         raise RagError(f"--max-upload-mb must be at least 1; got {launch.max_upload_mb}.")
-    overrides = dict(index_dir=args.index_dir, collection=args.collection, backend=args.backend, model=args.model)
+    max_tokens = args.max_tokens or (int(os.environ["RAG_MAX_TOKENS"]) if os.environ.get("RAG_MAX_TOKENS") else None)
+    overrides = dict(index_dir=args.index_dir, collection=args.collection, backend=args.backend, model=args.model,
+                     max_tokens=max_tokens)
     settings = load_settings(environ, **overrides)
     # Guests must not be able to make this machine fetch addresses on its own network.
     if launch.exposed and not args.allow_private_urls:

@@ -1,0 +1,230 @@
+"""The notebook driven as a person would: the real app in a subprocess, a real browser, real models.
+
+Needs Debian's chromium (`apt-get install chromium`) and the Playwright Python package; the
+browser is started from the system binary, so no `playwright install` download is needed.
+Set RAG_UPDATE_SCREENSHOTS=1 to copy the screenshots into assets/ for the README.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = shutil.which("chromium")
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]
+# Generous waits: the first ingest loads the embedding model and the first answer a chat model.
+SLOW_MS = 120_000
+
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium); the browser test needs it"
+)
+
+ARTICLE = """<!doctype html><html><head><title>The Lighthouse Keepers of Vardø</title></head><body>
+<nav>Home | About | Contact</nav>
+<article><h1>The Lighthouse Keepers of Vardø</h1>
+<p>Vardø lighthouse stands on a small island at the far north-eastern edge of Norway. For more than a
+century its keepers tended the lamp through the polar night, when the sun does not rise for two months.</p>
+<p>The keepers kept a logbook of every ship that passed. In the winter of 1923 the logbook records a storm
+that lasted eleven days, during which the keepers rationed paraffin and read aloud to each other.</p>
+<p>A visitor once wrote &lt;img src=x onerror="window.__pwned=1"&gt; in the guest book of the lighthouse.</p>
+<p>The lighthouse was automated in 1991. Today the station is a small museum.</p>
+</article></body></html>"""
+
+NOTES = """Notes on sourdough baking.
+
+A sourdough starter is a culture of wild yeast and lactic acid bacteria. Feed the starter with equal
+weights of flour and water every day.
+
+Bulk fermentation takes four to six hours at room temperature. The dough is ready when it has grown by half.
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("e2e")
+
+
+@pytest.fixture(scope="module")
+def site(workdir):
+    """A web page served by a local http.server on 127.0.0.1."""
+    root = workdir / "site"
+    root.mkdir()
+    (root / "lighthouse.html").write_text(ARTICLE, encoding="utf-8")
+    handler = functools.partial(QuietHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+class AppProcess:
+    """`python app.py` on a free port, with its index in the test's directory."""
+
+    def __init__(self, workdir: Path, *flags: str):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("RAG_", "GRADIO_"))}
+        env.update(GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1")
+        self.log = open(workdir / f"app-{self.port}.log", "w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "app.py", "--port", str(self.port), "--index-dir", str(workdir / "index"),
+             "--max-tokens", "24", *flags],
+            cwd=REPO, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+        )
+
+    def wait_ready(self, deadline_s: float = 120) -> None:
+        import urllib.request
+
+        end = time.monotonic() + deadline_s
+        while time.monotonic() < end:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"app exited with {self.proc.returncode}: {self.read_log()}")
+            try:
+                with urllib.request.urlopen(self.url, timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError(f"app did not answer on {self.url}: {self.read_log()}")
+
+    def read_log(self) -> str:
+        self.log.flush()
+        return Path(self.log.name).read_text()[-3000:]
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def app(workdir):
+    proc = AppProcess(workdir)
+    proc.wait_ready()
+    yield proc
+    proc.stop()
+
+
+class Shots:
+    """Screenshots into the test's directory, and into assets/ when asked to refresh them."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.update = os.environ.get("RAG_UPDATE_SCREENSHOTS") == "1"
+
+    def take(self, page, name: str) -> None:
+        path = self.folder / f"{name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        if self.update:
+            shutil.copyfile(path, REPO / "assets" / f"{name}.png")
+
+
+def open_tab(page, name: str) -> None:
+    page.get_by_role("tab", name=name).click()
+
+
+def text_of(page, selector: str) -> str:
+    return page.locator(selector).inner_text()
+
+
+def test_notebook_end_to_end(app, browser, site, workdir):
+    shots = Shots(workdir)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(SLOW_MS)
+    page.goto(app.url)
+    page.wait_for_selector("#header")
+
+    # Step 1: ingest a web page and an uploaded file, and see a line per source.
+    notes = workdir / "sourdough-notes.txt"
+    notes.write_text(NOTES, encoding="utf-8")
+    page.locator("#urls textarea").fill(f"{site}/lighthouse.html")
+    page.locator("#files input[type=file]").set_input_files(str(notes))
+    page.wait_for_selector("#files td.filename[aria-label='sourdough-notes.txt']")
+    page.locator("#ingest-btn").click()
+    page.wait_for_function("document.querySelector('#ingest-summary').innerText.includes('new splits')")
+    summary, results = text_of(page, "#ingest-summary"), text_of(page, "#ingest-results")
+    assert "2 added" in summary
+    assert "The Lighthouse Keepers of Vardø" in results and "sourdough-notes.txt" in results
+    page.wait_for_function("document.querySelector('#docs-note').innerText.includes('2 documents')")
+    assert "sourdough-notes.txt" in text_of(page, "#documents")
+    shots.take(page, "ingest")
+
+    # Step 2: search, and see scored hits with the query terms marked.
+    open_tab(page, "2 · Search")
+    page.locator("#search-query textarea").fill("lighthouse keepers storm")
+    page.locator("#search-btn").click()
+    page.wait_for_selector("#hits .hit")
+    first = page.locator("#hits .hit").first
+    assert "Lighthouse" in first.locator(".hit-title").inner_text()
+    assert first.locator(".score.fused").inner_text().replace(".", "").isdigit()
+    assert first.locator("mark").count() > 0
+    page.wait_for_selector("#map-chart canvas, #map-chart svg")
+
+    # Untrusted page text is shown as text, never run as markup.
+    page.locator("#search-query textarea").fill("visitor guest book")
+    page.locator("#search-btn").click()
+    page.wait_for_selector("#hits >> text=onerror")
+    assert page.evaluate("window.__pwned") is None
+    assert page.locator("#hits img").count() == 0
+    page.locator("#search-query textarea").fill("lighthouse keepers storm")
+    page.locator("#search-btn").click()
+    page.wait_for_selector("#hits .hit mark >> text=storm")
+    shots.take(page, "search")
+
+    page.close()
+
+
+def test_read_only_mode_refuses_ingest(browser, site, workdir, app):
+    guest = AppProcess(workdir, "--read-only")
+    try:
+        guest.wait_ready()
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.set_default_timeout(SLOW_MS)
+        page.goto(guest.url)
+        page.wait_for_selector("#header >> text=read-only")
+        assert page.locator("#ingest-btn").is_disabled()
+        assert page.locator("#urls textarea").is_disabled()
+        # A guest who re-enables the button in the page is still refused by the server.
+        page.evaluate("document.querySelector('#ingest-btn').disabled = false")
+        page.locator("#ingest-btn").click(force=True)
+        page.wait_for_selector("text=read-only (demo mode): ingesting is disabled")
+        page.close()
+    finally:
+        guest.stop()
