@@ -7,10 +7,12 @@ the vectors in SQLite. A process killed at any point therefore leaves whole docu
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
 import re
+import secrets
 import sqlite3
 import threading
 import time
@@ -107,12 +109,39 @@ def keyword_query(text: str) -> str:
 
 
 def _write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    # A temp name of its own, so two processes creating the same collection don't rename each other's file.
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        with open(tmp, "x", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=2)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+_READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+def storage_error(path: Path, exc: BaseException) -> RagError:
+    """A RagError saying why writing to the collection at `path` failed: full disk, read-only, or other."""
+    code = getattr(exc, "errno", None)
+    if isinstance(exc, sqlite3.Error):
+        code = {"SQLITE_FULL": errno.ENOSPC, "SQLITE_READONLY": errno.EROFS, "SQLITE_CANTOPEN": errno.EACCES,
+                "SQLITE_PERM": errno.EPERM}.get(getattr(exc, "sqlite_errorname", ""), code)
+    elif "No space left" in str(exc):  # FAISS reports write errors as RuntimeError with strerror's text
+        code = errno.ENOSPC
+    if code in _FULL:
+        return RagError(f"The disk holding {path} is full; free some space and try again "
+                        "(the collection keeps every document that finished before this one).")
+    if code in _READ_ONLY:
+        return RagError(f"The collection at {path} cannot be written (read-only or no permission); "
+                        "use a writable --index or fix its permissions.")
+    return RagError(f"Writing the collection at {path} failed ({exc}); check the disk and try again "
+                    "(the collection keeps every document that finished before this one).")
 
 
 class Store:
@@ -135,16 +164,19 @@ class Store:
 
     def _check_manifest(self) -> None:
         manifest = self.path / "manifest.json"
-        try:
-            if not manifest.exists():
-                if self.dimension is None:
-                    raise RagError(f"There is no collection at {self.path}; ingest something into it first.")
+        if not manifest.exists():
+            if self.dimension is None:
+                raise RagError(f"There is no collection at {self.path}; ingest something into it first.")
+            try:
                 self.path.mkdir(parents=True, exist_ok=True)
                 _write_json_atomic(manifest, self._manifest())
-                return
+            except OSError as exc:
+                raise storage_error(self.path, exc) from None
+            return
+        try:
             found = json.loads(manifest.read_text(encoding="utf-8"))
         except PermissionError as exc:
-            raise RagError(f"Cannot write the index directory {self.path}: {exc.strerror}; choose a writable --index.")
+            raise RagError(f"Cannot read the index directory {self.path}: {exc.strerror}; check its permissions.")
         except (OSError, ValueError) as exc:
             raise RagError(f"The manifest of {self.path} cannot be read ({exc}); move that directory aside and re-ingest.")
         if found.get("format_version") != FORMAT_VERSION:
@@ -172,12 +204,14 @@ class Store:
     def _connect(self) -> sqlite3.Connection:
         try:
             db = sqlite3.connect(self.path / "store.sqlite", check_same_thread=False, isolation_level=None)
+            db.execute("PRAGMA busy_timeout=30000")  # first, so a second process opening at once waits
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a killed process loses nothing committed
             db.execute("PRAGMA foreign_keys=ON")
-            db.execute("PRAGMA busy_timeout=30000")
             db.executescript(_SCHEMA)
         except sqlite3.DatabaseError as exc:
+            if getattr(exc, "sqlite_errorname", "") in ("SQLITE_FULL", "SQLITE_READONLY", "SQLITE_CANTOPEN"):
+                raise storage_error(self.path, exc) from None
             raise RagError(f"The database in {self.path} cannot be opened ({exc}); check permissions and free disk space.")
         return db
 
@@ -201,7 +235,10 @@ class Store:
         if self._index is not None and self._index_generation == generation:
             return self._index
         file = self._index_file(generation)
-        index = faiss.read_index(str(file)) if file.exists() else None
+        try:
+            index = faiss.read_index(str(file)) if file.exists() else None
+        except RuntimeError:  # a damaged cache file (a disk fault, say): the database has everything
+            index = None
         if index is None or index.ntotal != self.count_chunks():
             index = self._rebuild_index()
         self._index, self._index_generation = index, generation
@@ -225,8 +262,17 @@ class Store:
         generation = self.generation()
         target = self._index_file(generation)
         tmp = target.with_name(target.name + ".tmp")
-        faiss.write_index(self._index, str(tmp))
-        os.replace(tmp, target)
+        try:
+            faiss.write_index(self._index, str(tmp))
+            os.replace(tmp, target)
+        except (OSError, RuntimeError) as exc:  # faiss raises RuntimeError for I/O errors
+            tmp.unlink(missing_ok=True)
+            # The database is already committed; the next open rebuilds this cache from it.
+            found = re.search(r"\(([^()]+)\)\s*$", str(exc))  # faiss ends its message with strerror's text
+            reason = getattr(exc, "strerror", None) or (found.group(1) if found else str(exc))
+            raise RagError(f"The documents are saved, but the search cache in {self.path} could not be written "
+                           f"({reason}); it is rebuilt from the database when the collection is next opened, "
+                           "once the disk has space and is writable.") from None
         self._dirty = False
         for old in self.path.glob("faiss-*.index"):
             if old != target:
@@ -237,7 +283,7 @@ class Store:
     @contextmanager
     def writer(self) -> Iterator["Store"]:
         """Hold the collection's writer lock (threads and processes) for a batch of changes."""
-        with self._lock, open(self.path / "lock", "a+") as fh:
+        with self._lock, self._open_lock_file() as fh:
             deadline = time.monotonic() + self.lock_timeout
             while True:
                 try:
@@ -260,6 +306,28 @@ class Store:
                 finally:
                     fcntl.flock(fh, fcntl.LOCK_UN)
 
+    def _open_lock_file(self):
+        try:
+            return open(self.path / "lock", "a+")
+        except OSError as exc:
+            raise storage_error(self.path, exc) from None
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE … COMMIT; on failure roll back and turn database errors into a RagError."""
+        db = self._db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            yield db
+            db.execute("COMMIT")
+        except BaseException as exc:
+            # SQLite has already rolled back after some errors (a full disk among them).
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            if isinstance(exc, (sqlite3.Error, OSError)):
+                raise storage_error(self.path, exc) from None
+            raise
+
     def _bump(self) -> None:
         self._db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key='generation'")
 
@@ -273,9 +341,7 @@ class Store:
         if len(chunks) != len(vectors):
             raise ValueError("one vector per chunk is required")
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        db = self._db
-        try:
-            db.execute("BEGIN IMMEDIATE")
+        with self._transaction() as db:
             old_ids = self._delete_rows(doc.source)
             cur = db.execute(
                 "INSERT INTO documents(source, content_hash, title, metadata, pages, text, added_at) "
@@ -292,26 +358,16 @@ class Store:
                 )
                 new_ids.append(cur.lastrowid)
             self._bump()
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
         self._apply_to_index(old_ids, np.array(new_ids, dtype=np.int64), vectors)
         return len(new_ids)
 
     def delete_document(self, source: str) -> bool:
         """Remove `source` and its chunks; must hold writer(). False when it was not there."""
-        db = self._db
-        try:
-            db.execute("BEGIN IMMEDIATE")
+        with self._transaction():
             old_ids = self._delete_rows(source)
             found = old_ids is not None
             if found:
                 self._bump()
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
         if found:
             self._apply_to_index(old_ids, np.zeros(0, dtype=np.int64), np.zeros((0, self.dimension), np.float32))
         return found
