@@ -223,17 +223,26 @@ def map_frame(projection: dict, hits: Sequence):
 # ---------------------------------------------------------------- answers and sources
 
 
-def sources_md(hits: Sequence) -> str:
-    """Numbered sources, each expandable to its chunk text, with scores."""
+def _field(item, name: str):
+    return item.get(name) if isinstance(item, dict) else getattr(item, name, None)
+
+
+def sources_md(sources: Sequence) -> str:
+    """Numbered sources (hits or their dicts), each expandable to its chunk text, with scores."""
     blocks = []
-    for i, hit in enumerate(hits, start=1):
-        where = escape_html(hit.source) + (f", page {int(hit.page)}" if hit.page is not None else "")
-        summary = (
-            f"[{i}] {escape_html(hit.title or '(untitled)')} — {where} "
-            f"(score {fmt_score(hit.score)}; dense {fmt_score(hit.dense_score)}, bm25 {fmt_score(hit.bm25_score)})"
-        )
-        blocks.append(f"<details><summary>{summary}</summary>\n\n{escape_markdown(hit.text)}\n\n</details>")
-    return "\n".join(blocks) or "_No sources were retrieved._"
+    for i, src in enumerate(sources, start=1):
+        number = _field(src, "n") or i
+        page = _field(src, "page")
+        where = escape_html(_field(src, "source")) + (f", page {int(page)}" if page is not None else "")
+        title = escape_html(_field(src, "title") or "(untitled)")
+        scores = ""
+        if _field(src, "score") is not None:
+            scores = (f" · score {fmt_score(_field(src, 'score'))} (dense {fmt_score(_field(src, 'dense_score'))},"
+                      f" bm25 {fmt_score(_field(src, 'bm25_score'))})")
+        text = _field(src, "text")
+        body = f"\n\n{escape_markdown(text)}\n\n" if text else ""
+        blocks.append(f"<details><summary>[{number}] {title} — {where}{scores}</summary>{body}</details>")
+    return "\n".join(blocks) or "_No sources went into the prompt._"
 
 
 def token_usage_md(prompt_tokens: int | None, n_ctx: int | None, completion_tokens: int | None = None) -> str:

@@ -171,16 +171,14 @@ def _summarize_tab(gen: Generation, session):
                                    elem_id="summary-query")
                 docs = gr.Dropdown(label="Documents", multiselect=True, choices=[], elem_id="summary-docs")
             with gr.Column(scale=1):
-                strategy = gr.Radio(["auto", "stuff", "map-reduce"], value="auto", label="Strategy")
-                with gr.Row():
-                    go = gr.Button("Summarize", variant="primary", elem_id="summarize-btn")
-                    stop = gr.Button("Stop", variant="stop")
+                go = gr.Button("Summarize", variant="primary", elem_id="summarize-btn")
+                stop = gr.Button("Stop", variant="stop")
         info = gr.Markdown(elem_classes=["step-out"], elem_id="summary-info")
         with gr.Row():
             output = gr.Markdown(label="Summary", elem_id="summary", container=True, min_height=120)
             with gr.Accordion("Chunks that went in", open=False):
                 inputs_md = gr.Markdown(elem_id="summary-chunks")
-    event = go.click(gen.summarize, [query, docs, strategy, session], [info, inputs_md, output],
+    event = go.click(gen.summarize, [query, docs, session], [info, inputs_md, output],
                      concurrency_id=MODEL_GROUP, concurrency_limit=1)
     stop.click(None, cancels=[event])
     return docs
@@ -195,7 +193,7 @@ def _chat_tab(gen: Generation, session, runtime: Runtime, writable: bool) -> Non
         with gr.Row():
             with gr.Column(scale=3):
                 chatbot = gr.Chatbot(
-                    elem_id="chatbot", height=460, layout="panel", sanitize_html=True, allow_tags=False,
+                    elem_id="chatbot", height=460, layout="panel", show_label=False, sanitize_html=True, allow_tags=False,
                     latex_delimiters=[], buttons=["copy"], feedback_options=None,
                     placeholder="Ask a question about the documents in your collection.",
                 )
@@ -234,9 +232,11 @@ def _chat_tab(gen: Generation, session, runtime: Runtime, writable: bool) -> Non
                     apply = gr.Button("Apply settings", interactive=writable, elem_id="apply-settings")
                     applied = gr.Markdown(elem_id="settings-applied")
     outputs = [chatbot, status, standalone, prompt, usage, timings, session]
-    event = gr.on([send.click, question.submit], gen.chat, [question, session], outputs,
-                  concurrency_id=MODEL_GROUP, concurrency_limit=1)
-    event.then(lambda: "", None, question, show_progress="hidden")
+    asked = gr.State("")
+    # The question box empties at once; the queued answer then streams into the chat.
+    event = gr.on([send.click, question.submit], lambda q: ("", q), question, [question, asked], queue=False,
+                  show_progress="hidden").then(gen.chat, [asked, session], outputs,
+                                              concurrency_id=MODEL_GROUP, concurrency_limit=1)
     stop.click(None, cancels=[event])
     clear.click(gen.clear, session, [chatbot, status, standalone, prompt, usage, timings, session], cancels=[event])
     export.click(gen.export, session, export_file)

@@ -29,6 +29,7 @@ class Runtime:
         self.max_upload_bytes = max_upload_mb * 1024 * 1024
         self._collections: dict[str, object] = {}
         self._lock = threading.Lock()
+        self._pool = None
 
     def require_writable(self, action: str) -> None:
         """Refuse `action` in read-only mode, whatever the browser sent."""
@@ -44,6 +45,28 @@ class Runtime:
             if name not in self._collections:
                 self._collections[name] = Collection.open(self.settings, name, create=not self.read_only)
             return self._collections[name]
+
+    def existing_collection(self, name: str):
+        """The named collection when it holds something, else a readable error pointing at step 1."""
+        if name not in self.collection_names():
+            raise RagError(f"Collection {name!r} is empty; ingest something in step 1 first.")
+        return self.collection(name)
+
+    def generator(self, chat, backend: str | None = None):
+        """The model `chat` (a ChatSettings) asks for, loaded on first use; one per backend is kept."""
+        from rag.generators import GeneratorPool
+
+        with self._lock:
+            if self._pool is None:
+                self._pool = GeneratorPool()
+        settings = self.settings.replace(
+            backend=backend or chat.backend, model=chat.model, temperature=chat.temperature,
+            max_tokens=chat.max_tokens, n_ctx=chat.n_ctx,
+        )
+        return self._pool.get(settings)
+
+    def is_loaded(self, backend: str) -> bool:
+        return self._pool is not None and backend in self._pool.loaded()
 
     def collection_names(self) -> list[str]:
         from rag.collection import list_collections
