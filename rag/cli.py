@@ -219,12 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_index_args(p)
     p.set_defaults(func=cmd_collections)
 
-    try:
-        from rag.cli_generate import register
-    except ImportError:
-        pass
-    else:
-        register(sub)
+    from rag.cli_generate import register
+
+    register(sub)
     return parser
 
 
