@@ -208,7 +208,60 @@ def test_notebook_end_to_end(app, browser, site, workdir):
     page.wait_for_selector("#hits .hit mark >> text=storm")
     shots.take(page, "search")
 
+    # Step 4: ask, watch the answer stream in, and see its numbered sources.
+    open_tab(page, "4 · Chat")
+    watch_stream(page)
+    ask(page, "What did the keepers do during the storm?", "llamacpp")
+    assert page.evaluate("window.__partials.size") >= 2, "the answer did not arrive in pieces"
+    chat = text_of(page, "#chatbot")
+    assert "Sources (" in chat
+    page.locator("#chatbot .thought").last.click()
+    page.wait_for_selector("#chatbot details summary >> text=[1]")
+    page.locator("#prompt-inspector").click()
+    assert "Question: What did the keepers do during the storm?" in page.locator("#prompt textarea").input_value()
+    assert "tokens/s" in text_of(page, "#timings") or "time to first token" in text_of(page, "#timings")
+    shots.take(page, "chat")
+
+    # Switch the backend in the settings panel and ask a follow-up.
+    page.locator("#settings").click()
+    page.locator("#backend input").click()
+    page.get_by_role("option", name="gpt4all").click()
+    page.locator("#apply-settings").click()
+    page.wait_for_selector("#settings-applied >> text=gpt4all")
+    ask(page, "When was the lighthouse automated?", "gpt4all")
+    assert "Standalone question" in text_of(page, "#standalone")
+
+    # Export the conversation with its sources.
+    page.locator("#export-btn").click()
+    page.wait_for_selector("#export-file td.filename[aria-label='conversation.md']")
+
+    # Step 5: the same question answered by both backends side by side.
+    open_tab(page, "5 · Compare")
+    page.locator("#compare-question textarea").fill("How long did the storm last?")
+    page.locator("#compare-btn").click()
+    page.wait_for_function(
+        "['llamacpp', 'gpt4all'].every(b => document.querySelector(`#compare-${b}-timings`).innerText.includes('total'))"
+    )
+    shots.take(page, "compare")
     page.close()
+
+
+def watch_stream(page) -> None:
+    """Record every distinct chat text shown while an answer is being written."""
+    page.evaluate("""() => {
+        window.__partials = new Set();
+        const chat = document.querySelector('#chatbot');
+        new MutationObserver(() => {
+            const status = document.querySelector('#chat-status').innerText;
+            if (status.includes('Answering with')) window.__partials.add(chat.innerText);
+        }).observe(chat, {subtree: true, childList: true, characterData: true});
+    }""")
+
+
+def ask(page, question: str, backend: str) -> None:
+    page.locator("#question textarea").fill(question)
+    page.locator("#send-btn").click()
+    page.wait_for_selector(f"#chat-status >> text=Answered by {backend}")
 
 
 def test_read_only_mode_refuses_ingest(browser, site, workdir, app):

@@ -209,7 +209,7 @@ def _chat_tab(gen: Generation, session, runtime: Runtime, writable: bool) -> Non
             with gr.Column(scale=2):
                 status = gr.Markdown(elem_classes=["step-out"], elem_id="chat-status")
                 standalone = gr.Markdown(label="Standalone question", elem_id="standalone")
-                with gr.Accordion("Prompt inspector", open=False, elem_classes=["inspector"]):
+                with gr.Accordion("Prompt inspector", open=False, elem_classes=["inspector"], elem_id="prompt-inspector"):
                     usage = gr.Markdown(elem_id="prompt-usage")
                     timings = gr.Markdown(elem_classes=["timings"], elem_id="timings")
                     prompt = gr.Textbox(label="Exact prompt sent", lines=12, max_lines=30, interactive=False,
