@@ -52,6 +52,16 @@ def _escape_md_span(text: str) -> str:
     return _MD_LINE_START.sub(lambda m: f"{m[1]}{m[2]}\\{m[3]}" if m[2] else f"{m[4]}\\{m[5]}", escaped)
 
 
+_UPLOAD = re.compile(r"^.*[/\\]_uploads[/\\][^/\\]+[/\\]")
+UPLOAD_PREFIX = "upload: "
+
+
+def display_source(source: str) -> str:
+    """A source as people read it: uploads by their file name, not the server folder they sit in."""
+    source = source or ""
+    return source if "://" in source else _UPLOAD.sub(UPLOAD_PREFIX, source)
+
+
 def safe_href(url: str) -> str | None:
     """The URL if it is an http(s) link, else None (no javascript:, data: or file: links)."""
     try:
@@ -120,8 +130,8 @@ def ingest_result_lines_md(report) -> str:
     lines = []
     for result in report.results:
         icon = _STATUS_ICON.get(result.status, "•")
-        name = escape_markdown(result.title or result.source)
-        source = escape_markdown(result.source)
+        name = escape_markdown(result.title or display_source(result.source))
+        source = escape_markdown(display_source(result.source))
         if result.status == "failed":
             lines.append(f"- {icon} **failed** — {source}: {escape_markdown(result.error)}")
         else:
@@ -137,7 +147,7 @@ def documents_rows(documents: Iterable) -> list[list]:
         added = getattr(doc, "added_at", None)
         if isinstance(added, (int, float)):
             added = datetime.fromtimestamp(added).strftime("%Y-%m-%d %H:%M")
-        rows.append([doc.title or "(untitled)", doc.source, int(doc.chunks), str(added or "")])
+        rows.append([doc.title or "(untitled)", display_source(doc.source), int(doc.chunks), str(added or "")])
     return rows
 
 
@@ -149,7 +159,7 @@ DOCUMENT_HEADERS = ["Title", "Source", "Splits", "Added"]
 
 def _source_html(source: str, page: int | None) -> str:
     href = safe_href(source)
-    label = escape_html(source)
+    label = escape_html(display_source(source))
     link = (
         f'<a href="{escape_html(href)}" target="_blank" rel="noopener noreferrer nofollow">{label}</a>'
         if href
@@ -233,7 +243,7 @@ def sources_md(sources: Sequence) -> str:
     for i, src in enumerate(sources, start=1):
         number = _field(src, "n") or i
         page = _field(src, "page")
-        where = escape_html(_field(src, "source")) + (f", page {int(page)}" if page is not None else "")
+        where = escape_html(display_source(_field(src, "source"))) + (f", page {int(page)}" if page is not None else "")
         title = escape_html(_field(src, "title") or "(untitled)")
         scores = ""
         if _field(src, "score") is not None:
@@ -279,7 +289,8 @@ def export_markdown(turns: Sequence[dict], collection: str) -> str:
         out += [turn.get("answer", ""), "", "**Sources**", ""]
         for i, src in enumerate(turn.get("sources", []), start=1):
             page = f", page {src['page']}" if src.get("page") is not None else ""
-            out.append(f"{i}. {src.get('title') or '(untitled)'} — {src['source']}{page} (score {fmt_score(src.get('score'))})")
+            out.append(f"{i}. {src.get('title') or '(untitled)'} — {display_source(src['source'])}{page} "
+                       f"(score {fmt_score(src.get('score'))})")
             quoted = "\n".join("   > " + line for line in str(src.get("text", "")).splitlines())
             out += [quoted, ""]
         out.append("")

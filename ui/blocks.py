@@ -60,7 +60,7 @@ def build_app(runtime: Runtime) -> gr.Blocks:
             )
             docs_note = gr.Markdown(elem_classes=["step-out"], elem_id="docs-note")
 
-        with gr.Tabs():
+        with gr.Tabs(overflow_behavior="wrap"):
             ingest_tab = _ingest_tab(library, session, collection, docs_note, writable)
             _search_tab(search, session, runtime)
             summary_docs = _summarize_tab(gen, session)

@@ -103,9 +103,15 @@ class Library:
     def select_document(self, rows, session: Session, evt: gr.SelectData):
         """Selecting a row of the table shows that document's extracted text and metadata."""
         row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
-        source = _row_source(rows, row)
-        doc = self.runtime.collection(session.collection).document(source)
-        return source, *_preview(doc)
+        shown = _row_source(rows, row)
+        doc = self.runtime.collection(session.collection).document(self._real_source(shown, session))
+        return shown, *_preview(doc)
+
+    def _real_source(self, shown: str, session: Session) -> str:
+        """The stored source for what the table shows (uploads are shown by file name)."""
+        if shown.startswith(fmt.UPLOAD_PREFIX):
+            return str(self.runtime.uploads_dir(session.collection) / shown[len(fmt.UPLOAD_PREFIX):])
+        return shown
 
     @user_errors
     def preview(self, urls_text, files, session: Session):
@@ -121,7 +127,7 @@ class Library:
         else:
             raise RagError("Give an http(s) URL or upload a file to preview." + _bad_note(bad))
         doc = load_source(source, self.runtime.settings)
-        return source, *_preview(doc)
+        return fmt.display_source(source), *_preview(doc)
 
     @user_errors
     def delete(self, source: str, session: Session):
@@ -129,7 +135,7 @@ class Library:
         self.runtime.require_writable("deleting documents")
         if not (source or "").strip():
             raise RagError("Select a document in the table first, then delete it.")
-        deleted = self.runtime.collection(session.collection).delete(source.strip())
+        deleted = self.runtime.collection(session.collection).delete(self._real_source(source.strip(), session))
         if not deleted:
             raise RagError(f"{source!r} is not in collection {session.collection!r}; refresh the table.")
         gr.Info(f"Deleted {source}")
@@ -147,7 +153,8 @@ def _row_source(rows, row: int) -> str:
 def _preview(doc) -> tuple[str, dict]:
     limit = 20_000
     text = doc.text if len(doc.text) <= limit else doc.text[:limit] + f"\n… ({len(doc.text) - limit} more characters)"
-    meta = {"title": doc.title, "source": doc.source, "characters": len(doc.text), **(doc.metadata or {})}
+    meta = {"title": doc.title, "source": fmt.display_source(doc.source), "characters": len(doc.text),
+            **(doc.metadata or {})}
     if doc.pages:
         meta["pages"] = len(doc.pages)
     return text, meta

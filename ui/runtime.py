@@ -73,6 +73,10 @@ class Runtime:
 
         return list_collections(self.settings)
 
+    def uploads_dir(self, collection: str) -> Path:
+        # Collection names start with a letter or digit, so "_uploads" never collides with one.
+        return Path(self.settings.index_dir) / "_uploads" / collection
+
     def stash_upload(self, collection: str, temp_path: str) -> Path:
         """Copy an upload to a stable place named after the file, so re-uploading it replaces it."""
         src = Path(temp_path)
@@ -82,8 +86,7 @@ class Runtime:
                 f"{src.name} is {size / 1e6:.1f} MB; uploads are limited to "
                 f"{self.max_upload_bytes // (1024 * 1024)} MB."
             )
-        # Collection names start with a letter or digit, so "_uploads" never collides with one.
-        folder = Path(self.settings.index_dir) / "_uploads" / collection
+        folder = self.uploads_dir(collection)
         folder.mkdir(parents=True, exist_ok=True)
         dest = folder / (_UNSAFE_NAME.sub("_", src.name).strip(" .") or "upload")
         tmp = dest.with_name(dest.name + ".part")

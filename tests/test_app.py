@@ -1,0 +1,280 @@
+"""The notebook without a browser: start-up cost, flags, read-only refusal, escaping, callback output."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+import app
+from rag import ui_format as fmt
+from rag.errors import RagError
+from rag.generators.base import GenerationParams, GenerationStats, Generator
+from rag.retrieval import SearchHit
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# ---------------------------------------------------------------- start-up and flags
+
+
+def test_importing_app_loads_no_ui_library_or_model():
+    code = (
+        "import sys, app\n"
+        "heavy = [m for m in ('gradio', 'torch', 'sentence_transformers', 'faiss', 'llama_cpp', 'gpt4all')"
+        " if m in sys.modules]\n"
+        "assert not heavy, heavy"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
+
+
+def test_defaults_serve_locally_and_allow_private_urls(tmp_path):
+    settings, launch = app.configure(["--index-dir", str(tmp_path)], environ={})
+    assert (launch.host, launch.port, launch.share, launch.read_only) == ("127.0.0.1", 7860, False, False)
+    assert not launch.exposed
+    assert settings.allow_private_urls
+    assert settings.index_dir == tmp_path
+
+
+@pytest.mark.parametrize("flags", [["--share"], ["--host", "0.0.0.0"], ["--host", "192.168.1.20"]])
+def test_exposed_app_refuses_private_urls(tmp_path, flags):
+    settings, launch = app.configure(["--index-dir", str(tmp_path), *flags], environ={})
+    assert launch.exposed
+    assert settings.allow_private_urls is False
+
+
+def test_private_urls_can_be_allowed_explicitly(tmp_path):
+    settings, _ = app.configure(["--index-dir", str(tmp_path), "--share", "--allow-private-urls"], environ={})
+    assert settings.allow_private_urls
+
+
+def test_environment_sets_host_port_and_modes(tmp_path, monkeypatch):
+    monkeypatch.setenv("RAG_PORT", "9001")
+    monkeypatch.setenv("RAG_READ_ONLY", "1")
+    monkeypatch.setenv("RAG_HOST", "localhost")
+    settings, launch = app.configure(["--index-dir", str(tmp_path), "--backend", "gpt4all", "--max-tokens", "24"])
+    assert (launch.port, launch.read_only, launch.exposed) == (9001, True, False)
+    assert (settings.backend, settings.max_tokens) == ("gpt4all", 24)
+
+
+def test_auth_from_a_pair_or_a_file(tmp_path):
+    assert app.parse_auth("ann:secret") == (("ann", "secret"),)
+    users = tmp_path / "users.txt"
+    users.write_text("# demo accounts\nann:secret\n\nbob:pa:ss\n")
+    assert app.parse_auth(str(users)) == (("ann", "secret"), ("bob", "pa:ss"))
+    with pytest.raises(RagError, match="user:password"):
+        app.parse_auth("just-a-name")
+
+
+# ---------------------------------------------------------------- read-only mode
+
+
+@pytest.fixture
+def read_only(settings):
+    from ui.runtime import Runtime
+
+    return Runtime(settings, read_only=True)
+
+
+def test_read_only_handlers_refuse_changes_whatever_the_browser_sends(read_only, tmp_path):
+    import gradio as gr
+
+    from ui.generation import Generation
+    from ui.library import Library
+    from ui.state import Session
+
+    upload = tmp_path / "notes.txt"
+    upload.write_text("hello")
+    library, gen = Library(read_only), Generation(read_only)
+    calls = [
+        lambda: library.ingest("https://example.com", [str(upload)], 500, 0, Session()),
+        lambda: library.delete("https://example.com", Session()),
+        lambda: library.preview("https://example.com", None, Session()),
+        lambda: gen.apply_settings("gpt4all", "", 0.5, 64, 2048, 4, "hybrid", "", Session()),
+    ]
+    for call in calls:
+        with pytest.raises(gr.Error, match="read-only"):
+            call()
+    assert not (Path(read_only.settings.index_dir) / "_uploads").exists()
+
+
+def test_read_only_cannot_create_a_collection(read_only):
+    import gradio as gr
+
+    from ui.library import Library
+    from ui.state import Session
+
+    with pytest.raises(gr.Error, match="cannot create"):
+        Library(read_only).choose_collection("fresh", Session())
+
+
+def test_oversized_upload_is_refused_with_the_limit(settings, tmp_path):
+    from ui.runtime import Runtime
+
+    big = tmp_path / "big.txt"
+    big.write_bytes(b"x" * (1024 * 1024 + 1))
+    with pytest.raises(RagError, match="limited to 1 MB"):
+        Runtime(settings, max_upload_mb=1).stash_upload("default", str(big))
+
+
+def test_url_box_separates_urls_from_other_text():
+    from ui.library import parse_urls
+
+    urls, bad = parse_urls("https://a.example/x, http://b.example/y\nnot-a-url javascript:alert(1) https://a.example/x")
+    assert urls == ["https://a.example/x", "http://b.example/y"]
+    assert bad == ["not-a-url", "javascript:alert(1)"]
+
+
+# ---------------------------------------------------------------- escaping untrusted text
+
+
+def hit(rank=1, title="Title", source="https://example.com/a", text="some text", **kw) -> SearchHit:
+    values = dict(rank=rank, score=0.03, dense_score=0.5, bm25_score=1.2, source=source, title=title, page=None,
+                  start=0, end=len(text), text=text, chunk_id=rank)
+    values.update(kw)
+    return SearchHit(**values)
+
+
+def test_markdown_escaping_neutralises_markup_and_keeps_urls_readable():
+    nasty = '<script>alert(1)</script> ![x](http://evil.example/p.png) **b** [l](javascript:alert(1))\n# H\n1. item'
+    out = fmt.escape_markdown(nasty)
+    assert "<script" not in out and "&lt;script&gt;" in out
+    assert "![" not in out and "](" not in out and "**" not in out
+    assert "\n\\# H" in out and "\n1\\. item" in out
+    assert "see https://example.com/a_b(c)" in fmt.escape_markdown("see https://example.com/a_b(c)")
+
+
+def test_hit_cards_escape_text_and_only_link_http_sources():
+    card = fmt.hit_card_html(hit(title="<img src=x onerror=alert(1)>", source="javascript:alert(1)",
+                                 text="storm <b>warning</b> Storm"), ["storm"])
+    assert "<img" not in card and "<b>" not in card and "href" not in card
+    assert card.count("<mark>") == 2
+    linked = fmt.hit_card_html(hit(source='https://example.com/"onmouseover="x'), [])
+    assert 'href="https://example.com/&quot;onmouseover=&quot;x"' in linked
+
+
+def test_sources_escape_chunk_text_inside_their_details():
+    md = fmt.sources_md([{"n": 1, **hit(text="<iframe src=//evil>", title="<b>t</b>").to_dict()}])
+    assert "<iframe" not in md and "<b>t</b>" not in md
+    assert md.startswith("<details><summary>[1] &lt;b&gt;t&lt;/b&gt;")
+
+
+def test_uploads_are_shown_by_file_name():
+    assert fmt.display_source("/srv/idx/_uploads/default/notes.txt") == "upload: notes.txt"
+    assert fmt.display_source("https://example.com/_uploads/x/y") == "https://example.com/_uploads/x/y"
+
+
+# ---------------------------------------------------------------- chat callback with a scripted model
+
+
+class ScriptedGenerator(Generator):
+    """One word is one token; every reply is the script's text, streamed word by word."""
+
+    name = "scripted"
+
+    def __init__(self, reply: str, n_ctx: int = 400):
+        self.reply, self.n_ctx = reply, n_ctx
+        self.defaults = GenerationParams(max_tokens=20)
+        self.last_stats = GenerationStats()
+        self._lock = threading.Lock()
+        self.prompts: list[str] = []
+
+    def format_prompt(self, messages) -> str:
+        return "\n".join(m["content"] for m in messages)
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    @property
+    def context_size(self) -> int:
+        return self.n_ctx
+
+    def stream(self, messages, **params):
+        self.prompts.append(self.format_prompt(messages))
+        words = self.reply.split()
+        for i, word in enumerate(words):
+            yield word if i == 0 else " " + word
+        self.last_stats = GenerationStats(prompt_tokens=1, completion_tokens=len(words), ttft_s=0.1, gen_tps=10.0)
+
+    def close(self) -> None:
+        pass
+
+
+class FakeCollection:
+    def __init__(self, hits):
+        self.hits, self.queries = hits, []
+
+    def search(self, query, k=4, mode="hybrid"):
+        self.queries.append(query)
+        return self.hits[:k]
+
+
+class ScriptedRuntime:
+    """The parts of Runtime the chat callback uses, with a scripted model and a fixed collection."""
+
+    read_only = False
+
+    def __init__(self, generator, collection):
+        self.gen, self.coll = generator, collection
+
+    def existing_collection(self, name):
+        return self.coll
+
+    def generator(self, chat, backend=None):
+        return self.gen
+
+    def is_loaded(self, backend):
+        return True
+
+
+def test_chat_streams_escaped_answer_then_lists_sources_and_prompt():
+    from ui.generation import Generation
+    from ui.state import Session
+
+    gen = ScriptedGenerator("Eleven days <script>x</script> [1]")
+    runtime = ScriptedRuntime(gen, FakeCollection([hit(text="The storm lasted eleven days.")]))
+    session = Session()
+    updates = list(Generation(runtime).chat("How long was the storm?", session))
+
+    partial_answers = [u[0][-1]["content"] for u in updates if u[0] and u[0][-1]["role"] == "assistant"]
+    assert len(set(partial_answers)) >= 3, "the answer should arrive in pieces"
+    chatbot, status, standalone, prompt, usage, timings, final_session = updates[-1]
+    assert [m["role"] for m in chatbot] == ["user", "assistant", "assistant"]
+    assert "<script>" not in chatbot[1]["content"] and "&lt;script&gt;" in chatbot[1]["content"]
+    assert chatbot[2]["metadata"]["title"] == "Sources (1)" and "[1] Title" in chatbot[2]["content"]
+    assert "Question: How long was the storm?" in prompt and prompt == gen.prompts[-1]
+    assert "prompt" in usage and "400" in usage and "tokens/s" in timings
+    assert final_session.turns[0].answer.startswith("Eleven days")
+
+
+def test_follow_up_shows_its_standalone_question_and_export_has_sources(tmp_path):
+    from ui.generation import Generation
+    from ui.state import Session, Turn
+
+    gen = ScriptedGenerator("When was the lighthouse automated?")
+    coll = FakeCollection([hit(text="Automated in 1991.")])
+    session = Session(turns=[Turn("Tell me about the lighthouse", "Tell me about the lighthouse", "It is old.", [])])
+    *_, last = Generation(ScriptedRuntime(gen, coll)).chat("When was it automated?", session)
+    chatbot, standalone = last[0], last[2]
+    assert coll.queries == ["When was the lighthouse automated?"]
+    assert "When was the lighthouse automated?" in standalone
+    assert any(m.get("metadata", {}).get("title") == "Standalone question" for m in chatbot)
+
+    exported = Path(Generation(ScriptedRuntime(gen, coll)).export(session)["value"]).read_text()
+    assert "## 2. When was it automated?" in exported and "Automated in 1991." in exported
+
+
+def test_bad_questions_are_readable_errors():
+    import gradio as gr
+
+    from ui.generation import Generation
+    from ui.state import MAX_QUESTION_CHARS, Session
+
+    generation = Generation(ScriptedRuntime(ScriptedGenerator("x"), FakeCollection([])))
+    with pytest.raises(gr.Error, match="Type a question"):
+        list(generation.chat("   ", Session()))
+    with pytest.raises(gr.Error, match="limit is"):
+        list(generation.chat("x" * (MAX_QUESTION_CHARS + 1), Session()))
