@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from dataclasses import asdict, dataclass
 
@@ -205,3 +206,61 @@ def test_budget_never_overflows_when_tokens_merge_across_blocks():
     result = QAChain(RecordingSearch(hits), gen, k=10).ask("q?").run()
     assert gen.count_tokens(gen.prompts[0]) + 20 <= 150
     assert 0 < len(result.sources) < 10
+
+
+# ---- the commands end to end: a real collection, a real model (stories260K), greedy
+
+
+@pytest.fixture
+def indexed(settings, monkeypatch):
+    pytest.importorskip("llama_cpp")
+    from rag.collection import Collection
+    from rag.documents import Document
+    from tests.conftest import shared_data
+
+    model = shared_data("models", "stories260K.gguf")
+    Collection.open(settings).add_documents([
+        Document("mem://cats", "Cats purr when they are content.\n\nA cat sleeps most of the day.", "Cats"),
+        Document("mem://faiss", "FAISS searches dense vectors by inner product.", "FAISS"),
+    ], chunk_size=50)
+    monkeypatch.setenv("RAG_MODELS_DIR", str(settings.models_dir))
+    return ["--index", str(settings.index_dir), "--model", str(model), "--n-ctx", "512", "--max-tokens", "16",
+            "--temperature", "0", "-k", "2"]
+
+
+def test_ask_json_has_the_documented_shape(indexed, capsys):
+    from rag.cli import main
+
+    assert main(["ask", "Why do cats purr?", "--json", "--mode", "bm25", *indexed]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert {"answer", "question", "standalone_question", "sources", "prompt", "prompt_tokens",
+            "completion_tokens", "timings"} <= set(out)
+    assert set(out["timings"]) >= {"ttft_s", "prompt_tps", "gen_tps"}
+    assert out["sources"][0]["source"] == "mem://cats" and out["sources"][0]["n"] == 1
+    assert "[1] (Cats)\nCats purr when they are content." in out["prompt"]
+    assert 0 < out["completion_tokens"] <= 16 and out["prompt_tokens"] > 20
+
+
+def test_ask_questions_file_in_chat_mode_prints_one_line_per_turn(indexed, tmp_path, capsys):
+    from rag.cli import main
+
+    questions = tmp_path / "q.txt"
+    questions.write_text("Why do cats purr?\n\nHow long do they sleep?\n")
+    assert main(["ask", "--questions", str(questions), "--chat", *indexed]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["question"] for r in lines] == ["Why do cats purr?", "How long do they sleep?"]
+    assert lines[0]["standalone_question"] == "Why do cats purr?"
+    assert lines[1]["standalone_question"]  # rewritten by the model (or the question itself if it gave nothing)
+
+
+def test_summarize_whole_document_and_errors_are_one_line(indexed, capsys):
+    from rag.cli import main
+
+    assert main(["summarize", "--source", "mem://cats", "--json", *indexed]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["strategy"] == "stuff" and "A cat sleeps most of the day." in out["prompt"]
+    assert main(["summarize", "--source", "mem://dogs", *indexed]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+    assert main(["ask", "x", "--backend", "llamacpp", "--model", "/no/such.gguf", *indexed[:2]]) == 1
+    assert "does not exist" in capsys.readouterr().err

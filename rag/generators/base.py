@@ -144,6 +144,7 @@ class Generator(ABC):
             from jinja2.sandbox import ImmutableSandboxedEnvironment
 
             env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+            env.globals["raise_exception"] = _template_error
             self._template = env.from_string(self.header.chat_template or _PLAIN_TEMPLATE)
         text = self._template.render(messages=messages, add_generation_prompt=True,
                                      **self.header.special_tokens)
@@ -165,6 +166,10 @@ class Generator(ABC):
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _template_error(message: str):
+    raise RagError(f"The model's chat template refused the messages: {message}.")
 
 
 def _check_messages(messages: Iterable[Message]) -> None:

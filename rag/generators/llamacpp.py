@@ -33,7 +33,7 @@ class LlamaCppGenerator(Generator):
 
     name = "llamacpp"
 
-    def __init__(self, model_path: str | os.PathLike, **kwargs):
+    def __init__(self, model_path: str | os.PathLike, *, prompt_cache_mb: int = 256, **kwargs):
         super().__init__(model_path, **kwargs)
         self._llm = None
         try:
@@ -49,6 +49,10 @@ class LlamaCppGenerator(Generator):
         except (ValueError, RuntimeError, OSError) as exc:
             raise RagError(f"llama.cpp could not load {self.model_path.name} ({str(exc)[:120]}); check that it "
                            "is a complete GGUF model of an architecture this llama-cpp-python supports.") from None
+        if prompt_cache_mb > 0:
+            # Saved KV states keyed by tokens: a chat follow-up finds its answer prompt's shared
+            # beginning even though the condense call ran in between.
+            self._llm.set_cache(llama_cpp.LlamaRAMCache(capacity_bytes=prompt_cache_mb << 20))
 
     @property
     def context_size(self) -> int:
