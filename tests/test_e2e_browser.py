@@ -26,6 +26,8 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--d
         "--disable-sync", "--no-first-run"]
 # Generous waits: the first ingest loads the embedding model and the first answer a chat model.
 SLOW_MS = 120_000
+# A small model on a busy CPU can take minutes for a follow-up (condense, then answer); waits, not limits.
+ANSWER_MS = 600_000
 
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium); the browser test needs it"
@@ -240,7 +242,8 @@ def test_notebook_end_to_end(app, browser, site, workdir):
     page.locator("#compare-question textarea").fill("How long did the storm last?")
     page.locator("#compare-btn").click()
     page.wait_for_function(
-        "['llamacpp', 'gpt4all'].every(b => document.querySelector(`#compare-${b}-timings`).innerText.includes('total'))"
+        "['llamacpp', 'gpt4all'].every(b => document.querySelector(`#compare-${b}-timings`).innerText.includes('total'))",
+        timeout=ANSWER_MS,
     )
     shots.take(page, "compare")
     page.close()
@@ -261,7 +264,7 @@ def watch_stream(page) -> None:
 def ask(page, question: str, backend: str) -> None:
     page.locator("#question textarea").fill(question)
     page.locator("#send-btn").click()
-    page.wait_for_selector(f"#chat-status >> text=Answered by {backend}")
+    page.wait_for_selector(f"#chat-status >> text=Answered by {backend}", timeout=ANSWER_MS)
 
 
 def test_read_only_mode_refuses_ingest(browser, site, workdir, app):
