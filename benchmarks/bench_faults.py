@@ -4,7 +4,9 @@
 
 Each round starts a child that re-ingests every document in a new version (so each write replaces
 an old one) and prints each source as soon as its transaction has committed; the child is killed
-with SIGKILL at a random moment within one measured ingest time. After every kill the collection
+with SIGKILL at a random point: once a random number of documents has committed, plus a random
+fraction of a second (so the kill lands while embedding, inside a transaction or between them,
+however fast the machine is). After every kill the collection
 must open, pass `Store.integrity_problems() == []`, hold every document the child reported finished
 (in the version it wrote) and every other one in its previous or new version, whole. The child's
 stdout reaches us after the commit, so "finished" never over-reports.
@@ -71,33 +73,44 @@ class Round:
     problems: list[str] = field(default_factory=list)  # integrity and lost-document findings
 
 
-def run_child(index_dir: Path, version: int, docs: int, kill_after: float | None) -> Round:
-    """Run one child; kill it `kill_after` seconds after it is ready (None: let it finish)."""
+@dataclass
+class Kill:
+    """When to kill: `delay` seconds after the child has committed `after_docs` documents."""
+
+    after_docs: int
+    delay: float
+
+
+def run_child(index_dir: Path, version: int, docs: int, kill: Kill | None) -> Round:
+    """Run one child and kill it as `kill` says (None: let it finish)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, __file__, "--child", str(index_dir), str(version), str(docs)],
                             stdout=subprocess.PIPE, text=True, env=env)
     lines: list[str] = []
-    ready = threading.Event()
+    ready = threading.Event()  # the child is ready and, when killing, has committed enough documents
     ended: list[float] = []
+    wanted = kill.after_docs if kill else 0
 
     def read() -> None:
+        done = 0
         for line in proc.stdout:
             lines.append(line.strip())
-            if line.strip() == "ready":
-                ready.set()
-            elif line.strip() == "finished":
+            done += line.startswith("done ")
+            if line.strip() == "finished":
                 ended.append(time.perf_counter())
-        ready.set()  # the child ended (or died) before saying ready
+            if "ready" in lines and done >= wanted:
+                ready.set()
+        ready.set()  # the child ended (or died) first
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     try:
-        ready.wait(timeout=300)
+        ready.wait(timeout=600)
         started = time.perf_counter()
-        if kill_after is None:
+        if kill is None:
             proc.wait(timeout=600)
         else:
-            time.sleep(kill_after)
+            time.sleep(kill.delay)
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=60)
         stopped = time.perf_counter()
@@ -140,19 +153,19 @@ def check(index_dir: Path, result: Round, expected: dict[str, str], docs: int) -
         coll.store.close()
 
 
-def kill_rounds(index_dir: Path, delays: list[float], docs: int, log=print) -> list[Round]:
-    """Kill one child per delay; documents a killed child committed are what the next round expects."""
+def kill_rounds(index_dir: Path, kills: list[Kill], docs: int, log=print) -> list[Round]:
+    """Kill one child per entry; documents a killed child committed are what the next round expects."""
     expected: dict[str, str] = {}
     if (index_dir / "default" / "manifest.json").exists():
         expected = check(index_dir, Round(0), {}, docs)
     rounds = []
-    for n, delay in enumerate(delays, start=1):
-        result = run_child(index_dir, n, docs, delay)
+    for n, kill in enumerate(kills, start=1):
+        result = run_child(index_dir, n, docs, kill)
         now = check(index_dir, result, expected, docs)
         expected.update(now)  # committed but killed before it could say so is still committed
         rounds.append(result)
         where = "after the ingest ended" if result.completed else f"after {len(result.finished)}/{docs} documents"
-        log(f"kill {n}: at {delay:.2f} s, {where}; {len(now)} documents stored; "
+        log(f"kill {n}: {kill.delay:.2f} s after document {kill.after_docs}, {where}; {len(now)} documents stored; "
             f"problems: {result.problems or 'none'}")
     return rounds
 
@@ -160,7 +173,7 @@ def kill_rounds(index_dir: Path, delays: list[float], docs: int, log=print) -> l
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--kills", type=int, default=20)
-    parser.add_argument("--docs", type=int, default=40)
+    parser.add_argument("--docs", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--child", nargs=3, metavar=("INDEX", "VERSION", "DOCS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -172,11 +185,11 @@ def main() -> int:
     rng = random.Random(args.seed)
     with tempfile.TemporaryDirectory() as tmp:
         index_dir = Path(tmp) / "index"
-        calibration = run_child(index_dir, 0, args.docs, None)  # the time one whole ingest takes
-        print(f"calibration: {len(calibration.finished)} documents ingested unkilled in "
-              f"{calibration.seconds:.1f} s after start-up", flush=True)
-        delays = [rng.uniform(0, calibration.seconds) for _ in range(args.kills)]
-        rounds = kill_rounds(index_dir, delays, args.docs, log=lambda line: print(line, flush=True))
+        first = run_child(index_dir, 0, args.docs, None)  # every document in, so each later write replaces
+        print(f"first ingest: {len(first.finished)} documents unkilled in {first.seconds:.1f} s", flush=True)
+        gap = first.seconds / max(1, args.docs)  # about one document's time
+        kills = [Kill(rng.randrange(args.docs), rng.uniform(0, 2 * gap)) for _ in range(args.kills)]
+        rounds = kill_rounds(index_dir, kills, args.docs, log=lambda line: print(line, flush=True))
     survived = sum(not r.problems for r in rounds)
     lost = sum(p.endswith(" lost") for r in rounds for p in r.problems)
     mid = sum(not r.completed for r in rounds)

@@ -59,8 +59,8 @@ def coll(settings):
 def test_documents_reported_finished_survive_kill_9(tmp_path):
     """Three kills at different moments: every committed document is kept, whole, in its new version."""
     bench = _bench_faults()
-    index = tmp_path / "index"
-    rounds = bench.kill_rounds(index, [0.5, 1.5, 3.0], docs=12, log=lambda line: None)
+    kills = [bench.Kill(0, 0.0), bench.Kill(3, 0.05), bench.Kill(7, 0.3)]
+    rounds = bench.kill_rounds(tmp_path / "index", kills, docs=12, log=lambda line: None)
     assert [r.problems for r in rounds] == [[], [], []]
     assert any(r.finished for r in rounds), "no document finished in any round; the check proved nothing"
 
