@@ -153,6 +153,26 @@ def test_pool_keeps_one_model_per_backend_and_closes_the_old_one(backend, storie
     pool.close()
 
 
+def test_pool_switching_backend_closes_the_other_model(stories, tmp_path):
+    for backend in BACKENDS:
+        _require(backend)
+    from rag.settings import load_settings
+
+    settings = load_settings(environ={}, models_dir=tmp_path, model=str(stories), n_ctx=256, n_threads=2)
+    pool = GeneratorPool()
+    llama = pool.get(settings, "llamacpp")
+    pool.get(settings, "gpt4all")
+    assert list(pool.loaded()) == ["gpt4all"]
+    with pytest.raises(RagError, match="closed"):
+        llama.generate(PROMPT)
+    keeping = GeneratorPool(keep_other_backends=True)
+    keeping.get(settings, "llamacpp")
+    keeping.get(settings, "gpt4all")
+    assert sorted(keeping.loaded()) == ["gpt4all", "llamacpp"]
+    pool.close()
+    keeping.close()
+
+
 def _bad_files(stories, tmp_path):
     text = tmp_path / "notes.gguf"
     text.write_text("this is not a model\n")

@@ -46,10 +46,12 @@ def get_generator(name: str, settings, model_path: str | Path | None = None, **o
 
 
 class GeneratorPool:
-    """One loaded model per backend for a long-lived app: asking for another model in a backend
-    closes the one it held. get() itself is serialised; each generator serialises its own calls."""
+    """Loaded models for a long-lived app, at most one per backend: asking for another model
+    closes the one it replaces, and switching backend closes the other backend's model unless
+    `keep_other_backends`. get() is serialised; each generator serialises its own calls."""
 
-    def __init__(self):
+    def __init__(self, keep_other_backends: bool = False):
+        self.keep_other_backends = keep_other_backends
         self._lock = threading.Lock()
         self._loaded: dict[str, tuple[tuple, Generator]] = {}
 
@@ -67,9 +69,8 @@ class GeneratorPool:
                 # Sampling settings need no reload; they become the generator's new defaults.
                 held[1].defaults = held[1].params(**{f: getattr(settings, f, None) for f in _SAMPLING_FIELDS})
                 return held[1]
-            if held:
-                held[1].close()
-                del self._loaded[backend]
+            for name in [n for n in self._loaded if n == backend or not self.keep_other_backends]:
+                self._loaded.pop(name)[1].close()
             generator = get_generator(backend, settings, model_path=path)
             self._loaded[backend] = (key, generator)
             return generator
