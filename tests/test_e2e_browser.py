@@ -190,9 +190,7 @@ def test_notebook_end_to_end(app, browser, site, workdir):
 
     # Step 2: search, and see scored hits with the query terms marked.
     open_tab(page, "2 · Search")
-    page.locator("#search-query textarea").fill("lighthouse keepers storm")
-    page.locator("#search-btn").click()
-    page.wait_for_selector("#hits .hit")
+    search(page, "lighthouse keepers storm")
     first = page.locator("#hits .hit").first
     assert "Lighthouse" in first.locator(".hit-title").inner_text()
     assert first.locator(".score.fused").inner_text().replace(".", "").isdigit()
@@ -200,13 +198,11 @@ def test_notebook_end_to_end(app, browser, site, workdir):
     page.wait_for_selector("#map-chart canvas, #map-chart svg")
 
     # Untrusted page text is shown as text, never run as markup.
-    page.locator("#search-query textarea").fill("visitor guest book")
-    page.locator("#search-btn").click()
+    search(page, "visitor guest book")
     page.wait_for_selector("#hits >> text=onerror")
     assert page.evaluate("window.__pwned") is None
     assert page.locator("#hits img").count() == 0
-    page.locator("#search-query textarea").fill("lighthouse keepers storm")
-    page.locator("#search-btn").click()
+    search(page, "lighthouse keepers storm")
     page.wait_for_selector("#hits .hit mark >> text=storm")
     shots.take(page, "search")
 
@@ -247,6 +243,12 @@ def test_notebook_end_to_end(app, browser, site, workdir):
     )
     shots.take(page, "compare")
     page.close()
+
+
+def search(page, query: str) -> None:
+    page.locator("#search-query textarea").fill(query)
+    page.locator("#search-btn").click()
+    page.wait_for_selector(f"#search-note >> text={query}")
 
 
 def watch_stream(page) -> None:

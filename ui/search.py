@@ -40,7 +40,7 @@ class Search:
         took = time.perf_counter() - started
         projection = coll.projection(query)
         note = (
-            f"Retrieved **{len(hits)}** of k={int(k)} chunks with **{mode}** search "
+            f"Retrieved **{len(hits)}** of k={int(k)} chunks for “{fmt.escape_markdown(query)}” with **{mode}** search "
             f"in {fmt.fmt_seconds(took)} from **{fmt.escape_markdown(session.collection)}**."
         )
         return note, fmt.hits_html(hits, query), fmt.scores_frame(hits), fmt.map_frame(projection, hits)
