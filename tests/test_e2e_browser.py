@@ -279,6 +279,8 @@ def test_read_only_mode_refuses_ingest(browser, site, workdir, app):
         page.wait_for_selector("#header >> text=read-only")
         assert page.locator("#ingest-btn").is_disabled()
         assert page.locator("#urls textarea").is_disabled()
+        # Wait for the page's load events, which re-render the tab, before tampering with it.
+        page.wait_for_function("document.querySelector('#docs-note').innerText.trim().length > 0")
         # A guest who re-enables the button in the page is still refused by the server.
         page.evaluate("document.querySelector('#ingest-btn').disabled = false")
         page.locator("#ingest-btn").click(force=True)
