@@ -42,34 +42,48 @@ def build(index_dir: str, chunk_size: int) -> Collection:
 
 
 def run_mode(coll: Collection, queries: dict, qids: list[str], mode: str) -> dict[str, list[str]]:
-    return {q: scifact.doc_ranking([(h.source, h.score) for h in coll.search(queries[q], DEPTH, mode)]) for q in qids}
+    vectors = coll.embedder.embed([queries[q] for q in qids])  # in bulk, as `search --queries` does
+    return {
+        q: scifact.doc_ranking([(h.source, h.score) for h in coll.search(queries[q], DEPTH, mode, vector)])
+        for q, vector in zip(qids, vectors)
+    }
 
 
 def candidate_lists(coll: Collection, queries: dict, qids: list[str]) -> dict:
-    """Per query, the raw dense and BM25 chunk rankings, so fusion settings can be tried cheaply."""
+    """Per query, the raw dense and BM25 rankings and both scores of every candidate, for cheap tuning."""
     out = {}
-    for q in qids:
-        vector = coll.embedder.embed_query(queries[q])
-        out[q] = ([i for i, _ in coll.store.dense(vector, DEPTH)], [i for i, _ in coll.store.bm25(queries[q], DEPTH)])
+    for q, vector in zip(qids, coll.embedder.embed([queries[q] for q in qids])):
+        dense = [i for i, _ in coll.store.dense(vector, DEPTH)]
+        keyword = [i for i, _ in coll.store.bm25(queries[q], DEPTH)]
+        ids = list(dict.fromkeys(dense + keyword))
+        scores = coll.store.bm25_scores(queries[q])
+        out[q] = (dense, keyword, coll.store.dense_scores(vector, ids), {i: scores[i] for i in ids if i in scores})
     return out
+
+
+def _score(lists: dict, source_of: dict, qrels: dict, qids: list[str], fuse) -> float:
+    rankings = {}
+    for q, parts in lists.items():
+        ordered = sorted(fuse(*parts).items(), key=lambda item: -item[1])
+        rankings[q] = scifact.doc_ranking([(source_of[i], s) for i, s in ordered])
+    return scifact.mean_ndcg(rankings, qrels, qids)
 
 
 def tune(coll: Collection, queries: dict, qrels: dict, qids: list[str]) -> None:
     lists = candidate_lists(coll, queries, qids)
-    ids = {i for d, b in lists.values() for i in d + b}
+    ids = {i for d, b, _, _ in lists.values() for i in d + b}
     source_of = {i: c.source for i, c in coll.store.chunks(list(ids)).items()}
     results = []
-    for k, w_dense, depth in itertools.product([10, 30, 60, 100], [0.5, 0.7, 1.0, 1.3, 1.6, 2.0], [20, 50, 100]):
-        rankings = {}
-        for q, (dense, keyword) in lists.items():
-            fused = retrieval.rrf([dense[:depth], keyword[:depth]], [w_dense, 1.0], k)
-            ordered = sorted(fused.items(), key=lambda item: -item[1])
-            rankings[q] = scifact.doc_ranking([(source_of[i], s) for i, s in ordered])
-        results.append((scifact.mean_ndcg(rankings, qrels, qids), k, w_dense, depth))
+    for k, w_dense, depth in itertools.product([5, 10, 30, 60], [0.7, 1.0, 1.3, 1.6], [50, 100]):
+        fuse = lambda d, b, ds, bs: retrieval.rrf([d[:depth], b[:depth]], [w_dense, 1.0], k)  # noqa: E731
+        results.append((_score(lists, source_of, qrels, qids, fuse), f"rrf k={k} w_dense={w_dense} depth={depth}"))
+    for alpha in [0.3, 0.4, 0.5, 0.6, 0.7, 0.8]:
+        fuse = lambda d, b, ds, bs: retrieval.convex(ds, bs, alpha)  # noqa: E731
+        results.append((_score(lists, source_of, qrels, qids, fuse), f"convex alpha={alpha} depth={DEPTH}"))
     results.sort(reverse=True)
-    print("\nfusion tuning on the tune half (nDCG@10, rrf_k, dense weight vs bm25 1.0, candidates):")
-    for row in results[:8]:
-        print(f"  {row[0]:.4f}  k={row[1]:<4} w_dense={row[2]:<4} depth={row[3]}")
+    print("\nfusion tuning on the tune half (nDCG@10):")
+    for score, name in results[:10]:
+        print(f"  {score:.4f}  {name}")
 
 
 def main() -> int:
@@ -77,6 +91,7 @@ def main() -> int:
     parser.add_argument("--index", help="keep the built index here and reuse it on later runs")
     parser.add_argument("--chunk-size", type=int, default=500)
     parser.add_argument("--tune", action="store_true", help="grid-search the fusion on the tune half")
+    parser.add_argument("--modes", nargs="+", default=list(retrieval.MODES), choices=retrieval.MODES)
     args = parser.parse_args()
     scifact.require_data()
     index_dir = args.index or tempfile.mkdtemp(prefix="scifact-")
@@ -86,12 +101,12 @@ def main() -> int:
     if args.tune:
         tune(coll, queries, qrels, tune_ids)
     print(f"\nSciFact nDCG@10, train qrels ({len(tune_ids)} tune / {len(held_ids)} held-out queries), "
-          f"chunk size {args.chunk_size}, fusion rrf_k={retrieval.RRF_K} w_dense={retrieval.DENSE_WEIGHT} "
-          f"candidates={retrieval.CANDIDATES}\n")
+          f"chunk size {args.chunk_size}, fusion {retrieval.FUSION} (rrf_k={retrieval.RRF_K}, "
+          f"w_dense={retrieval.DENSE_WEIGHT}, alpha={retrieval.ALPHA}), candidates={retrieval.CANDIDATES}\n")
     print("| mode | held-out half | tune half | all train | ms/query | reference (BEIR test) |")
     print("| --- | --- | --- | --- | --- | --- |")
     reference = {"dense": "MiniLM 0.645", "bm25": "BM25 0.687", "hybrid": "target >= 0.70"}
-    for mode in retrieval.MODES:
+    for mode in args.modes:
         started = time.perf_counter()
         rankings = run_mode(coll, queries, tune_ids + held_ids, mode)
         ms = (time.perf_counter() - started) * 1000 / len(rankings)

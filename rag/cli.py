@@ -115,8 +115,12 @@ def cmd_search(args) -> int:
         raise RagError("Give a QUERY or --queries FILE.")
     coll = Collection.open(settings_from_args(args), create=False)
     if args.queries:
-        for query_id, text in _queries(args.queries):
-            hits = coll.search(text, args.k, args.mode)
+        queries = list(_queries(args.queries))
+        vectors = [None] * len(queries)
+        if args.mode != "bm25":  # one batched pass of the model is much cheaper than a call per query
+            vectors = coll.embedder.embed([text for _, text in queries])
+        for (query_id, text), vector in zip(queries, vectors):
+            hits = coll.search(text, args.k, args.mode, query_vector=vector)
             _print_json({"query_id": query_id, "results": [_result(h) for h in hits]})
         return 0
     hits = coll.search(args.query, args.k, args.mode)

@@ -6,13 +6,15 @@ from dataclasses import asdict, dataclass
 
 from rag.embedding import Embedder
 from rag.errors import RagError
-from rag.store import Store
+from rag.store import Store, top_k
 
 MODES = ("dense", "bm25", "hybrid")
 # Hybrid fusion, tuned on half of SciFact's train queries (benchmarks/bench_retrieval.py --tune).
+FUSION = "rrf"  # or "convex": a weighted sum of normalised scores
 RRF_K = 60
 DENSE_WEIGHT = 1.0
 BM25_WEIGHT = 1.0
+ALPHA = 0.5  # convex fusion: weight of the dense score
 CANDIDATES = 100
 
 
@@ -49,6 +51,17 @@ def rrf(rankings: list[list[int]], weights: list[float], k: float = RRF_K) -> di
     return fused
 
 
+def convex(dense: dict[int, float], keyword: dict[int, float], alpha: float = ALPHA) -> dict[int, float]:
+    """alpha * min-max-normalised cosine + (1 - alpha) * BM25 / best BM25, over the same candidates."""
+    low, high = min(dense.values(), default=0.0), max(dense.values(), default=0.0)
+    top = max(keyword.values(), default=0.0) or 1.0
+    spread = (high - low) or 1.0
+    return {
+        i: alpha * (dense.get(i, low) - low) / spread + (1 - alpha) * keyword.get(i, 0.0) / top
+        for i in dense.keys() | keyword.keys()
+    }
+
+
 class Retriever:
     """Searches one store with one embedder; every hit carries both retrievers' scores."""
 
@@ -56,33 +69,40 @@ class Retriever:
         self.store = store
         self.embedder = embedder
 
-    def search(self, query: str, k: int = 4, mode: str = "hybrid") -> list[SearchHit]:
+    def search(self, query: str, k: int = 4, mode: str = "hybrid", query_vector=None) -> list[SearchHit]:
+        """The `k` best chunks for `query`; `query_vector` may be given when queries are embedded in bulk."""
         check_mode(mode)
         if k < 1:
             raise RagError(f"k must be at least 1; got {k}.")
         if not query.strip():
             raise RagError("The query is empty; type what you are looking for.")
-        vector = self.embedder.embed_query(query) if mode != "bm25" else None
+        vector = None
+        if mode != "bm25":
+            vector = self.embedder.embed_query(query) if query_vector is None else query_vector
+        keyword = self.store.bm25_scores(query)
         if mode == "dense":
             ranked = self.store.dense(vector, k)
         elif mode == "bm25":
-            ranked = self.store.bm25(query, k)
+            ranked = top_k(keyword, k)
         else:
-            ranked = self._hybrid(query, vector, k)
-        return self._hits(query, vector, ranked)
+            ranked = self._hybrid(vector, keyword, k)
+        return self._hits(ranked, vector, keyword)
 
-    def _hybrid(self, query: str, vector, k: int) -> list[tuple[int, float]]:
+    def _hybrid(self, vector, keyword: dict[int, float], k: int) -> list[tuple[int, float]]:
         depth = max(CANDIDATES, k)
         dense = [i for i, _ in self.store.dense(vector, depth)]
-        keyword = [i for i, _ in self.store.bm25(query, depth)]
-        fused = rrf([dense, keyword], [DENSE_WEIGHT, BM25_WEIGHT])
-        return sorted(fused.items(), key=lambda item: -item[1])[:k]
+        lexical = [i for i, _ in top_k(keyword, depth)]
+        if FUSION == "rrf":
+            fused = rrf([dense, lexical], [DENSE_WEIGHT, BM25_WEIGHT])
+        else:
+            ids = list(dict.fromkeys(dense + lexical))
+            fused = convex(self.store.dense_scores(vector, ids), {i: keyword[i] for i in ids if i in keyword})
+        return top_k(fused, k)
 
-    def _hits(self, query: str, vector, ranked: list[tuple[int, float]]) -> list[SearchHit]:
+    def _hits(self, ranked: list[tuple[int, float]], vector, keyword: dict[int, float]) -> list[SearchHit]:
         ids = [i for i, _ in ranked]
         rows = self.store.chunks(ids)
         dense = self.store.dense_scores(vector, ids) if vector is not None else {}
-        keyword = dict(self.store.bm25(query, len(ids), ids=ids))
         hits = []
         for chunk_id, score in ranked:
             row = rows.get(chunk_id)

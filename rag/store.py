@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import heapq
 import json
 import os
 import re
@@ -106,6 +107,11 @@ def keyword_query(text: str) -> str:
     words = [w.lower() for w in _WORD.findall(text)]
     kept = [w for w in words if w not in STOPWORDS] or words
     return " OR ".join(f'"{w}"' for w in dict.fromkeys(kept))
+
+
+def top_k(scores: dict[int, float], k: int) -> list[tuple[int, float]]:
+    """The `k` highest-scoring (id, score) pairs, best first (ties by id, for stable results)."""
+    return heapq.nsmallest(k, scores.items(), key=lambda item: (-item[1], item[0]))
 
 
 def _write_json_atomic(path: Path, data: dict) -> None:
@@ -447,22 +453,24 @@ class Store:
             vectors = np.vstack([index.reconstruct(int(i)) for i in ids])
         return dict(zip((int(i) for i in ids), (vectors @ query_vector).tolist()))
 
-    def bm25(self, query: str, k: int, ids: Sequence[int] | None = None) -> list[tuple[int, float]]:
-        """(chunk id, BM25 score) of the best keyword matches, optionally only among `ids`."""
+    def bm25_scores(self, query: str) -> dict[int, float]:
+        """BM25 score of every chunk matching any word of `query` (higher is better).
+
+        One FTS5 pass yields both the ranking and the score of any chunk, which is cheaper than a
+        ranked query plus a second query restricted to the other retriever's candidates.
+        """
         match = keyword_query(query)
         if not match:
-            return []
-        sql = "SELECT rowid, -bm25(chunks_fts) FROM chunks_fts WHERE chunks_fts MATCH ?"
-        params: list = [match]
-        if ids is not None:
-            if not ids:
-                return []
-            sql += f" AND rowid IN ({','.join('?' * len(ids))})"
-            params += [int(i) for i in ids]
-        sql += " ORDER BY rank LIMIT ?"
+            return {}
         with self._lock:
-            rows = self._db.execute(sql, params + [k]).fetchall()
-        return [(int(r[0]), float(r[1])) for r in rows]
+            rows = self._db.execute(
+                "SELECT rowid, -bm25(chunks_fts) FROM chunks_fts WHERE chunks_fts MATCH ?", (match,)
+            ).fetchall()
+        return dict(rows)
+
+    def bm25(self, query: str, k: int) -> list[tuple[int, float]]:
+        """(chunk id, BM25 score) of the `k` best keyword matches."""
+        return top_k(self.bm25_scores(query), k)
 
     def vectors(self, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(ids, vectors) of up to `limit` chunks, for maps of the collection."""
