@@ -27,6 +27,18 @@ def _completion_tokens(calls: int, max_tokens: int, finish: str, stops: tuple[st
     return max(0, n - 1) if finish == "stop" and not stops else max(0, n)
 
 
+def _prompt_cache(llama_cpp, capacity_bytes: int):
+    """llama-cpp-python's RAM cache, but counting the logits each saved state also holds
+    (the stock one counts only the KV bytes, which lets memory grow far past its capacity)."""
+
+    class PromptCache(llama_cpp.LlamaRAMCache):
+        @property
+        def cache_size(self) -> int:
+            return sum(s.llama_state_size + getattr(s.scores, "nbytes", 0) for s in self.cache_state.values())
+
+    return PromptCache(capacity_bytes=capacity_bytes)
+
+
 class LlamaCppGenerator(Generator):
     """A GGUF model in llama.cpp. The KV cache keeps the last prompt, so a prompt that starts the
     same way as the previous one only evaluates its new tail."""
@@ -52,7 +64,7 @@ class LlamaCppGenerator(Generator):
         if prompt_cache_mb > 0:
             # Saved KV states keyed by tokens: a chat follow-up finds its answer prompt's shared
             # beginning even though the condense call ran in between.
-            self._llm.set_cache(llama_cpp.LlamaRAMCache(capacity_bytes=prompt_cache_mb << 20))
+            self._llm.set_cache(_prompt_cache(llama_cpp, prompt_cache_mb << 20))
 
     @property
     def context_size(self) -> int:
@@ -82,6 +94,13 @@ class LlamaCppGenerator(Generator):
                     finish = choice.get("finish_reason") or finish
             finally:
                 self.last_stats = timer.finish(_completion_tokens(counter.n, max_tokens, finish, p.stop), finish)
+
+    def forget_prompts(self) -> None:
+        """Empty the KV cache and the saved prompt states, so the next prompt is evaluated cold."""
+        with self._lock:
+            self._model().reset()
+            if self._llm.cache is not None:
+                self._llm.cache.cache_state.clear()
 
     def close(self) -> None:
         with self._lock:
