@@ -174,14 +174,18 @@ class Collection:
 
     # -- reading and deleting ------------------------------------------------------------------------
 
-    def search(self, query: str, k: int | None = None, mode: str | None = None) -> list[SearchHit]:
-        """The `k` best chunks for `query` by dense, bm25 or hybrid search."""
+    def search(self, query: str, k: int | None = None, mode: str | None = None, query_vector=None) -> list[SearchHit]:
+        """The `k` best chunks for `query` by dense, bm25 or hybrid search (k and mode default to the settings).
+
+        `query_vector` may be given when many queries are embedded in one batch.
+        """
         try:
             query.encode("utf-8")
         except UnicodeEncodeError:  # lone surrogates: undecodable bytes from a command line, say
             raise RagError("The query holds bytes that are not valid UTF-8 text; retype it or check the "
                            "terminal's encoding.") from None
-        return Retriever(self.store, self.embedder).search(query, k or self.settings.k, mode or self.settings.mode)
+        retriever = Retriever(self.store, self.embedder)
+        return retriever.search(query, k or self.settings.k, mode or self.settings.mode, query_vector)
 
     def documents(self) -> list[DocumentInfo]:
         return self.store.documents()
