@@ -40,7 +40,11 @@ class GenerationParams:
 
 @dataclass
 class GenerationStats:
-    """What the last call cost: token counts and timings measured around the library call."""
+    """What the last call cost: token counts and timings measured around the library call.
+
+    prompt_tps is prompt tokens over the time to first token; when llama.cpp reuses a cached
+    prefix it is the effective rate, higher than the rate at which tokens are evaluated.
+    """
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
