@@ -134,6 +134,9 @@ def launch(demo, launch_cfg: LaunchConfig) -> None:
             auth=list(launch_cfg.auth) or None, auth_message="local-rag notebook: please log in.",
             prevent_thread_lock=True, quiet=True, max_file_size=f"{launch_cfg.max_upload_mb}mb",
             footer_links=["api"], run_history=False, enable_monitoring=False, ssr_mode=False,
+            # Requests Gradio refuses before a callback runs (a file path that was never uploaded, a value
+            # outside a component's choices) then reach API clients as a sentence rather than null.
+            show_error=True,
             theme=THEME, css_paths=css_paths(), favicon_path=str(ASSETS / "favicon.png"),
         )
     print(f"local-rag notebook on {local_url}" + (" (read-only)" if launch_cfg.read_only else ""), flush=True)

@@ -234,9 +234,11 @@ def _chat_tab(gen: Generation, session, runtime: Runtime, writable: bool) -> Non
     outputs = [chatbot, status, standalone, prompt, usage, timings, session]
     asked = gr.State("")
     # The question box empties at once; the queued answer then streams into the chat.
+    # API clients call /ask with the question, then /chat in the same session to stream the answer.
     event = gr.on([send.click, question.submit], lambda q: ("", q), question, [question, asked], queue=False,
-                  show_progress="hidden").then(gen.chat, [asked, session], outputs,
-                                              concurrency_id=MODEL_GROUP, concurrency_limit=1)
+                  show_progress="hidden", api_name="ask").then(gen.chat, [asked, session], outputs,
+                                                                 concurrency_id=MODEL_GROUP, concurrency_limit=1,
+                                                                 api_name="chat")
     stop.click(None, cancels=[event])
     clear.click(gen.clear, session, [chatbot, status, standalone, prompt, usage, timings, session], cancels=[event])
     export.click(gen.export, session, export_file)
