@@ -7,23 +7,14 @@ Set RAG_UPDATE_SCREENSHOTS=1 to copy the screenshots into assets/ for the README
 
 from __future__ import annotations
 
-import functools
-import http.server
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import threading
-import time
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-CHROMIUM = shutil.which("chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
+from e2e_harness import ARGS, CHROMIUM, REPO, AppProcess, LocalSite
+
 # Generous waits: the first ingest loads the embedding model and the first answer a chat model.
 SLOW_MS = 120_000
 # A small model on a busy CPU can take minutes for a follow-up (condense, then answer); waits, not limits.
@@ -53,12 +44,6 @@ Bulk fermentation takes four to six hours at room temperature. The dough is read
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("e2e")
@@ -70,60 +55,9 @@ def site(workdir):
     root = workdir / "site"
     root.mkdir()
     (root / "lighthouse.html").write_text(ARTICLE, encoding="utf-8")
-    handler = functools.partial(QuietHandler, directory=str(root))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-
-
-class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
-class AppProcess:
-    """`python app.py` on a free port, with its index in the test's directory."""
-
-    def __init__(self, workdir: Path, *flags: str):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/"
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("RAG_", "GRADIO_"))}
-        env.update(GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1")
-        self.log = open(workdir / f"app-{self.port}.log", "w")
-        self.proc = subprocess.Popen(
-            [sys.executable, "app.py", "--port", str(self.port), "--index-dir", str(workdir / "index"),
-             "--max-tokens", "24", *flags],
-            cwd=REPO, env=env, stdout=self.log, stderr=subprocess.STDOUT,
-        )
-
-    def wait_ready(self, deadline_s: float = 120) -> None:
-        import urllib.request
-
-        end = time.monotonic() + deadline_s
-        while time.monotonic() < end:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"app exited with {self.proc.returncode}: {self.read_log()}")
-            try:
-                with urllib.request.urlopen(self.url, timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.2)
-        raise RuntimeError(f"app did not answer on {self.url}: {self.read_log()}")
-
-    def read_log(self) -> str:
-        self.log.flush()
-        return Path(self.log.name).read_text()[-3000:]
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
+    server = LocalSite(root)
+    yield server.url
+    server.close()
 
 
 @pytest.fixture(scope="module")
