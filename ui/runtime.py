@@ -74,8 +74,11 @@ class Runtime:
         return list_collections(self.settings)
 
     def uploads_dir(self, collection: str) -> Path:
-        # Collection names start with a letter or digit, so "_uploads" never collides with one.
-        return Path(self.settings.index_dir) / "_uploads" / collection
+        from rag.store import validate_collection_name
+
+        # Collection names start with a letter or digit, so "_uploads" never collides with one, and
+        # hold no separators, so the folder is always directly under _uploads.
+        return Path(self.settings.index_dir) / "_uploads" / validate_collection_name(collection)
 
     def stash_upload(self, collection: str, temp_path: str) -> Path:
         """Copy an upload to a stable place named after the file, so re-uploading it replaces it."""
@@ -88,8 +91,18 @@ class Runtime:
             )
         folder = self.uploads_dir(collection)
         folder.mkdir(parents=True, exist_ok=True)
-        dest = folder / (_UNSAFE_NAME.sub("_", src.name).strip(" .") or "upload")
+        dest = folder / _safe_file_name(src.name)
         tmp = dest.with_name(dest.name + ".part")
         shutil.copyfile(src, tmp)
         tmp.replace(dest)
         return dest
+
+
+def _safe_file_name(name: str, limit: int = 120) -> str:
+    """A plain file name: no separators or dot-only names, and short enough for any file system."""
+    name = _UNSAFE_NAME.sub("_", name).strip(" .") or "upload"
+    if len(name.encode("utf-8")) > limit:
+        stem, dot, suffix = name.rpartition(".")
+        suffix = dot + suffix if dot and len(suffix) <= 10 else ""
+        name = (stem if suffix else name).encode("utf-8")[: limit - len(suffix)].decode("utf-8", "ignore") + suffix
+    return name
