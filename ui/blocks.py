@@ -72,6 +72,9 @@ def build_app(runtime: Runtime) -> gr.Blocks:
         ).then(library.collection_choices, session, collection, show_progress="hidden").then(
             gen.document_choices, session, summary_docs, show_progress="hidden"
         )
+        # Summarize lists the collection's documents, so it follows every ingest and delete.
+        for changed in ingest_tab["changed"]:
+            changed.then(gen.document_choices, session, summary_docs, show_progress="hidden")
         demo.load(library.collection_choices, session, collection, show_progress="hidden").then(
             library.refresh, session, [docs_note, ingest_tab["table"]], show_progress="hidden"
         ).then(gen.document_choices, session, summary_docs, show_progress="hidden")
@@ -122,16 +125,17 @@ def _ingest_tab(library: Library, session, collection, docs_note, writable: bool
                 preview_text = gr.Textbox(label="Text", lines=12, max_lines=24, interactive=False, scale=3)
                 preview_meta = gr.JSON(label="Metadata", scale=2)
 
-    ingest_btn.click(
+    ingested = ingest_btn.click(
         library.ingest, [urls, files, chunk_size, chunk_overlap, session], [summary, results, docs_note, table],
         concurrency_id="ingest", concurrency_limit=1,
     ).then(library.collection_choices, session, collection, show_progress="hidden")
     preview_btn.click(library.preview, [urls, files, session], [selected, preview_text, preview_meta],
                       concurrency_id="ingest")
     table.select(library.select_document, [table, session], [selected, preview_text, preview_meta])
-    delete_btn.click(library.delete, [selected, session], [selected, docs_note, table], concurrency_id="ingest")
+    deleted = delete_btn.click(library.delete, [selected, session], [selected, docs_note, table],
+                               concurrency_id="ingest")
     refresh_btn.click(library.refresh, session, [docs_note, table])
-    return {"table": table}
+    return {"table": table, "changed": [ingested, deleted]}
 
 
 def _search_tab(search: Search, session, runtime: Runtime) -> None:
