@@ -72,7 +72,7 @@ def test_full_database_is_one_sentence_and_keeps_the_old_documents(settings, col
     before = snapshot(settings)
     db = coll.store._db
     db.execute(f"PRAGMA max_page_count={db.execute('PRAGMA page_count').fetchone()[0] + 4}")
-    big = Document("mem://big", " ".join(f"word{i}" for i in range(100_000)), "Big")
+    big = Document("mem://big", " ".join(f"word{i}" for i in range(20_000)), "Big")  # ~150 KB, 16 KB free
     with pytest.raises(RagError, match=r"^The disk holding .* is full; free some space") as caught:
         coll.add_documents([DOGS, big], chunk_size=20_000)
     assert "\n" not in str(caught.value)
@@ -168,7 +168,7 @@ def in_namespace(mode: str, index: Path, *sources: Path) -> dict:
 def test_full_disk_is_one_error_line_and_keeps_what_fit(tmp_path):
     small, big = tmp_path / "small.txt", tmp_path / "big.txt"
     small.write_text(CATS.text)
-    big.write_text(" ".join(f"word{i}" for i in range(150_000)))  # ~1 MB into a 256 KB filesystem
+    big.write_text(" ".join(f"word{i}" for i in range(60_000)))  # ~400 KB into a 256 KB filesystem
     index = tmp_path / "index"
     index.mkdir()
     result = in_namespace("full", index, small, big)
