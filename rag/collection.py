@@ -11,7 +11,7 @@ import numpy as np
 
 from rag.chunking import split_document
 from rag.documents import Chunk, Document
-from rag.embedding import Embedder, get_embedder
+from rag.embedding import Embedder, embedder_model_id, get_embedder
 from rag.errors import RagError
 from rag.retrieval import Retriever, SearchHit
 from rag.settings import Settings
@@ -82,15 +82,16 @@ class Collection:
         name = validate_collection_name(settings.collection if name is None else name)
         path = Path(settings.index_dir) / name
         if (path / "manifest.json").exists() or not create:
-            return cls(settings, Store(path, settings.embedding_model, None))
-        embedder = get_embedder(settings.embedding_model)
+            model_id = embedder_model_id(settings.embedding_model, settings.embedding_backend)
+            return cls(settings, Store(path, model_id, None))
+        embedder = get_embedder(settings.embedding_model, settings.embedding_backend)
         return cls(settings, Store(path, embedder.model_id, embedder.dimension), embedder)
 
     @property
     def embedder(self) -> Embedder:
         """The embedding model, loaded on first use and checked against the collection's manifest."""
         if self._embedder is None:
-            embedder = get_embedder(self.settings.embedding_model)
+            embedder = get_embedder(self.settings.embedding_model, self.settings.embedding_backend)
             if embedder.dimension != self.store.dimension:
                 raise RagError(
                     f"Embedding model {embedder.model_id!r} gives {embedder.dimension}-d vectors but collection "

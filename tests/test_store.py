@@ -182,5 +182,5 @@ def test_second_writer_waits_then_is_refused(settings, coll):
 
 def test_manifest_records_model_and_dimension(settings, coll):
     manifest = json.loads((settings.index_dir / "default" / "manifest.json").read_text())
-    assert manifest["embedding_model"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert manifest["embedding_model"] == "sentence-transformers/all-MiniLM-L6-v2#onnx-int8"
     assert manifest["dimension"] == 384 and manifest["format_version"] == 1
