@@ -84,11 +84,13 @@ def test_count_tokens_matches_what_the_backend_evaluates(gen):
     else:
         tokens = gen._model().tokenize(b"Once upon a time", add_bos=True, special=True)
         assert gen.count_tokens("Once upon a time") == len(tokens)
-    assert gen.count_tokens("") == 1  # SentencePiece vocab: BOS only
+    assert gen.count_tokens("") in (0, 1)  # BOS only, where the vocabulary adds one
     assert gen.count_tokens("Once upon a time there was") > gen.count_tokens("Once upon a time")
 
 
 def test_plain_template_for_a_model_without_one(gen):
+    if "stories260K" not in str(gen.model_path):
+        pytest.skip("needs a model without a chat template (stories260K from the shared data)")
     prompt = gen.format_prompt([{"role": "system", "content": "Be brief."}, *PROMPT])
     assert prompt == "Be brief.\n\nUser: Once upon a time, there was a little girl\nAssistant:"
 
