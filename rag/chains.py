@@ -40,10 +40,16 @@ class ChainResult:
 
 
 class Answer:
-    """A reply being streamed: iterate for text pieces; `result` is complete once iteration ends."""
+    """A reply being streamed: iterate for text pieces; `result` is complete once iteration ends.
 
-    def __init__(self, pieces: Iterator[str], finish: Callable[[str], ChainResult]):
+    `prepared` holds what is known before the first token (question, sources, prompt and its token
+    count), so a caller can show the retrieval step before the answer, in the recipe's order.
+    """
+
+    def __init__(self, pieces: Iterator[str], finish: Callable[[str], ChainResult],
+                 prepared: ChainResult | None = None):
         self._pieces, self._finish = pieces, finish
+        self.prepared = prepared
         self.result: ChainResult | None = None
 
     def __iter__(self) -> Iterator[str]:
@@ -108,7 +114,7 @@ class _Base:
                             "generate_s": time.perf_counter() - t0, "total_s": time.perf_counter() - started}
             return base
 
-        return Answer(gen.stream(_messages(prompt), max_tokens=self.max_tokens), finish)
+        return Answer(gen.stream(_messages(prompt), max_tokens=self.max_tokens), finish, prepared=base)
 
     def _pack(self, template: str, hits: list, **values) -> tuple[str, list]:
         """Render `template` with as many hits (in rank order) as fit the token budget; never more."""

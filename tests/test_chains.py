@@ -104,6 +104,16 @@ def test_qa_packs_chunks_by_token_budget_and_numbers_the_sources():
     assert set(result.timings) >= {"ttft_s", "prompt_tps", "gen_tps"}
 
 
+def test_sources_and_prompt_are_known_before_the_first_token():
+    gen = ScriptedGenerator(["An answer."], n_ctx=200, max_tokens=20)
+    answer = QAChain(RecordingSearch([Hit(1, 0.9, "a.txt", words(10, "a"))]), gen, k=1).ask("q?")
+    ready = answer.prepared
+    assert gen.prompts == []  # nothing generated yet
+    assert [s["source"] for s in ready.sources] == ["a.txt"] and "a0" in ready.prompt
+    assert ready.prompt_tokens > 0 and ready.answer == ""
+    assert "".join(answer) == "An answer." and answer.result.prompt == ready.prompt
+
+
 def test_qa_default_prompt_is_the_recipes_and_question_comes_last():
     gen = ScriptedGenerator(lambda p: "ok", n_ctx=400)
     chain = QAChain(RecordingSearch([Hit(1, 1.0, "a", words(10, "a"))]), gen)

@@ -77,11 +77,15 @@ class Generation:
         step = "Rewriting the follow-up as a standalone question, then retrieving…" if history else "Retrieving…"
         yield shown, step, *blank, session
         answer = chain.ask(question, history)
+        ready = answer.prepared  # the standalone question, sources and prompt, shown before the answer
+        steps = (_standalone_md(ready), ready.prompt,
+                 fmt.token_usage_md(ready.prompt_tokens, generator.context_size, 0), "")
+        yield shown, f"Retrieved **{len(ready.sources)}** chunks; answering with **{chat.backend}**…", *steps, session
         text = ""
         for piece in answer:
             text += piece
             reply = {"role": "assistant", "content": fmt.escape_markdown(text)}
-            yield shown + [reply], f"Answering with **{chat.backend}**…", *blank, session
+            yield shown + [reply], f"Answering with **{chat.backend}**…", *steps, session
         result = answer.result
         session.turns.append(Turn(question, result.standalone_question, result.answer, result.sources))
         yield (_messages(session.turns), _done_note(chat.backend, result), _standalone_md(result),
@@ -119,10 +123,15 @@ class Generation:
                 documents.append((doc.title or doc.source, doc.text))
         yield "Reading the sources (long ones are summarised piece by piece first)…", "", ""
         answer = chain.summarize(query or None, documents=documents)
+        ready = answer.prepared  # which chunks went in and the strategy, shown before the summary
+        inputs = fmt.sources_md(ready.sources)
+        status = (f"Strategy **{(ready.strategy or '').replace('_', '-')}** · summarising with "
+                  f"**{chat.backend}**…")
+        yield status, inputs, ""
         text = ""
         for piece in answer:
             text += piece
-            yield f"Summarising with **{chat.backend}**…", "", fmt.escape_markdown(text)
+            yield status, inputs, fmt.escape_markdown(text)
         result = answer.result
         info = (
             f"Strategy **{(result.strategy or '').replace('_', '-')}** · **{len(result.sources)}** inputs · "
