@@ -196,7 +196,7 @@ class Store:
             raise RagError(
                 f"Collection {self.path.name!r} was built with embedding model {found.get('embedding_model')!r} "
                 f"(dimension {found.get('dimension')}), not {self.model_id!r} (dimension {self.dimension}); "
-                "use the same model or a new collection."
+                "use the same model or a new collection (RAG_EMBEDDING_MODEL and RAG_EMBEDDING_BACKEND choose them)."
             )
 
     def _manifest(self) -> dict:
