@@ -69,7 +69,7 @@ class Round:
     version: int
     finished: list[str] = field(default_factory=list)  # sources the child reported committed
     completed: bool = False  # the child ended its ingest before the kill
-    seconds: float = 0.0  # from "ready" to the child's end
+    seconds: float = 0.0  # from the kill point (or "ready", unkilled) to the end of the ingest or the kill
     problems: list[str] = field(default_factory=list)  # integrity and lost-document findings
 
 
