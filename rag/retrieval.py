@@ -80,10 +80,11 @@ class Retriever:
         vector = None
         if mode != "bm25":
             vector = self.embedder.embed_query(query) if query_vector is None else query_vector
-        keyword = self.store.bm25_scores(query)
         if mode == "dense":
             ranked = self.store.dense(vector, k)
-        elif mode == "bm25":
+            return self._hits(ranked, vector, self.store.bm25_for(query, [i for i, _ in ranked]))
+        keyword = self.store.bm25_scores(query)
+        if mode == "bm25":
             ranked = top_k(keyword, k)
         else:
             ranked = self._hybrid(vector, keyword, k)

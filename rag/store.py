@@ -468,6 +468,19 @@ class Store:
             ).fetchall()
         return dict(rows)
 
+    def bm25_for(self, query: str, ids: Sequence[int]) -> dict[int, float]:
+        """BM25 scores of the given chunks only (those matching no word are left out).
+
+        One rowid lookup each: for a handful of dense hits this is far cheaper than scoring every match.
+        """
+        match = keyword_query(query)
+        if not match:
+            return {}
+        sql = "SELECT rowid, -bm25(chunks_fts) FROM chunks_fts WHERE chunks_fts MATCH ? AND rowid = ?"
+        with self._lock:
+            rows = [self._db.execute(sql, (match, int(i))).fetchone() for i in ids]
+        return dict(r for r in rows if r is not None)
+
     def bm25(self, query: str, k: int) -> list[tuple[int, float]]:
         """(chunk id, BM25 score) of the `k` best keyword matches."""
         return top_k(self.bm25_scores(query), k)
