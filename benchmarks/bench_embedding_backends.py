@@ -38,7 +38,6 @@ import statistics
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -125,33 +124,12 @@ class OrtEncoder:
 
 
 def export_with_onnxruntime(st_model, work: Path, config: str) -> tuple[Path, Path]:
-    import torch
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    """The project's own export and quantisation (rag.embedding), kept beside the fp32 file for comparison."""
+    from rag.embedding import export_onnx, quantize_int8
 
     fp32, int8 = work / "model.onnx", work / f"model_qint8_{config}.onnx"
-    hf = st_model[0].auto_model.eval()
-    names = ["input_ids", "attention_mask", "token_type_ids"]
-
-    class Hidden(torch.nn.Module):
-        def __init__(self, model):
-            super().__init__()
-            self.model = model
-
-        def forward(self, input_ids, attention_mask, token_type_ids):
-            return self.model(input_ids=input_ids, attention_mask=attention_mask,
-                              token_type_ids=token_type_ids).last_hidden_state
-
-    sample = st_model.tokenizer(["an example", "a slightly longer example sentence"], padding=True, return_tensors="pt")
-    axes = {n: {0: "batch", 1: "sequence"} for n in names + ["last_hidden_state"]}
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(Hidden(hf), tuple(sample[n] for n in names), str(fp32), input_names=names,
-                          output_names=["last_hidden_state"], dynamic_axes=axes, opset_version=17, dynamo=False)
-    # As optimum's arm64/avx2/avx512/avx512_vnni dynamic presets: symmetric int8 weights per channel (row),
-    # unsigned int8 activations, full range, every operator ONNX Runtime can quantize dynamically.
-    # (Per tensor instead loses far more: mean cosine to torch about 0.95 rather than 0.99.)
-    quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8, per_channel=True, reduce_range=False,
-                     extra_options={"WeightSymmetric": True, "ActivationSymmetric": False})
+    export_onnx(st_model, fp32)
+    quantize_int8(fp32, int8)
     return fp32, int8
 
 

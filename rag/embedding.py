@@ -127,22 +127,12 @@ def _onnx_cache_dir(model_id: str, path: str) -> Path:
     return Path(user_cache_dir("local-rag", appauthor=False)) / "onnx" / f"{safe}-{key.hexdigest()[:16]}"
 
 
-def _export_int8(path: str, target: Path) -> None:
-    """Export the transformer of the sentence-transformers model at `path` to int8 ONNX in `target`, atomically."""
-    import logging
+def export_onnx(st, fp32: Path) -> None:
+    """Write the transformer of sentence-transformers model `st` to `fp32` as ONNX (last hidden state)."""
     import warnings
 
     import torch
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-    from sentence_transformers import SentenceTransformer
-    from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()
-    st = SentenceTransformer(path, device="cpu", backend="torch")
-    pooling = getattr(st[1], "pooling_mode", None) if len(st) > 1 else None
-    if pooling not in (None, "mean"):
-        raise RagError(f"The onnx-int8 backend supports mean pooling only; {path} pools by {pooling!r}; "
-                       "set RAG_EMBEDDING_BACKEND=torch.")
     names = ["input_ids", "attention_mask", "token_type_ids"]
 
     class Hidden(torch.nn.Module):
@@ -156,23 +146,44 @@ def _export_int8(path: str, target: Path) -> None:
 
     sample = st.tokenizer(["an example", "a slightly longer example sentence"], padding=True, return_tensors="pt")
     axes = {n: {0: "batch", 1: "sequence"} for n in names + ["last_hidden_state"]}
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Hidden(st[0].auto_model.eval()), tuple(sample[n] for n in names), str(fp32),
+                          input_names=names, output_names=["last_hidden_state"], dynamic_axes=axes,
+                          opset_version=17, dynamo=False)
+
+
+def quantize_int8(fp32: Path, int8: Path) -> None:
+    """Dynamic int8 quantisation with per-channel symmetric weights (per tensor drops cosine to torch 0.99 -> 0.95)."""
+    import logging
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    root, level = logging.getLogger(), logging.getLogger().level
+    root.setLevel(logging.ERROR)  # quantize_dynamic warns on the root logger about optional pre-processing
+    try:
+        quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8, per_channel=True, reduce_range=False,
+                         extra_options={"WeightSymmetric": True, "ActivationSymmetric": False})
+    finally:
+        root.setLevel(level)
+
+
+def _export_int8(path: str, target: Path) -> None:
+    """Export the sentence-transformers model at `path` to int8 ONNX in `target`, atomically."""
+    from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    st = SentenceTransformer(path, device="cpu", backend="torch")
+    pooling = getattr(st[1], "pooling_mode", None) if len(st) > 1 else None
+    if pooling not in (None, "mean"):
+        raise RagError(f"The onnx-int8 backend supports mean pooling only; {path} pools by {pooling!r}; "
+                       "set RAG_EMBEDDING_BACKEND=torch.")
     target.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(Hidden(st[0].auto_model.eval()), tuple(sample[n] for n in names),
-                              str(work / "fp32.onnx"), input_names=names, output_names=["last_hidden_state"],
-                              dynamic_axes=axes, opset_version=17, dynamo=False)
-        # Per-channel symmetric int8 weights: per-tensor drops the cosine to torch from 0.99 to 0.95.
-        root, level = logging.getLogger(), logging.getLogger().level
-        root.setLevel(logging.ERROR)  # quantize_dynamic warns on the root logger about optional pre-processing
-        try:
-            quantize_dynamic(str(work / "fp32.onnx"), str(work / "model_int8.onnx"), weight_type=QuantType.QInt8,
-                             per_channel=True, reduce_range=False,
-                             extra_options={"WeightSymmetric": True, "ActivationSymmetric": False})
-        finally:
-            root.setLevel(level)
+        export_onnx(st, work / "fp32.onnx")
+        quantize_int8(work / "fp32.onnx", work / "model_int8.onnx")
         (work / "fp32.onnx").unlink()
         meta = {"dimension": int(st.get_embedding_dimension()), "max_seq_length": int(st.max_seq_length),
                 "normalize": True}
