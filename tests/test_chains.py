@@ -114,13 +114,14 @@ def test_sources_and_prompt_are_known_before_the_first_token():
     assert "".join(answer) == "An answer." and answer.result.prompt == ready.prompt
 
 
-def test_qa_default_prompt_is_the_recipes_and_question_comes_last():
-    gen = ScriptedGenerator(lambda p: "ok", n_ctx=400)
+def test_qa_default_prompt_has_a_system_message_and_the_question_comes_last():
+    gen = ScriptedGenerator(lambda p: "a0 [1].", n_ctx=400)
     chain = QAChain(RecordingSearch([Hit(1, 1.0, "a", words(10, "a"))]), gen)
     first = chain.ask("first question?").run().prompt
     second = chain.ask("another one?").run().prompt
-    assert first.startswith("Use the following pieces of context to answer the question at the end.")
-    assert first.endswith("Question: first question?\nHelpful Answer:")
+    assert first.startswith("system: You answer questions using only the numbered sources")
+    assert "cite its source number like [1]" in first
+    assert first.endswith("Question: first question?")
     prefix = first[:first.index("Question:")]
     assert second.startswith(prefix)
 
@@ -129,18 +130,19 @@ def test_qa_custom_prompt_is_used_and_a_bad_one_is_refused():
     gen = ScriptedGenerator(lambda p: "ok", n_ctx=400)
     custom = Prompts(qa="Context:\n{context}\nQ: {question}\nA:")
     result = QAChain(lambda q, k, mode: [Hit(1, 1.0, "a", "alpha")], gen, prompts=custom).ask("q?").run()
-    assert result.prompt.startswith("Context:\n[1] (a)\nalpha")
+    assert "user: Context:\n[1] (a)\nalpha" in result.prompt
     with pytest.raises(RagError, match=r"lacks \{context\}"):
         QAChain(lambda q, k, mode: [], gen, prompts=Prompts(qa="Just {question}"))
 
 
-def test_question_too_long_for_the_context_is_one_clear_error():
-    gen = ScriptedGenerator(lambda p: "never", n_ctx=100, max_tokens=20)
+def test_question_too_long_for_the_context_is_cut_and_the_reader_told():
+    gen = ScriptedGenerator(lambda p: "alpha [1].", n_ctx=200, max_tokens=20)
     search = RecordingSearch([Hit(1, 1.0, "a", "alpha")])
-    with pytest.raises(RagError, match="exceeds the 100-token context") as err:
-        QAChain(search, gen).ask(words(90, "q"))
-    assert "\n" not in str(err.value)
-    assert gen.prompts == [] and search.queries == []
+    result = QAChain(search, gen).ask(words(900, "q")).run()
+    assert len(result.standalone_question.split()) == 50  # a quarter of the 200-token context
+    assert result.standalone_question.startswith("q0 q1") and "q50" not in result.standalone_question
+    assert len(result.notes) == 1 and "cut to its first" in result.notes[0] and "\n" not in result.notes[0]
+    assert search.queries[0][0] == result.standalone_question
 
 
 def test_empty_question_is_refused():
@@ -149,26 +151,27 @@ def test_empty_question_is_refused():
 
 
 def test_chat_condenses_follow_ups_and_retrieves_with_the_standalone_question():
-    gen = ScriptedGenerator(["Paris is the capital.", "What is the population of Paris?\nextra", "About 2 million."],
+    gen = ScriptedGenerator(["Paris is the capital.", "How many people live in Paris?\nextra", "About 2 million."],
                             n_ctx=400)
     search = RecordingSearch([Hit(1, 1.0, "paris.txt", "Paris has about two million people.")])
     chain = ChatChain(search, gen)
     first = chain.ask("What is the capital of France?", []).run()
     assert first.standalone_question == "What is the capital of France?" and len(gen.prompts) == 1
     second = chain.ask("How many people live there?", [(first.question, first.answer)]).run()
-    condense_prompt = gen.prompts[1]
+    condense_prompt = gen.prompts[1].split("\n", 1)[1]  # after the QA system line: the condense prompt has none
     assert "Human: What is the capital of France?\nAssistant: Paris is the capital." in condense_prompt
     assert condense_prompt.rstrip().endswith("Follow Up Input: How many people live there?\nStandalone question:")
-    assert second.standalone_question == "What is the population of Paris?"
+    assert second.standalone_question == "How many people live in Paris?"
     assert second.question == "How many people live there?"
-    assert search.queries[-1][0] == "What is the population of Paris?"
-    assert gen.prompts[2].endswith("Question: What is the population of Paris?\nHelpful Answer:")
+    assert search.queries[-1][0] == "How many people live in Paris?"
+    assert gen.prompts[2].endswith("Question: How many people live in Paris?")
 
 
 def test_chat_drops_oldest_turns_when_history_is_too_long():
-    gen = ScriptedGenerator(["standalone q", "answer"], n_ctx=300, max_tokens=20)
+    gen = ScriptedGenerator(["What is the follow up?", "answer"], n_ctx=300, max_tokens=20)
     history = [(words(30, f"q{i}_"), words(30, f"a{i}_")) for i in range(6)]
-    ChatChain(RecordingSearch([]), gen).ask("follow up?", history).run()
+    result = ChatChain(RecordingSearch([]), gen).ask("follow up?", history).run()
+    assert result.abstained and len(gen.prompts) == 1  # nothing found: the model is not asked to answer
     condense = gen.prompts[0]
     assert "q5_0" in condense and "q0_0" not in condense
     assert gen.count_tokens(condense) + ChatChain.condense_max_tokens <= 300
@@ -179,25 +182,55 @@ def test_summarize_stuffs_when_it_fits():
     hits = [Hit(1, 1.0, "a", words(20, "a")), Hit(2, 0.5, "b", words(20, "b"))]
     result = SummarizeChain(RecordingSearch(hits), gen).summarize("themes").run()
     assert result.strategy == "stuff" and len(gen.prompts) == 1
-    assert gen.prompts[0].startswith("user: Summarize the main themes in these retrieved docs:")
+    assert gen.prompts[0].startswith("system: You summarise documents faithfully")
+    assert gen.prompts[0].endswith("Summarize the main themes of the text above in a few sentences.")
     assert "a19" in gen.prompts[0] and "b19" in gen.prompts[0]
     assert [s["n"] for s in result.sources] == [1, 2]
 
 
 def test_summarize_map_reduces_text_over_the_budget():
-    gen = ScriptedGenerator(lambda p: "summary" if "CONCISE SUMMARY" in p else "final themes", n_ctx=120,
+    gen = ScriptedGenerator(lambda p: "summary" if "one or two sentences" in p else "final themes", n_ctx=120,
                             max_tokens=10)
-    docs = [("long.txt", words(400, "w"))]
+    docs = [("long.txt", words(200, "w"))]
     chain = SummarizeChain(RecordingSearch([]), gen)
-    result = chain.summarize(documents=docs).run()
+    steps = []
+    answer = chain.summarize(documents=docs, strategy="map_reduce", progress=lambda *s: steps.append(s))
+    assert gen.prompts == []  # the map steps run inside the stream, so Stop can end them
+    result = answer.run()
     assert result.strategy == "map_reduce"
-    maps = [p for p in gen.prompts if "CONCISE SUMMARY" in p]
-    assert len(maps) == chain.map_calls >= 4
+    maps = [p for p in gen.prompts if "one or two sentences" in p]
+    assert len(maps) == chain.map_calls >= 3
+    assert [s for s in steps if s[0] == "map"] == [("map", i, len(maps)) for i in range(1, len(maps) + 1)]
     # every word reached some map prompt, and the final prompt holds the summaries, not the text
     mapped = set(" ".join(maps).split())
-    assert {f"w{i}" for i in range(400)} <= mapped
+    assert {f"w{i}" for i in range(200)} <= mapped
     assert "w0" not in result.prompt and "summary" in result.prompt
     assert result.answer == "final themes"
+
+
+def test_map_reduce_is_bounded_and_stopping_ends_it():
+    gen = ScriptedGenerator(lambda p: "summary" if "one or two sentences" in p else "final", n_ctx=120,
+                            max_tokens=10)
+    chain = SummarizeChain(RecordingSearch([]), gen)
+    chain.max_pieces = 4
+    answer = chain.summarize(documents=[("long.txt", words(2000, "w"))], strategy="map_reduce")
+    stream = iter(answer)
+    next(stream)  # the four maps ran, the reduce began
+    assert chain.map_calls == 4
+    stream.close()  # Stop
+    assert answer.result.stopped and len(gen.prompts) == 5
+
+
+def test_summarize_reads_the_central_passages_of_a_long_document_once():
+    gen = ScriptedGenerator(lambda p: "themes", n_ctx=300, max_tokens=20)
+    text = "\n\n".join(f"Topic {i}\n\n" + words(60, f"t{i}_") for i in range(12))
+    result = SummarizeChain(RecordingSearch([]), gen).summarize(documents=[("long.txt", text)]).run()
+    assert result.strategy == "central" and len(gen.prompts) == 1
+    assert gen.count_tokens(gen.prompts[0]) + 20 <= 300
+    assert "Read the" in result.notes[0] and "most central" in result.notes[0]
+    # the passages go in document order
+    positions = [int(w[1:].split("_")[0]) for w in gen.prompts[0].split() if w.startswith("t") and "_" in w]
+    assert positions == sorted(positions)
 
 
 def test_summarize_nothing_is_an_error():

@@ -1,0 +1,229 @@
+"""End-to-end answer quality on real questions: our QAChain against the original LangChain recipe.
+
+    python benchmarks/bench_answers.py                  # all 477 questions, recipe measured in the same run
+    python benchmarks/bench_answers.py --limit 100      # every n-th answerable question, for quick checks
+    python benchmarks/bench_answers.py --no-recipe      # ours only
+
+Data: ../shared/data/qa/squad-train-subset (45 Wikipedia articles, 477 SQuAD train questions with gold
+answers). The articles of a fixed, seeded draw are left out of the corpus until 60 of their questions are
+set aside: those are the unanswerable questions, where the right reply is that the documents don't say.
+Everything else is ingested with the project's defaults and answered greedily with the default model.
+
+Figures (after SQuAD's normalisation: lower case, no punctuation, no articles):
+  context recall     a gold answer appears in the sources given to the model
+  answer accuracy    a gold answer appears in the answer (an abstention counts as wrong)
+  F1                 SQuAD token F1, best over the gold answers
+  citation accuracy  of the answers that cite [n], the first cited source holds a gold answer
+  abstain (unans.)   how often it says the documents don't answer, on the unanswerable questions
+  abstain (ans.)     how often it does so wrongly, on the answerable ones
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import statistics
+import string
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+DATA = ROOT / ".." / "shared" / "data" / "qa" / "squad-train-subset"
+UNANSWERABLE = 60
+SEED = 13
+
+# The recipe's default prompt says "just say that you don't know"; ours says the documents don't answer.
+_ABSTAIN = re.compile(r"\b(i don'?t know|i do not know|don'?t (contain|say|answer|mention)|do not (contain|say|"
+                      r"answer|mention)|no (information|mention)|not (mentioned|provided|stated|given) in|"
+                      r"cannot answer|can'?t answer|unable to answer)\b", re.IGNORECASE)
+_CITE = re.compile(r"\[(\d{1,2})\]")
+
+
+def normalize(text: str) -> str:
+    """SQuAD's answer normalisation."""
+    text = "".join(ch for ch in text.lower() if ch not in set(string.punctuation))
+    text = re.sub(r"\b(a|an|the)\b", " ", text)
+    return " ".join(text.split())
+
+
+def token_f1(prediction: str, gold: str) -> float:
+    pred, ref = normalize(prediction).split(), normalize(gold).split()
+    common = sum((Counter(pred) & Counter(ref)).values())
+    if not common:
+        return 0.0
+    precision, recall = common / len(pred), common / len(ref)
+    return 2 * precision * recall / (precision + recall)
+
+
+def contains(text: str, answers: list[str]) -> bool:
+    haystack = f" {normalize(text)} "
+    return any(f" {normalize(a)} " in haystack for a in answers if normalize(a))
+
+
+def split_questions(questions: list[dict]) -> tuple[list[dict], list[dict], list[str]]:
+    """(answerable, unanswerable, titles left out): whole articles drawn until 60 questions are set aside."""
+    titles = sorted({q["title"] for q in questions})
+    random.Random(SEED).shuffle(titles)
+    left_out: list[str] = []
+    for title in titles:
+        if sum(q["title"] in left_out for q in questions) >= UNANSWERABLE:
+            break
+        left_out.append(title)
+    unanswerable = [q for q in questions if q["title"] in left_out][:UNANSWERABLE]
+    answerable = [q for q in questions if q["title"] not in left_out]
+    return answerable, unanswerable, left_out
+
+
+def sample(items: list, limit: int | None) -> list:
+    if not limit or limit >= len(items):
+        return items
+    step = len(items) / limit
+    return [items[int(i * step)] for i in range(limit)]
+
+
+def corpus_files(left_out: list[str]) -> list[Path]:
+    """The corpus files whose article is not left out (file names are titles with spaces)."""
+    return sorted(p for p in (DATA / "corpus").glob("*.txt") if p.stem.replace(" ", "_") not in left_out)
+
+
+def score(rows: list[dict]) -> dict:
+    """The figures for one system over its rows (each: answers, answer, sources, abstained, cited, seconds)."""
+    ans = [r for r in rows if r["answers"]]
+    unans = [r for r in rows if not r["answers"]]
+    citing = [r for r in ans if r["cited"] and not r["abstained"]]
+    cited_ok = [r for r in citing if 1 <= r["cited"][0] <= len(r["sources"])
+                and contains(r["sources"][r["cited"][0] - 1], r["answers"])]
+    answered = [r for r in ans if not r["abstained"]]
+    return {
+        "questions": len(rows),
+        "context_recall": _mean(contains(" ".join(r["sources"]), r["answers"]) for r in ans),
+        "answer_accuracy": _mean(not r["abstained"] and contains(r["answer"], r["answers"]) for r in ans),
+        "f1": _mean(0.0 if r["abstained"] else max(token_f1(r["answer"], a) for a in r["answers"]) for r in ans),
+        "citation_accuracy": len(cited_ok) / len(citing) if citing else float("nan"),
+        "citing": len(citing) / len(ans) if ans else float("nan"),
+        "abstain_unanswerable": _mean(r["abstained"] for r in unans),
+        "abstain_answerable": _mean(r["abstained"] for r in ans),
+        "median_words": statistics.median(len(r["answer"].split()) for r in answered) if answered else 0,
+        "seconds_per_answer": _mean(r["seconds"] for r in rows),
+        "errors": sum(bool(r.get("error")) for r in rows),
+    }
+
+
+def _mean(values) -> float:
+    values = [float(v) for v in values]
+    return sum(values) / len(values) if values else float("nan")
+
+
+def run_ours(questions: list[dict], left_out: list[str], index_dir: Path, rows_out: Path | None) -> list[dict]:
+    from rag.chains import QAChain
+    from rag.collection import Collection
+    from rag.generators import get_generator
+    from rag.settings import load_settings
+
+    settings = load_settings(index_dir=index_dir, collection="squad", temperature=0.0)
+    coll = Collection.open(settings, name="squad")
+    t0 = time.perf_counter()
+    report = coll.ingest([str(p) for p in corpus_files(left_out)])
+    print(f"ours: ingested {len(corpus_files(left_out))} articles ({report.chunks_added} new chunks) "
+          f"in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    generator = get_generator(settings.backend, settings)
+    chain = QAChain(coll, generator, k=settings.k, mode=settings.mode)
+    rows = []
+    try:
+        for i, q in enumerate(questions, 1):
+            t = time.perf_counter()
+            result = chain.ask(q["question"]).run()
+            rows.append({"id": q["id"], "question": q["question"], "answers": q["answers"], "answer": result.answer,
+                         "sources": [s["text"] for s in result.sources],
+                         "abstained": bool(getattr(result, "abstained", False)) or bool(_ABSTAIN.search(result.answer)),
+                         "cited": [int(n) for n in _CITE.findall(result.answer)],
+                         "evidence": getattr(result, "evidence", None), "seconds": time.perf_counter() - t})
+            if i % 25 == 0:
+                print(f"ours: {i}/{len(questions)}", file=sys.stderr)
+    finally:
+        generator.close()
+    _write(rows, rows_out)
+    return rows
+
+
+def run_reference(questions: list[dict], left_out: list[str], rows_out: Path | None) -> list[dict]:
+    from recipe_runner import run_recipe
+
+    by_id = {q["id"]: q for q in questions}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "questions.jsonl"
+        path.write_text("".join(json.dumps(q) + "\n" for q in questions), encoding="utf-8")
+        answers = run_recipe(DATA / "corpus", path, left_out, None)
+    rows = []
+    for a in answers:
+        q = by_id[a["id"]]
+        text = a.get("answer") or ""
+        rows.append({"id": q["id"], "question": q["question"], "answers": q["answers"], "answer": text,
+                     "sources": a.get("sources") or [], "abstained": bool(_ABSTAIN.search(text)),
+                     "cited": [int(n) for n in _CITE.findall(text)], "seconds": a.get("seconds") or 0.0,
+                     "error": a.get("error")})
+    _write(rows, rows_out)
+    return rows
+
+
+def _write(rows: list[dict], path: Path | None) -> None:
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+
+
+def table(results: dict[str, dict]) -> str:
+    names = list(results)
+    lines = ["| measure | " + " | ".join(names) + (" | ours / recipe |" if len(names) == 2 else " |"),
+             "| --- | " + " | ".join("---:" for _ in names) + (" | ---: |" if len(names) == 2 else " |")]
+    for key in ("context_recall", "answer_accuracy", "f1", "citation_accuracy", "citing", "abstain_unanswerable",
+                "abstain_answerable", "median_words", "seconds_per_answer", "errors", "questions"):
+        values = [results[n][key] for n in names]
+        cells = [f"{v:.3f}" if isinstance(v, float) else str(v) for v in values]
+        ratio = ""
+        if len(names) == 2:
+            ref, ours = results["recipe"][key], results["ours"][key]
+            ratio = f" | {ours / ref:.2f}×" if isinstance(ref, (int, float)) and ref and ref == ref else " | "
+        lines.append(f"| {key.replace('_', ' ')} | " + " | ".join(cells) + ratio + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--limit", type=int, help="answer this many answerable questions (evenly spread)")
+    parser.add_argument("--unanswerable", type=int, default=UNANSWERABLE, help="how many unanswerable ones to ask")
+    parser.add_argument("--no-recipe", action="store_true", help="skip the LangChain reference")
+    parser.add_argument("--index", type=Path, help="reuse this index directory (default: a temporary one)")
+    parser.add_argument("--rows", type=Path, help="write each system's answers as <ROWS>-<system>.jsonl")
+    args = parser.parse_args(argv)
+    if not (DATA / "questions.jsonl").exists():
+        print(f"skipped: {DATA.resolve()} is absent (the shared data sits beside the checkout)")
+        return 0
+    questions = [json.loads(line) for line in (DATA / "questions.jsonl").read_text(encoding="utf-8").splitlines()]
+    answerable, unanswerable, left_out = split_questions(questions)
+    for q in unanswerable:
+        q["answers"] = []
+    asked = sample(answerable, args.limit) + sample(unanswerable, args.unanswerable)
+    print(f"{len(asked)} questions: {len(asked) - min(args.unanswerable, len(unanswerable))} answerable, "
+          f"{min(args.unanswerable, len(unanswerable))} unanswerable (articles left out: {', '.join(left_out)})",
+          file=sys.stderr)
+    out = {}
+    rows_path = (lambda name: args.rows.with_name(f"{args.rows.name}-{name}.jsonl")) if args.rows else (lambda _: None)
+    if not args.no_recipe:
+        out["recipe"] = score(run_reference(asked, left_out, rows_path("recipe")))
+    with tempfile.TemporaryDirectory() as tmp:
+        out["ours"] = score(run_ours(asked, left_out, args.index or Path(tmp), rows_path("ours")))
+    print(table(out))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

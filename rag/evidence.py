@@ -1,0 +1,102 @@
+"""Evidence for an answer: for each of its sentences, the source sentence that supports it best.
+
+A source sentence supports an answer sentence when they mean the same (embedding cosine) and share its
+words (the share of the answer sentence's content words found in the source sentence). Both count half;
+an answer sentence whose best score is under SUPPORT is unsupported. The threshold was calibrated on the
+shared SQuAD subset (benchmarks/bench_answers.py --calibrate).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+from rag.text import content_words, sentences, stem
+
+SUPPORT = 0.5          # combined score from which a source sentence supports an answer sentence
+EMBED_WEIGHT = 0.5     # share of the embedding cosine in the combined score; the rest is word overlap
+CITATION = re.compile(r"\s*\[(\d{1,3})\]")
+
+Embed = Callable[[Sequence[str]], np.ndarray]  # texts -> normalised vectors, one row each
+
+
+@dataclass
+class Evidence:
+    """One supporting source sentence: source number n, offsets into that source's chunk text."""
+
+    n: int
+    start: int
+    end: int
+    text: str
+    score: float
+    sentence: int  # which answer sentence it supports (0-based)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Support:
+    """Evidence for every answer sentence, and which sentences have none."""
+
+    sentences: list[str]
+    evidence: list[Evidence]      # the best source sentence for each supported answer sentence
+    unsupported: list[int]        # answer sentences with no source sentence over the threshold
+    best: Evidence | None         # the strongest match overall, supported or not
+
+    @property
+    def supported(self) -> bool:
+        return bool(self.evidence)
+
+    def sources(self) -> list[int]:
+        """Source numbers that hold evidence, strongest first, each once."""
+        ranked = sorted(self.evidence, key=lambda e: -e.score)
+        return list(dict.fromkeys(e.n for e in ranked))
+
+
+def cited(answer: str) -> list[int]:
+    """The [n] numbers an answer cites, in order, each once."""
+    return list(dict.fromkeys(int(n) for n in CITATION.findall(answer)))
+
+
+def strip_citations(text: str) -> str:
+    return CITATION.sub("", text).strip()
+
+
+def answer_sentences(answer: str) -> list[str]:
+    return [s for s in (strip_citations(answer[a:b]) for a, b in sentences(answer)) if content_words(s)]
+
+
+def overlap(claim: str, source: str) -> float:
+    """Share of the claim's content words (lightly stemmed) that the source sentence holds."""
+    wanted = {stem(w) for w in content_words(claim)}
+    if not wanted:
+        return 0.0
+    return len(wanted & {stem(w) for w in content_words(source)}) / len(wanted)
+
+
+def find_support(answer: str, sources: Sequence[str], embed: Embed | None = None,
+                 threshold: float = SUPPORT) -> Support:
+    """Match each sentence of `answer` with its best sentence among `sources` (numbered from 1)."""
+    claims = answer_sentences(answer)
+    spans = [(n, a, b) for n, text in enumerate(sources, 1) for a, b in sentences(text)]
+    if not claims or not spans:
+        return Support(claims, [], list(range(len(claims))), None)
+    texts = [sources[n - 1][a:b] for n, a, b in spans]
+    scores = np.array([[overlap(c, t) for t in texts] for c in claims], dtype=np.float32)
+    if embed is not None:
+        vectors = embed(claims + texts)
+        cosine = vectors[: len(claims)] @ vectors[len(claims):].T
+        scores = EMBED_WEIGHT * np.clip(cosine, 0.0, 1.0) + (1 - EMBED_WEIGHT) * scores
+    evidence, unsupported, best = [], [], None
+    for i, row in enumerate(scores):
+        j = int(row.argmax())
+        n, a, b = spans[j]
+        match = Evidence(n=n, start=a, end=b, text=texts[j], score=round(float(row[j]), 4), sentence=i)
+        if best is None or match.score > best.score:
+            best = match
+        (evidence.append(match) if match.score >= threshold else unsupported.append(i))
+    return Support(claims, evidence, unsupported, best)

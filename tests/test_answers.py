@@ -1,0 +1,180 @@
+"""Answers people can trust: evidence, citations, abstention, loops, follow-up rewrites, bad input."""
+
+from __future__ import annotations
+
+import pytest
+
+from rag.chains import ChatChain, QAChain, rewrite_problem
+from rag.errors import RagError
+from rag.evidence import cited, find_support
+from rag.prompts import NO_ANSWER
+from rag.repetition import loop_start
+from rag.text import sentences
+from tests.test_chains import Hit, RecordingSearch, ScriptedGenerator
+
+LOURDES = ("Immediately behind the basilica is the Grotto, a Marian place of prayer and reflection. It is a "
+           "replica of the grotto at Lourdes, France where the Virgin Mary reputedly appeared to Saint "
+           "Bernadette Soubirous in 1858. At the end of the main drive is a simple, modern stone statue of Mary.")
+DOME = "Atop the Main Building's gold dome is a golden statue of the Virgin Mary. Next to it is the Basilica."
+
+
+# ---- sentences and evidence
+
+
+def test_sentences_are_offsets_into_the_text():
+    spans = sentences(LOURDES)
+    assert len(spans) == 3
+    assert LOURDES[spans[1][0]:spans[1][1]].startswith("It is a replica")
+    assert LOURDES[spans[1][0]:spans[1][1]].endswith("in 1858.")
+
+
+def test_evidence_is_the_supporting_sentence_with_offsets_into_its_chunk():
+    support = find_support("The Virgin Mary appeared to Saint Bernadette Soubirous [2].", [DOME, LOURDES])
+    assert support.supported and not support.unsupported
+    [e] = support.evidence
+    assert e.n == 2 and LOURDES[e.start:e.end] == e.text and "Bernadette Soubirous in 1858" in e.text
+    assert 0.5 <= e.score <= 1.0
+
+
+def test_an_answer_sentence_without_support_is_marked():
+    answer = "Mary appeared to Saint Bernadette Soubirous. Penguins invented the steam engine in Peru."
+    support = find_support(answer, [DOME, LOURDES])
+    assert [e.sentence for e in support.evidence] == [0]
+    assert support.unsupported == [1]
+
+
+def test_citations_are_read_in_order_once():
+    assert cited("A [2] and B [1], again [2].") == [2, 1]
+    assert cited("No citation here.") == []
+
+
+# ---- the QA chain: grounding, citation added, abstention
+
+
+def _chain(reply, hits, **kw):
+    gen = ScriptedGenerator(reply if callable(reply) else [reply], n_ctx=400, max_tokens=30)
+    return QAChain(RecordingSearch(hits), gen, k=len(hits), **kw), gen
+
+
+def test_an_uncited_answer_with_clear_evidence_gets_its_citation_added_and_says_so():
+    chain, _ = _chain("Mary appeared to Saint Bernadette Soubirous.",
+                      [Hit(1, 0.9, "dome.txt", DOME, dense_score=0.6), Hit(2, 0.8, "grotto.txt", LOURDES, dense_score=0.5)])
+    result = chain.ask("To whom did the Virgin Mary appear at Lourdes?").run()
+    assert result.answer == "Mary appeared to Saint Bernadette Soubirous. [2]"
+    assert result.citations_added == [2] and "[2] was added" in result.notes[0]
+    assert result.evidence[0]["n"] == 2 and not result.abstained
+
+
+def test_the_models_own_citation_is_kept():
+    chain, _ = _chain("Saint Bernadette Soubirous [2].",
+                      [Hit(1, 0.9, "dome.txt", DOME, dense_score=0.6), Hit(2, 0.8, "grotto.txt", LOURDES, dense_score=0.5)])
+    result = chain.ask("To whom did Mary appear?").run()
+    assert result.answer == "Saint Bernadette Soubirous [2]." and result.citations_added == []
+
+
+def test_irrelevant_retrieval_abstains_without_asking_the_model():
+    chain, gen = _chain("never asked", [Hit(1, 0.9, "dome.txt", DOME, dense_score=0.05)])
+    answer = chain.ask("What is the boiling point of tungsten?")
+    assert "".join(answer) == NO_ANSWER
+    result = answer.result
+    assert result.abstained and gen.prompts == []
+    assert [s["source"] for s in result.sources] == ["dome.txt"]  # the closest passages are still shown
+
+
+def test_an_answer_no_source_supports_becomes_an_abstention_and_the_model_text_is_kept_in_a_note():
+    chain, _ = _chain("Penguins invented the steam engine.", [Hit(1, 0.9, "dome.txt", DOME, dense_score=0.6)])
+    result = chain.ask("Who invented the steam engine?").run()
+    assert result.abstained and result.answer == NO_ANSWER
+    assert "Penguins invented the steam engine." in result.notes[0]
+
+
+def test_the_model_saying_the_documents_dont_say_is_an_abstention():
+    chain, _ = _chain("The documents don't say.", [Hit(1, 0.9, "dome.txt", DOME, dense_score=0.6)])
+    assert chain.ask("Who built it?").run().abstained
+
+
+# ---- bad input
+
+
+def test_empty_and_whitespace_questions_are_one_sentence():
+    chain, gen = _chain("x", [Hit(1, 0.9, "dome.txt", DOME)])
+    for question in ("", "   \n\t "):
+        with pytest.raises(RagError, match="empty") as err:
+            chain.ask(question)
+        assert "\n" not in str(err.value)
+    assert gen.prompts == []
+
+
+def test_a_collection_with_no_documents_is_one_sentence():
+    class Empty(RecordingSearch):
+        def documents(self):
+            return []
+
+    chain = QAChain(Empty([]), ScriptedGenerator(["x"], n_ctx=400))
+    with pytest.raises(RagError, match="no documents yet; ingest"):
+        chain.ask("What is in here?")
+
+
+def test_a_model_that_produces_nothing_is_one_sentence():
+    chain, _ = _chain("", [Hit(1, 0.9, "dome.txt", DOME, dense_score=0.6)])
+    answer = chain.ask("What is atop the dome?")
+    with pytest.raises(RagError, match="returned no text"):
+        answer.run()
+
+
+# ---- loops
+
+
+def test_a_repeating_generation_is_found_where_the_repetition_began():
+    text = "The main themes are games. Super Mario is a game. Super Mario is a game. Super Mario is a game."
+    cut = loop_start(text)
+    assert text[:cut].rstrip() == "The main themes are games. Super Mario is a game."
+    assert loop_start("no no no no no no no") == 3
+    assert loop_start("A list: red apples, green apples, yellow apples and ripe apples.") is None
+
+
+def test_the_chain_stops_a_loop_keeps_what_came_before_and_says_so():
+    loop = "Mario is a plumber [1]. " + "Super Mario Bros is a game. " * 8
+    chain, _ = _chain(loop.strip(), [Hit(1, 0.9, "mario.txt", "Mario is a plumber. Super Mario Bros is a game.",
+                                        dense_score=0.7)])
+    result = chain.ask("Who is Mario?").run()
+    assert result.answer == "Mario is a plumber [1]. Super Mario Bros is a game."
+    assert any("repeating itself" in n for n in result.notes)
+
+
+# ---- follow-ups
+
+
+@pytest.mark.parametrize("question, rewrite, problem", [
+    ("Which one needs human help?", "Which approach to task decomposition needs human help?", None),
+    ("Which one needs human help?", "Task decomposition can be done by LLM prompting.", "not a question"),
+    ("What is ReAct?", "What is Chain of Thought?", "drops 'react'"),
+    ("And its size?", "What is the size of the dome?", None),
+    ("Why?", "", "empty"),
+])
+def test_a_rewrite_must_be_a_question_that_keeps_the_users_key_terms(question, rewrite, problem):
+    found = rewrite_problem(question, rewrite)
+    assert (found is None) if problem is None else (problem in found)
+
+
+def test_a_bad_rewrite_falls_back_to_the_users_words_and_never_reaches_the_next_turn():
+    replies = iter(["Task decomposition is done by LLM prompting.",   # condense: a statement, not a question
+                    "ReAct combines reasoning and acting [1].",        # the answer
+                    "What is Chain of Thought?",                       # condense, next turn: accepted
+                    "Chain of Thought asks for steps [1]."])
+    gen = ScriptedGenerator(lambda p: next(replies), n_ctx=600, max_tokens=30)
+    hits = [Hit(1, 0.9, "agent.txt", "ReAct combines reasoning and acting. Chain of Thought asks for steps.",
+                dense_score=0.6)]
+    search = RecordingSearch(hits)
+    chain = ChatChain(search, gen)
+    history = [("What are the approaches to task decomposition?", "LLM prompting [1].")]
+    second = chain.ask("What is ReAct?", history).run()
+    assert second.standalone_question == "What is ReAct?"
+    assert search.queries[-1][0] == "What are the approaches to task decomposition? What is ReAct?"
+    assert "was not used (it is not a question)" in second.notes[0]
+    history.append((second.question, second.answer))
+    third = chain.ask("And what is Chain of Thought?", history).run()
+    condense_prompt = gen.prompts[2]
+    assert "Human: What is ReAct?" in condense_prompt
+    assert "Task decomposition is done by LLM prompting" not in condense_prompt
+    assert third.standalone_question == "What is Chain of Thought?"
