@@ -122,18 +122,41 @@ def _mean(values) -> float:
     return sum(values) / len(values) if values else float("nan")
 
 
-def run_ours(questions: list[dict], left_out: list[str], index_dir: Path, rows_out: Path | None) -> list[dict]:
-    from rag.chains import QAChain
+def open_corpus(left_out: list[str], index_dir: Path):
+    """The corpus ingested with the project's defaults into `index_dir` (unchanged articles cost nothing)."""
     from rag.collection import Collection
-    from rag.generators import get_generator
     from rag.settings import load_settings
 
     settings = load_settings(index_dir=index_dir, collection="squad", temperature=0.0)
     coll = Collection.open(settings, name="squad")
     t0 = time.perf_counter()
-    report = coll.ingest([str(p) for p in corpus_files(left_out)])
+    report = coll.ingest([str(p.resolve()) for p in corpus_files(left_out)])
     print(f"ours: ingested {len(corpus_files(left_out))} articles ({report.chunks_added} new chunks) "
           f"in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    return settings, coll
+
+
+def calibrate(questions: list[dict], left_out: list[str], index_dir: Path) -> str:
+    """Retrieval alone (no model): how often each relevance threshold would abstain, on every question."""
+    from rag.chains import RELEVANCE
+
+    settings, coll = open_corpus(left_out, index_dir)
+    rows = []
+    for q in questions:
+        hits = coll.search(q["question"], k=settings.k, mode=settings.mode)
+        rows.append({"answers": q["answers"], "top_dense": max((h.dense_score or 0.0 for h in hits), default=0.0),
+                     "recall": contains(" ".join(h.text for h in hits), q["answers"]) if q["answers"] else None})
+    ans = [r for r in rows if r["answers"]]
+    lines = [f"context recall at k={settings.k} (all answerable): {_mean(r['recall'] for r in ans):.3f}",
+             f"relevance threshold in use: {RELEVANCE}", calibration(rows)]
+    return "\n".join(lines)
+
+
+def run_ours(questions: list[dict], left_out: list[str], index_dir: Path, rows_out: Path | None) -> list[dict]:
+    from rag.chains import QAChain
+    from rag.generators import get_generator
+
+    settings, coll = open_corpus(left_out, index_dir)
     generator = get_generator(settings.backend, settings)
     chain = QAChain(coll, generator, k=settings.k, mode=settings.mode)
     rows = []
@@ -145,7 +168,9 @@ def run_ours(questions: list[dict], left_out: list[str], index_dir: Path, rows_o
                          "sources": [s["text"] for s in result.sources],
                          "abstained": bool(getattr(result, "abstained", False)) or bool(_ABSTAIN.search(result.answer)),
                          "cited": [int(n) for n in _CITE.findall(result.answer)],
-                         "evidence": getattr(result, "evidence", None), "seconds": time.perf_counter() - t})
+                         "evidence": getattr(result, "evidence", None), "notes": getattr(result, "notes", []),
+                         "top_dense": max((h.get("dense_score") or 0.0 for h in result.retrieved), default=0.0),
+                         "seconds": time.perf_counter() - t})
             if i % 25 == 0:
                 print(f"ours: {i}/{len(questions)}", file=sys.stderr)
     finally:
@@ -172,6 +197,16 @@ def run_reference(questions: list[dict], left_out: list[str], rows_out: Path | N
                      "error": a.get("error")})
     _write(rows, rows_out)
     return rows
+
+
+def calibration(rows: list[dict]) -> str:
+    """Abstention rates if the chain abstained below each relevance threshold (top retrieved cosine)."""
+    ans = [r["top_dense"] for r in rows if r["answers"]]
+    unans = [r["top_dense"] for r in rows if not r["answers"]]
+    lines = ["| threshold | abstain (unanswerable) | abstain (answerable) |", "| ---: | ---: | ---: |"]
+    for t in [x / 100 for x in range(20, 62, 2)]:
+        lines.append(f"| {t:.2f} | {_mean(v < t for v in unans):.3f} | {_mean(v < t for v in ans):.3f} |")
+    return "\n".join(lines)
 
 
 def _write(rows: list[dict], path: Path | None) -> None:
@@ -202,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--unanswerable", type=int, default=UNANSWERABLE, help="how many unanswerable ones to ask")
     parser.add_argument("--no-recipe", action="store_true", help="skip the LangChain reference")
     parser.add_argument("--index", type=Path, help="reuse this index directory (default: a temporary one)")
+    parser.add_argument("--calibrate", action="store_true",
+                        help="retrieval only, every question: abstention rates per relevance threshold")
     parser.add_argument("--rows", type=Path, help="write each system's answers as <ROWS>-<system>.jsonl")
     args = parser.parse_args(argv)
     if not (DATA / "questions.jsonl").exists():
@@ -215,6 +252,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(asked)} questions: {len(asked) - min(args.unanswerable, len(unanswerable))} answerable, "
           f"{min(args.unanswerable, len(unanswerable))} unanswerable (articles left out: {', '.join(left_out)})",
           file=sys.stderr)
+    if args.calibrate:
+        with tempfile.TemporaryDirectory() as tmp:
+            print(calibrate(answerable + unanswerable, left_out, args.index or Path(tmp)))
+        return 0
     out = {}
     rows_path = (lambda name: args.rows.with_name(f"{args.rows.name}-{name}.jsonl")) if args.rows else (lambda _: None)
     if not args.no_recipe:

@@ -205,7 +205,7 @@ def _sources(chosen: list) -> list[dict]:
 
 # Abstain without asking the model when the best retrieved chunk is less similar than this to the
 # question (cosine, MiniLM): calibrated on the shared SQuAD subset (benchmarks/bench_answers.py --calibrate).
-RELEVANCE = 0.30
+RELEVANCE = 0.46
 # A question may take at most this share of the context; a longer one is cut, and the reader told.
 QUESTION_SHARE = 0.25
 
@@ -517,14 +517,20 @@ class SummarizeChain(_Base):
         return self._split(text[:cut].strip(), budget) + self._split(text[cut:].strip(), budget)
 
 
-def headings(text: str, limit: int = 12) -> list[str]:
-    """Lines that look like section headings: short, alone between blank lines, without a final stop."""
-    found = []
-    blocks = [b.strip() for b in text.split("\n\n")]
-    for block in blocks:
-        line = block.lstrip("#").strip()
-        if "\n" in block or not (3 <= len(line) <= 60) or line[-1] in ".,;:!" or len(line.split()) > 8:
+_BOILERPLATE = frozenset({"citation", "citations", "references", "useful resources", "acknowledgements",
+                          "acknowledgments", "contents", "table of contents", "share", "comments"})
+
+
+def headings(text: str, limit: int = 16) -> list[str]:
+    """Lines that look like section headings: short, capitalised, without a final stop, followed by a
+    paragraph. Extracted articles keep their headings as such lines."""
+    lines = [line.strip().lstrip("#").strip() for line in text.splitlines()]
+    found: list[str] = []
+    for line, after in zip(lines, lines[1:] + [""]):
+        if not (3 <= len(line) <= 60) or len(line.split()) > 8 or line[-1] in ".,;:!?)]" or not line[0].isupper():
             continue
-        if line[0].isupper() and line not in found:
+        if line.lower() in _BOILERPLATE or line.count(":") and len(line.split(":")[1].split()) < 2:
+            continue
+        if len(after) > len(line) and after[-1:] in ".:!?)\"" and line not in found:
             found.append(line)
     return found[:limit]

@@ -73,9 +73,19 @@ def _emit(answer, as_json: bool) -> None:
         sys.stdout.write(piece)
         sys.stdout.flush()
     print()
-    for s in answer.result.sources:
+    result = answer.result
+    if result.abstained or result.citations_added or result.notes:
+        # What was streamed may differ from the final answer (an abstention, a citation added, a loop cut).
+        print(f"answer: {result.answer}")
+    for s in result.sources:
         where = f", page {s['page']}" if s.get("page") is not None else ""
         print(f"[{s['n']}] {s.get('title') or s.get('source', '')}{where} ({s.get('source', '')})")
+    for e in result.evidence:
+        print(f"evidence [{e['n']}] {e['text']!r} (score {e['score']:.2f})")
+    for sentence in result.unsupported:
+        print(f"unsupported: {sentence!r}")
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
 
 
 def cmd_ask(args) -> int:

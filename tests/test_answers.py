@@ -178,3 +178,37 @@ def test_a_bad_rewrite_falls_back_to_the_users_words_and_never_reaches_the_next_
     assert "Human: What is ReAct?" in condense_prompt
     assert "Task decomposition is done by LLM prompting" not in condense_prompt
     assert third.standalone_question == "What is Chain of Thought?"
+
+
+# ---- a real conversation: the default model on a real article
+
+
+@pytest.mark.slow
+def test_a_five_turn_conversation_on_a_real_article_keeps_each_turns_subject(settings):
+    pytest.importorskip("llama_cpp")
+    from rag.collection import Collection
+    from rag.generators import get_generator
+    from rag.text import content_words, stem
+    from tests.conftest import shared_data
+
+    page = shared_data("articles", "2023-03-15-prompt-engineering", "index.html")
+    settings = settings.replace(temperature=0.0, max_tokens=64)
+    coll = Collection.open(settings)
+    coll.ingest([str(page)])
+    generator = get_generator(settings.backend, settings)
+    turns = ["What is few-shot prompting?", "How should the examples be selected?",
+             "What is chain-of-thought prompting?", "And self-consistency sampling?",
+             "Which of these needs a retriever?"]
+    chain, history, answers = ChatChain(coll, generator, k=settings.k), [], []
+    try:
+        for question in turns:
+            result = chain.ask(question, history).run()
+            kept = {stem(w) for w in content_words(result.standalone_question)}
+            # the rewrite (or the fallback) keeps every key term the user typed
+            assert {stem(w) for w in content_words(question)} <= kept, (question, result.standalone_question)
+            assert result.abstained or result.answer not in answers, f"turn {question!r} repeated an answer"
+            answers.append(result.answer)
+            history.append((question, result.answer))
+    finally:
+        generator.close()
+    assert [q for q, _ in history] == turns  # history holds the user's words, never a rewrite
