@@ -10,6 +10,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterator
 
+from rag import limits
 from rag import prompts as P
 from rag.errors import RagError
 from rag.generators.base import Generator
@@ -81,8 +82,9 @@ def _messages(prompt: str) -> list[dict]:
 class _Base:
     def __init__(self, search, generator: Generator, *, k: int = 4, mode: str = "hybrid",
                  prompts: P.Prompts | None = None, max_tokens: int | None = None):
-        if k < 1:
-            raise RagError(f"k must be at least 1, not {k}.")
+        limits.SETTINGS["k"].check(k, "k")
+        if max_tokens is not None:
+            limits.SETTINGS["max_tokens"].check(max_tokens, "max_tokens")
         self.search, self.generator, self.k, self.mode = _search_fn(search), generator, k, mode
         self.prompts = (prompts or P.Prompts()).check()
         self.max_tokens = max_tokens or generator.defaults.max_tokens
@@ -144,6 +146,7 @@ class QAChain(_Base):
     """Retrieve for the question, stuff what fits into the QA prompt, stream the answer."""
 
     def ask(self, question: str) -> Answer:
+        limits.check_text("question", question)
         return self._answer(question, question, time.perf_counter())
 
     def _answer(self, question: str, standalone: str, started: float) -> Answer:
@@ -166,7 +169,7 @@ class ChatChain(QAChain):
 
     def ask(self, question: str, history: list[tuple[str, str]] | None = None) -> Answer:
         started = time.perf_counter()
-        question = question.strip()
+        question = limits.check_text("question", question.strip())
         if not question:
             raise RagError("The question is empty; type a question.")
         standalone = self.condense(question, history or [])
@@ -193,6 +196,8 @@ class SummarizeChain(_Base):
     def summarize(self, query: str | None = None, documents: list[tuple[str, str]] | None = None) -> Answer:
         """Summarise `documents` ((label, text) pairs) if given, else the chunks retrieved for `query`."""
         started = time.perf_counter()
+        if query:
+            limits.check_text("query", query)
         hits = [] if documents else self.search(query or "main themes", k=self.k, mode=self.mode)
         texts = [(label, text) for label, text in (documents or [])] or \
                 [(getattr(h, "title", "") or h.source, h.text) for h in hits]
