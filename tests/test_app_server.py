@@ -115,6 +115,52 @@ def test_routes_that_run_work_refuse_an_unauthenticated_client(exposed, method, 
     assert "Not authenticated" in response.text
 
 
+# Gradio 6.31 serves these without its own login check; ui.guard.LoginRequired adds it.
+SESSION_ROUTES = [
+    ("POST", "/gradio_api/cancel", {"session_hash": "x1", "fn_index": 0, "event_id": "e1"}),
+    ("GET", "/gradio_api/heartbeat/x1", None),
+    ("POST", "/gradio_api/stream/e1", {"data": [], "fn_index": 0, "session_hash": "x1"}),
+    ("POST", "/gradio_api/stream/e1/close", None),
+    ("GET", "/gradio_api/stream/x1/0/1/playlist.m3u8", None),
+    ("POST", "/gradio_api/reset", {"event_id": "e1"}),
+    ("POST", "/gradio_api/cancel/", {"session_hash": "x1", "fn_index": 0, "event_id": "e1"}),
+]
+
+
+@pytest.mark.parametrize("method,path,body", SESSION_ROUTES, ids=[f"{m} {p}" for m, p, _ in SESSION_ROUTES])
+def test_gradio_session_routes_refuse_an_unauthenticated_client(exposed, method, path, body):
+    """Cancel, heartbeat, stream and reset act on a session or event; without a login they answer 401."""
+    with http(exposed) as anonymous:
+        # Streamed, and only the status read: an unguarded heartbeat would hold the connection open.
+        with anonymous.stream(method, path, json=body, timeout=10) as response:
+            status = response.status_code
+            text = response.read().decode() if status == 401 else ""
+    assert status in (401, 307), (path, status)
+    if status == 307:  # a trailing slash is redirected first; the target must refuse too
+        with http(exposed) as anonymous:
+            assert anonymous.request(method, path.rstrip("/"), json=body).status_code == 401
+    else:
+        assert "Not authenticated" in text
+
+
+def test_gradio_session_routes_still_serve_a_logged_in_client(exposed):
+    with login(exposed) as session:
+        with session.stream("GET", "/gradio_api/heartbeat/x1", timeout=10) as beat:
+            assert beat.status_code == 200
+            assert next(beat.iter_lines()).startswith("data: ALIVE")
+        cancel = session.post("/gradio_api/cancel", json={"session_hash": "x1", "fn_index": 0, "event_id": "e1"})
+        assert cancel.status_code == 200 and cancel.json() == {"success": True}
+
+
+def test_startup_events_is_open_but_starts_nothing_after_launch(exposed, notes):
+    """Blocks.launch calls /startup-events itself, without a cookie, so it stays open: once run, it only
+    answers false, and it reads no user data."""
+    with http(exposed) as anonymous:
+        response = anonymous.get("/gradio_api/startup-events")
+    assert response.status_code == 200 and response.json() is False
+    assert "Brastad" not in response.text and "harbour" not in response.text
+
+
 def test_uploads_need_a_login_and_a_forged_cookie_is_no_login(exposed):
     payload = ("files", ("intruder.txt", b"written by nobody", "text/plain"))
     with http(exposed) as anonymous:

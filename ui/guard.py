@@ -43,3 +43,49 @@ def user_errors(fn):
             raise _as_gradio_error(exc) from exc
 
     return wrapper
+
+
+# Gradio 6.31 serves these without its login check. With a session hash or event id they cancel,
+# close or feed another user's running event, and /heartbeat holds a connection open per call, so
+# under --auth they answer only a logged-in client. (/startup-events is left open: Blocks.launch
+# calls it without a cookie, and after that first call it does nothing.)
+SESSION_ROUTES = ("/gradio_api/cancel", "/gradio_api/heartbeat/", "/gradio_api/stream/", "/gradio_api/reset")
+
+
+def _is_session_route(path: str) -> bool:
+    path = "/" + path.lstrip("/")
+    return any(path == route.rstrip("/") or path.startswith(route.rstrip("/") + "/") for route in SESSION_ROUTES)
+
+
+class LoginRequired:
+    """ASGI middleware: under --auth, Gradio's unguarded session routes refuse a client without a login."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and _is_session_route(scope.get("path", "")):
+            server = scope.get("app")  # Gradio's App, which Starlette puts in the scope
+            if getattr(server, "auth", None) is not None and not _logged_in(server, scope):
+                from starlette.responses import JSONResponse
+
+                refusal = JSONResponse({"detail": {"error": "Not authenticated"}}, status_code=401)
+                await refusal(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _logged_in(server, scope) -> bool:
+    """The same test Gradio's own login check makes: a cookie holding a token it issued at /login."""
+    from starlette.requests import HTTPConnection
+
+    cookies = HTTPConnection(scope).cookies
+    token = cookies.get(f"access-token-{server.cookie_id}") or cookies.get(f"access-token-unsecure-{server.cookie_id}")
+    return token is not None and token in server.tokens
+
+
+def launch_options() -> dict:
+    """Keyword arguments for `Blocks.launch` that put LoginRequired in front of Gradio's routes."""
+    from starlette.middleware import Middleware
+
+    return {"app_kwargs": {"middleware": [Middleware(LoginRequired)]}}
