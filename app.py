@@ -119,8 +119,8 @@ def configure(argv: list[str] | None = None, environ: dict | None = None) -> tup
         host=args.host, port=args.port, share=args.share, auth=parse_auth(args.auth),
         read_only=args.read_only, max_upload_mb=args.max_upload_mb,
     )
-    limits.PORT.check(launch.port, "--port (RAG_PORT)")
-    limits.UPLOAD_MB.check(launch.max_upload_mb, "--max-upload-mb (RAG_MAX_UPLOAD_MB)")
+    limits.PORT.check(launch.port)
+    limits.UPLOAD_MB.check(launch.max_upload_mb)
     overrides = dict(index_dir=args.index_dir, collection=args.collection, backend=args.backend, model=args.model,
                      max_tokens=args.max_tokens)
     settings = load_settings(environ, **overrides)

@@ -22,15 +22,18 @@ class Bound:
     integer: bool = True
 
     def check(self, value, name: str | None = None):
-        """`value` if it lies in the range, else RagError naming `name` (the setting or variable)."""
-        shown = name or self.label
+        """`value` if it lies in the range, else RagError naming the setting `name` or the variable/flag."""
+        if name and name.startswith(("RAG_", "--")):
+            shown = f"{name}="
+        else:
+            shown = self.label[0].upper() + self.label[1:] + (f" ({name}) " if name else " ")
         kinds = (int,) if self.integer else (int, float)
         if isinstance(value, bool) or not isinstance(value, kinds):
             noun = "a whole number" if self.integer else "a number"
-            raise RagError(f"{shown} must be {noun} from {self.low:g} to {self.high:g}; got {value!r}.")
+            raise RagError(f"{shown.rstrip(' =')} must be {noun} from {self.low:g} to {self.high:g}; got {value!r}.")
         if value != value or not self.low <= value <= self.high:  # value != value: NaN
             given = value if isinstance(value, int) else f"{value:g}"
-            raise RagError(f"{shown}={given} is outside the allowed range {self.low:g} to {self.high:g}; "
+            raise RagError(f"{shown}{given} is outside the allowed range {self.low:g} to {self.high:g}; "
                            "choose a value in it.")
         return value
 
@@ -38,7 +41,7 @@ class Bound:
 # Settings fields with their ranges. Wide enough for every real use (the retrieval benchmark reads
 # 100 chunks per query), narrow enough that no single request can exhaust the machine.
 SETTINGS = {
-    "k": Bound(1, 100, "k (chunks to retrieve)"),
+    "k": Bound(1, 100, "chunks to retrieve"),
     "max_tokens": Bound(1, 4096, "max tokens"),
     "n_ctx": Bound(128, 16384, "context size"),
     "chunk_size": Bound(50, 20_000, "chunk size"),
@@ -64,8 +67,8 @@ MAX_UPLOADS = 20                # files uploaded to the app in one ingest
 MAX_TEMPLATE_CHARS = 8000       # a custom prompt template
 
 # The app's own flags.
-PORT = Bound(1, 65535, "port")
-UPLOAD_MB = Bound(1, 1024, "upload size limit in MB")
+PORT = Bound(1, 65535, "port (--port or RAG_PORT)")
+UPLOAD_MB = Bound(1, 1024, "upload size limit in MB (--max-upload-mb or RAG_MAX_UPLOAD_MB)")
 
 
 def check_count(what: str, count: int, limit: int, advice: str) -> None:

@@ -72,7 +72,7 @@ def check_bounds(settings: Settings) -> None:
         bound.check(getattr(settings, name), name)
     most = int(settings.chunk_size * limits.MAX_OVERLAP_FRACTION)
     if settings.chunk_overlap > most:
-        raise RagError(f"chunk_overlap={settings.chunk_overlap} is more than half the chunk size "
+        raise RagError(f"Chunk overlap (chunk_overlap) {settings.chunk_overlap} is more than half the chunk size "
                        f"({settings.chunk_size}); use at most {most}.")
 
 

@@ -103,16 +103,16 @@ def test_max_tokens_comes_from_the_environment(tmp_path):
 
 
 @pytest.mark.parametrize("changes, message", [
-    ({"k": 5000}, "k=5000 is outside the allowed range 1 to 100"),
-    ({"k": 0}, "k=0 is outside"),
-    ({"max_tokens": 1_000_000}, "max_tokens=1000000 is outside the allowed range 1 to 4096"),
-    ({"n_ctx": 10_000_000}, "n_ctx=10000000 is outside the allowed range 128 to 16384"),
-    ({"chunk_size": 1}, "chunk_size=1 is outside the allowed range 50 to 20000"),
-    ({"chunk_size": 10_000_000}, "chunk_size=10000000 is outside"),
-    ({"chunk_size": 500, "chunk_overlap": 499}, "chunk_overlap=499 is more than half the chunk size (500)"),
-    ({"fetch_timeout": 86_400.0}, "fetch_timeout=86400 is outside"),
-    ({"temperature": float("nan")}, "temperature=nan is outside"),
-    ({"k": 4.5}, "k must be a whole number"),
+    ({"k": 5000}, "Chunks to retrieve (k) 5000 is outside the allowed range 1 to 100"),
+    ({"k": 0}, "Chunks to retrieve (k) 0 is outside"),
+    ({"max_tokens": 1_000_000}, "Max tokens (max_tokens) 1000000 is outside the allowed range 1 to 4096"),
+    ({"n_ctx": 10_000_000}, "Context size (n_ctx) 10000000 is outside the allowed range 128 to 16384"),
+    ({"chunk_size": 1}, "Chunk size (chunk_size) 1 is outside the allowed range 50 to 20000"),
+    ({"chunk_size": 10_000_000}, "Chunk size (chunk_size) 10000000 is outside"),
+    ({"chunk_size": 500, "chunk_overlap": 499}, "Chunk overlap (chunk_overlap) 499 is more than half the chunk size (500)"),
+    ({"fetch_timeout": 86_400.0}, "Fetch timeout (fetch_timeout) 86400 is outside"),
+    ({"temperature": float("nan")}, "Temperature (temperature) nan is outside"),
+    ({"k": 4.5}, "Chunks to retrieve (k) must be a whole number"),
 ])
 def test_settings_out_of_range_are_refused_never_adjusted(settings, changes, message):
     with pytest.raises(RagError) as caught:
@@ -133,7 +133,7 @@ def test_a_shared_runtime_refuses_a_chat_setting_before_loading_any_model(settin
     from ui.state import ChatSettings
 
     runtime = Runtime(settings)
-    with pytest.raises(RagError, match="n_ctx=1000000 is outside"):
+    with pytest.raises(RagError, match=r"Context size \(n_ctx\) 1000000 is outside"):
         runtime.generator(ChatSettings(n_ctx=1_000_000))
     assert not runtime.is_loaded("llamacpp")
 
@@ -217,10 +217,11 @@ def no_connections(monkeypatch):
 
 
 def test_search_refuses_k_and_query_over_the_limits_before_any_work(empty_collection):
-    with pytest.raises(RagError, match="k=5000 is outside the allowed range 1 to 100") as caught:
+    refusal = r"Chunks to retrieve \(k\) 5000 is outside the allowed range 1 to 100"
+    with pytest.raises(RagError, match=refusal) as caught:
         empty_collection.search("tides", k=5000)
     one_sentence(caught)
-    with pytest.raises(RagError, match="k=0 is outside"):
+    with pytest.raises(RagError, match=r"Chunks to retrieve \(k\) 0 is outside"):
         empty_collection.search("tides", k=0)  # was silently replaced by the default
     with pytest.raises(RagError, match=f"the limit is {limits.MAX_QUESTION_CHARS:,}"):
         empty_collection.search("tide " * limits.MAX_QUESTION_CHARS)
@@ -242,7 +243,7 @@ def test_ingest_refuses_too_many_urls_or_sources_before_fetching(empty_collectio
 def test_ingest_refuses_a_chunk_size_that_would_shred_a_document(empty_collection, tmp_path):
     from rag.documents import Document
 
-    with pytest.raises(RagError, match="chunk_size=1 is outside"):
+    with pytest.raises(RagError, match=r"Chunk size \(chunk_size\) 1 is outside"):
         empty_collection.add_documents([Document("mem://a", "text " * 1000)], chunk_size=1, chunk_overlap=0)
     with pytest.raises(RagError, match="more than half the chunk size"):
         empty_collection.add_documents([Document("mem://a", "text " * 1000)], chunk_size=100, chunk_overlap=99)
@@ -275,9 +276,9 @@ def test_chains_refuse_k_max_tokens_and_long_questions_before_the_model():
         search_calls.append(query)
         return []
 
-    with pytest.raises(RagError, match="k=5000 is outside"):
+    with pytest.raises(RagError, match=r"Chunks to retrieve \(k\) 5000 is outside"):
         QAChain(search, gen, k=5000)
-    with pytest.raises(RagError, match="max_tokens=1000000 is outside"):
+    with pytest.raises(RagError, match=r"Max tokens \(max_tokens\) 1000000 is outside"):
         ChatChain(search, gen, max_tokens=1_000_000)
     long = "why " * limits.MAX_QUESTION_CHARS
     for ask in (QAChain(search, gen).ask, ChatChain(search, gen).ask, SummarizeChain(search, gen).summarize):
