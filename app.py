@@ -16,11 +16,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from rag import limits
 from rag.errors import RagError
-from rag.settings import Settings, load_settings
+from rag.settings import Settings, env_flag, env_value, load_settings
 
 ASSETS = Path(__file__).resolve().parent / "assets"
-_TRUE = {"1", "true", "yes", "on"}
 
 
 @dataclass(frozen=True)
@@ -77,19 +77,21 @@ def build_parser() -> argparse.ArgumentParser:
     env = os.environ.get
     parser = argparse.ArgumentParser(prog="app.py", description="Chat with your documents in the browser.")
     parser.add_argument("--host", default=env("RAG_HOST", "127.0.0.1"), help="address to listen on (RAG_HOST)")
-    parser.add_argument("--port", type=int, default=int(env("RAG_PORT", "7860")), help="port (RAG_PORT)")
+    parser.add_argument("--port", type=int, default=env_value(os.environ, "RAG_PORT", int, 7860),
+                        help="port (RAG_PORT)")
     parser.add_argument("--index-dir", help="where collections live (RAG_INDEX_DIR)")
     parser.add_argument("--collection", help="collection selected at start (RAG_COLLECTION)")
     parser.add_argument("--backend", help="generation backend: llamacpp or gpt4all (RAG_BACKEND)")
     parser.add_argument("--model", help="generation model name or GGUF path (RAG_MODEL)")
-    parser.add_argument("--max-tokens", type=int, help="default answer length in tokens (RAG_MAX_TOKENS)")
+    parser.add_argument("--max-tokens", type=int, help=f"default answer length in tokens, "
+                        f"{_range('max_tokens')} (RAG_MAX_TOKENS)")
     parser.add_argument(
-        "--share", action="store_true", default=env("RAG_SHARE", "").lower() in _TRUE,
+        "--share", action="store_true", default=env_flag(os.environ, "RAG_SHARE"),
         help="also serve through a temporary public share link (RAG_SHARE=1)",
     )
     parser.add_argument("--auth", default=env("RAG_AUTH"), help="user:password, or a file of such lines (RAG_AUTH)")
     parser.add_argument(
-        "--read-only", action="store_true", default=env("RAG_READ_ONLY", "").lower() in _TRUE,
+        "--read-only", action="store_true", default=env_flag(os.environ, "RAG_READ_ONLY"),
         help="guest/demo mode: no ingest, delete or settings changes (RAG_READ_ONLY=1)",
     )
     parser.add_argument(
@@ -97,10 +99,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="let URL ingestion reach loopback/private addresses even when the app is exposed",
     )
     parser.add_argument(
-        "--max-upload-mb", type=int, default=int(env("RAG_MAX_UPLOAD_MB", "25")),
-        help="largest file a user may upload, in MB (RAG_MAX_UPLOAD_MB)",
+        "--max-upload-mb", type=int, default=env_value(os.environ, "RAG_MAX_UPLOAD_MB", int, 25),
+        help=f"largest file a user may upload, in MB, {limits.UPLOAD_MB.low:g} to {limits.UPLOAD_MB.high:g} "
+             "(RAG_MAX_UPLOAD_MB)",
     )
+    parser.epilog = limits.describe()
     return parser
+
+
+def _range(name: str) -> str:
+    bound = limits.SETTINGS[name]
+    return f"{bound.low:g} to {bound.high:g}"
 
 
 def configure(argv: list[str] | None = None, environ: dict | None = None) -> tuple[Settings, LaunchConfig]:
@@ -110,11 +119,10 @@ def configure(argv: list[str] | None = None, environ: dict | None = None) -> tup
         host=args.host, port=args.port, share=args.share, auth=parse_auth(args.auth),
         read_only=args.read_only, max_upload_mb=args.max_upload_mb,
     )
-    if launch.max_upload_mb < 1:
-        raise RagError(f"--max-upload-mb must be at least 1; got {launch.max_upload_mb}.")
-    max_tokens = args.max_tokens or (int(os.environ["RAG_MAX_TOKENS"]) if os.environ.get("RAG_MAX_TOKENS") else None)
+    limits.PORT.check(launch.port)
+    limits.UPLOAD_MB.check(launch.max_upload_mb)
     overrides = dict(index_dir=args.index_dir, collection=args.collection, backend=args.backend, model=args.model,
-                     max_tokens=max_tokens)
+                     max_tokens=args.max_tokens)
     settings = load_settings(environ, **overrides)
     # Guests must not be able to make this machine fetch addresses on its own network.
     if launch.exposed and not args.allow_private_urls:
@@ -124,6 +132,7 @@ def configure(argv: list[str] | None = None, environ: dict | None = None) -> tup
 
 def launch(demo, launch_cfg: LaunchConfig) -> None:
     """Serve locally; add a share link if asked, and say in one line when the tunnel can't be made."""
+    from ui.guard import launch_options
     from ui.theme import THEME, css_paths
 
     captured = io.StringIO()
@@ -137,7 +146,7 @@ def launch(demo, launch_cfg: LaunchConfig) -> None:
             # Requests Gradio refuses before a callback runs (a file path that was never uploaded, a value
             # outside a component's choices) then reach API clients as a sentence rather than null.
             show_error=True,
-            theme=THEME, css_paths=css_paths(), favicon_path=str(ASSETS / "favicon.png"),
+            theme=THEME, css_paths=css_paths(), favicon_path=str(ASSETS / "favicon.png"), **launch_options(),
         )
     print(f"local-rag notebook on {local_url}" + (" (read-only)" if launch_cfg.read_only else ""), flush=True)
     if launch_cfg.share:

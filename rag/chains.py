@@ -12,6 +12,7 @@ import numpy as np
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterator
 
+from rag import limits
 from rag import prompts as P
 from rag.errors import RagError
 from rag.evidence import Embed, cited, find_support
@@ -116,8 +117,9 @@ class _Base:
 
     def __init__(self, search, generator: Generator, *, k: int = 4, mode: str = "hybrid",
                  prompts: P.Prompts | None = None, max_tokens: int | None = None):
-        if k < 1:
-            raise RagError(f"k must be at least 1, not {k}.")
+        limits.SETTINGS["k"].check(k, "k")
+        if max_tokens is not None:
+            limits.SETTINGS["max_tokens"].check(max_tokens, "max_tokens")
         self.source = search
         self.search, self.generator, self.k, self.mode = _search_fn(search), generator, k, mode
         self.prompts = (prompts or P.Prompts()).check()
@@ -241,11 +243,12 @@ class QAChain(_Base):
         return self._stream(prompt, base, started, check=self._ground)
 
     def _fit_question(self, question: str, notes: list[str]) -> str:
-        """The question, cut at a word boundary when it takes more than its share of the context."""
+        """The question, cut at a word boundary when it is longer than the question limit or takes more
+        than its share of the context."""
         limit = int(self.generator.context_size * QUESTION_SHARE)
-        if self._text_tokens(question) <= limit:
+        if len(question) <= limits.MAX_QUESTION_CHARS and self._text_tokens(question) <= limit:
             return question
-        low, high = 0, len(question)
+        low, high = 0, min(len(question), limits.MAX_QUESTION_CHARS)
         while low < high:  # the longest prefix that fits
             mid = (low + high + 1) // 2
             low, high = (mid, high) if self._text_tokens(question[:mid]) <= limit else (low, mid - 1)
@@ -348,7 +351,7 @@ class ChatChain(QAChain):
             return self._answer(question, rewrite, started)
         note = (f"The follow-up's rewrite \"{rewrite}\" was not used ({problem}); your question was searched "
                 "together with the previous one.")
-        query = f"{history[-1][0]} {question}"
+        query = f"{history[-1][0]} {question}"[-limits.MAX_QUESTION_CHARS:]
         return self._answer(question, question, started, query=query, notes=[note])
 
     def condense(self, question: str, history: list[tuple[str, str]]) -> str:
@@ -389,6 +392,8 @@ class SummarizeChain(_Base):
             raise RagError(f"Unknown summary strategy {strategy!r}; available: central, map_reduce.")
         started = time.perf_counter()
         progress = progress or (lambda stage, done, total: None)
+        if query:
+            limits.check_text("query", query)
         hits = [] if documents else self.search(query or "main themes", k=self.k, mode=self.mode)
         texts = [(label, text) for label, text in (documents or [])] or \
                 [(getattr(h, "title", "") or h.source, h.text) for h in hits]

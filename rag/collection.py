@@ -9,6 +9,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from rag import limits
 from rag.chunking import split_document
 from rag.documents import Chunk, Document
 from rag.embedding import Embedder, embedder_model_id, get_embedder
@@ -103,9 +104,15 @@ class Collection:
     # -- ingest ------------------------------------------------------------------------------------
 
     def ingest(self, sources: list[str], progress: Progress = _no_progress, **overrides) -> IngestReport:
-        """Load, chunk, embed and index `sources` (URLs, files, directories); failures are reported, not raised."""
-        from rag.loaders import expand_sources
+        """Load, chunk, embed and index `sources` (URLs, files, directories); failures are reported, not raised.
 
+        A request over the limits in `rag.limits` (too many URLs or sources at once) is refused before any work.
+        """
+        from rag.loaders import expand_sources, is_url
+
+        limits.check_count("sources", len(sources), limits.MAX_SOURCES, "ingest their folder, or split the list.")
+        limits.check_count("URLs", sum(1 for s in sources if is_url(s)), limits.MAX_URLS,
+                           "split them into several ingests.")
         expanded = expand_sources(sources)
         return self.add_documents(
             (self._load(source, i, len(expanded), progress) for i, source in enumerate(expanded)),
@@ -178,15 +185,19 @@ class Collection:
     def search(self, query: str, k: int | None = None, mode: str | None = None, query_vector=None) -> list[SearchHit]:
         """The `k` best chunks for `query` by dense, bm25 or hybrid search (k and mode default to the settings).
 
-        `query_vector` may be given when many queries are embedded in one batch.
+        `query_vector` may be given when many queries are embedded in one batch. A k or query over the
+        limits in `rag.limits` is refused.
         """
+        k = self.settings.k if k is None else k
+        limits.SETTINGS["k"].check(k, "k")
+        limits.check_text("query", query)
         try:
             query.encode("utf-8")
         except UnicodeEncodeError:  # lone surrogates: undecodable bytes from a command line, say
             raise RagError("The query holds bytes that are not valid UTF-8 text; retype it or check the "
                            "terminal's encoding.") from None
         retriever = Retriever(self.store, self.embedder)
-        return retriever.search(query, k or self.settings.k, mode or self.settings.mode, query_vector)
+        return retriever.search(query, k, mode or self.settings.mode, query_vector)
 
     def documents(self) -> list[DocumentInfo]:
         return self.store.documents()

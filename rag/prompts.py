@@ -92,8 +92,26 @@ def placeholders(template: str) -> set[str]:
 
 
 def check_template(template: str, required: set[str], kind: str = "prompt") -> None:
-    """RagError unless `template` uses exactly the required placeholders."""
-    found = placeholders(template)
+    """RagError unless `template` is short enough and uses exactly the required placeholders, each a plain `{name}`.
+
+    Format specs and conversions are refused: `{context:>99999999}` would pad a prompt to 100 MB.
+    """
+    from rag.limits import MAX_TEMPLATE_CHARS
+
+    if len(template) > MAX_TEMPLATE_CHARS:
+        raise RagError(f"The {kind} prompt is {len(template):,} characters long; the limit is "
+                       f"{MAX_TEMPLATE_CHARS:,}, so shorten it.")
+    try:
+        fields = [(name, spec, conv) for _, name, spec, conv in string.Formatter().parse(template)
+                  if name is not None]
+    except ValueError as exc:
+        raise RagError(f"The {kind} prompt is malformed ({exc}); double any literal braces as {{{{ }}}}.") from None
+    for name, spec, conv in fields:
+        if spec or conv or not name.isidentifier():
+            shown = "{" + name + (f"!{conv}" if conv else "") + (f":{spec}" if spec else "") + "}"
+            raise RagError(f"The {kind} prompt has {shown}; only plain placeholders like {{question}} are allowed, "
+                           "so remove any format spec, conversion, index or attribute.")
+    found = {name for name, _, _ in fields}
     missing, unknown = required - found, found - required
     if missing or unknown:
         problem = f"lacks {{{', '.join(sorted(missing))}}}" if missing else \

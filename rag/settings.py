@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rag import limits
 from rag.errors import RagError
 
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -57,8 +58,22 @@ class Settings:
     seed: int = 0
     stop: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        check_bounds(self)
+
     def replace(self, **changes) -> "Settings":
+        """A copy with `changes`, checked like any other settings (RagError naming a value out of range)."""
         return dataclasses.replace(self, **changes)
+
+
+def check_bounds(settings: Settings) -> None:
+    """RagError for the first setting outside its range in `rag.limits`."""
+    for name, bound in limits.SETTINGS.items():
+        bound.check(getattr(settings, name), name)
+    most = int(settings.chunk_size * limits.MAX_OVERLAP_FRACTION)
+    if settings.chunk_overlap > most:
+        raise RagError(f"Chunk overlap (chunk_overlap) {settings.chunk_overlap} is more than half the chunk size "
+                       f"({settings.chunk_size}); use at most {most}.")
 
 
 _ENV = {
@@ -70,22 +85,50 @@ _ENV = {
     "RAG_MODEL": ("model", str),
     "RAG_MODELS_DIR": ("models_dir", Path),
     "RAG_N_CTX": ("n_ctx", int),
+    "RAG_MAX_TOKENS": ("max_tokens", int),
     "RAG_THREADS": ("n_threads", int),
     "RAG_GPU_LAYERS": ("n_gpu_layers", int),
 }
 
 
+_KIND_NAMES = {int: "a whole number", float: "a number"}
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
+
+
+def env_value(environ, var: str, kind: type, default=None):
+    """`var` from `environ` converted to `kind`, `default` when unset, or one sentence naming the variable."""
+    raw = environ.get(var)
+    if raw is None or (raw.strip() == "" and kind is not str):
+        return default
+    try:
+        return kind(raw.strip() if kind in (int, float) else raw)
+    except ValueError:
+        what = _KIND_NAMES.get(kind, f"a valid {kind.__name__}")
+        raise RagError(f"{var}={raw!r} is not {what}; fix or unset it.") from None
+
+
+def env_flag(environ, var: str) -> bool:
+    """A yes/no variable: 1/true/yes/on or 0/false/no/off; anything else is refused, never read as no."""
+    raw = environ.get(var, "").strip().lower()
+    if raw in _TRUE | _FALSE:
+        return raw in _TRUE
+    raise RagError(f"{var}={environ[var]!r} is neither yes nor no; set it to 1 or 0, or unset it.")
+
+
 def load_settings(environ: dict | None = None, **overrides) -> Settings:
-    """Defaults, then `RAG_*` environment variables, then the overrides that are not None."""
+    """Defaults, then `RAG_*` environment variables, then the overrides that are not None.
+
+    A value outside its range in `rag.limits` is refused with one sentence naming its variable or setting.
+    """
     environ = os.environ if environ is None else environ
     values = {}
     for var, (name, kind) in _ENV.items():
-        raw = environ.get(var)
-        if raw:
-            try:
-                values[name] = kind(raw)
-            except ValueError:
-                raise RagError(f"{var}={raw!r} is not a valid {kind.__name__}; fix or unset it.") from None
+        value = env_value(environ, var, kind)
+        if value is None or value == "":
+            continue
+        if name in limits.SETTINGS:
+            limits.SETTINGS[name].check(value, var)
+        values[name] = value
     values.update({k: v for k, v in overrides.items() if v is not None})
     known = {f.name for f in dataclasses.fields(Settings)}
     unknown = sorted(set(values) - known)

@@ -115,6 +115,52 @@ def test_routes_that_run_work_refuse_an_unauthenticated_client(exposed, method, 
     assert "Not authenticated" in response.text
 
 
+# Gradio 6.31 serves these without its own login check; ui.guard.LoginRequired adds it.
+SESSION_ROUTES = [
+    ("POST", "/gradio_api/cancel", {"session_hash": "x1", "fn_index": 0, "event_id": "e1"}),
+    ("GET", "/gradio_api/heartbeat/x1", None),
+    ("POST", "/gradio_api/stream/e1", {"data": [], "fn_index": 0, "session_hash": "x1"}),
+    ("POST", "/gradio_api/stream/e1/close", None),
+    ("GET", "/gradio_api/stream/x1/0/1/playlist.m3u8", None),
+    ("POST", "/gradio_api/reset", {"event_id": "e1"}),
+    ("POST", "/gradio_api/cancel/", {"session_hash": "x1", "fn_index": 0, "event_id": "e1"}),
+]
+
+
+@pytest.mark.parametrize("method,path,body", SESSION_ROUTES, ids=[f"{m} {p}" for m, p, _ in SESSION_ROUTES])
+def test_gradio_session_routes_refuse_an_unauthenticated_client(exposed, method, path, body):
+    """Cancel, heartbeat, stream and reset act on a session or event; without a login they answer 401."""
+    with http(exposed) as anonymous:
+        # Streamed, and only the status read: an unguarded heartbeat would hold the connection open.
+        with anonymous.stream(method, path, json=body, timeout=10) as response:
+            status = response.status_code
+            text = response.read().decode() if status == 401 else ""
+    assert status in (401, 307), (path, status)
+    if status == 307:  # a trailing slash is redirected first; the target must refuse too
+        with http(exposed) as anonymous:
+            assert anonymous.request(method, path.rstrip("/"), json=body).status_code == 401
+    else:
+        assert "Not authenticated" in text
+
+
+def test_gradio_session_routes_still_serve_a_logged_in_client(exposed):
+    with login(exposed) as session:
+        with session.stream("GET", "/gradio_api/heartbeat/x1", timeout=10) as beat:
+            assert beat.status_code == 200
+            assert next(beat.iter_lines()).startswith("data: ALIVE")
+        cancel = session.post("/gradio_api/cancel", json={"session_hash": "x1", "fn_index": 0, "event_id": "e1"})
+        assert cancel.status_code == 200 and cancel.json() == {"success": True}
+
+
+def test_startup_events_is_open_but_starts_nothing_after_launch(exposed, notes):
+    """Blocks.launch calls /startup-events itself, without a cookie, so it stays open: once run, it only
+    answers false, and it reads no user data."""
+    with http(exposed) as anonymous:
+        response = anonymous.get("/gradio_api/startup-events")
+    assert response.status_code == 200 and response.json() is False
+    assert "Brastad" not in response.text and "harbour" not in response.text
+
+
 def test_uploads_need_a_login_and_a_forged_cookie_is_no_login(exposed):
     payload = ("files", ("intruder.txt", b"written by nobody", "text/plain"))
     with http(exposed) as anonymous:
@@ -275,3 +321,113 @@ def test_read_only_server_refuses_changes_sent_straight_to_its_endpoints(guest, 
     assert tree_digest(guest.index_dir) == before
     assert sorted(p.name for p in guest.index_dir.iterdir()) == ["default"]
     assert site.requests == []
+
+
+# ---------------------------------------------------------------- work nobody waits for
+
+
+class GatedSite:
+    """A web site on 127.0.0.1 whose every page waits until the test lets it through; it notes each request."""
+
+    def __init__(self):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.arrived: list[str] = []
+        self.request_seen = threading.Condition()
+        self.gate = threading.Semaphore(0)
+        self.closing = threading.Event()
+        site = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 (http.server's naming)
+                with site.request_seen:
+                    site.arrived.append(self.path)
+                    site.request_seen.notify_all()
+                while not site.gate.acquire(timeout=0.1):
+                    if site.closing.is_set():
+                        return
+                body = f"<html><head><title>Tides {self.path}</title></head><body><p>The tide at the harbour " \
+                       f"turns twice a day ({self.path}).</p></body></html>".encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+
+    def wait_for(self, count: int, timeout: float) -> bool:
+        """True once `count` requests have arrived; False if `timeout` passes first."""
+        with self.request_seen:
+            return self.request_seen.wait_for(lambda: len(self.arrived) >= count, timeout)
+
+    def close(self) -> None:
+        self.closing.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def gated_site():
+    site = GatedSite()
+    yield site
+    site.close()
+
+
+@pytest.fixture(scope="module")
+def local_app(workdir):
+    """The app as on a laptop (loopback, no login), which may fetch the local test site."""
+    app = AppProcess(workdir, index_dir=workdir / "local-index")
+    app.wait_ready()
+    yield app
+    app.stop()
+
+
+def twenty_urls(site: GatedSite) -> str:
+    return "\n".join(f"{site.url}/tide{i}.html" for i in range(20))
+
+
+@pytest.mark.slow
+def test_a_cancelled_ingest_fetches_nothing_more(local_app, gated_site, workdir):
+    """Gradio runs a plain callback in a thread to its end even after /cancel; the ingest must stop itself."""
+    client = gradio_client(local_app, workdir=workdir)
+    job = client.submit(twenty_urls(gated_site), [], 500, 0, api_name="/ingest")
+    assert gated_site.wait_for(1, timeout=120), "the ingest never started fetching"
+    assert job.cancel()
+    gated_site.gate.release()  # the first page now arrives, after the cancel
+    # Before the fix the second page was asked for at once; the wait is only a bound for the failure.
+    assert not gated_site.wait_for(2, timeout=10), f"the cancelled ingest went on: {gated_site.arrived}"
+    note, *_ = client.predict(api_name="/refresh")
+    assert "tide1.html" not in note and local_app.proc.poll() is None
+
+
+@pytest.mark.slow
+def test_an_ingest_whose_page_was_closed_fetches_nothing_more(local_app, gated_site, workdir):
+    """A closed tab: the queue's event stream is dropped mid-ingest, with no /cancel."""
+    import httpx
+
+    client = gradio_client(local_app, workdir=workdir)
+    session_hash, fn_index = client.session_hash, client._infer_fn_index("/ingest", None)
+    client.close()  # from here on only the "tab" below speaks for this session
+
+    def join(data: list) -> None:
+        joined = tab.post("/gradio_api/queue/join", json={
+            "data": data, "fn_index": fn_index, "session_hash": session_hash, "event_data": None,
+            "trigger_id": None})
+        assert joined.status_code == 200, joined.text
+
+    with httpx.Client(base_url=local_app.url.rstrip("/"), timeout=30) as tab:
+        join([twenty_urls(gated_site), [], 500, 0, None])
+        with tab.stream("GET", f"/gradio_api/queue/data?session_hash={session_hash}"):
+            assert gated_site.wait_for(1, timeout=120), "the ingest never started fetching"
+        # The tab is closed. A second ingest queued behind the first sends the session a message,
+        # which is when the server looks at the dropped stream and marks the session's events.
+        join(["", [], 500, 0, None])
+    gated_site.gate.release()
+    assert not gated_site.wait_for(2, timeout=10), f"the abandoned ingest went on: {gated_site.arrived}"

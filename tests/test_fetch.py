@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import gzip
 import ipaddress
+import re
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -350,6 +352,171 @@ def test_connection_goes_to_the_checked_address_even_if_dns_changes(monkeypatch,
     ("0.0.0.0", False), ("224.0.0.1", False), ("255.255.255.255", False), ("::1", False), ("::", False),
     ("fc00::1", False), ("fe80::1", False), ("fec0::1", False), ("ff02::1", False),
     ("::ffff:10.0.0.1", False), ("2002:a00:1::", False),  # IPv4-mapped and 6to4 wrappers of 10.0.0.1
+    # NAT64 carries the IPv4 address it reaches: judged by that address, public ones included.
+    ("64:ff9b::808:808", True), ("64:ff9b::7f00:1", False), ("64:ff9b::a00:1", False),
+    ("64:ff9b::a9fe:a9fe", False), ("64:ff9b::c0a8:101", False), ("64:ff9b:1::808:808", False),
+    ("::ffff:8.8.8.8", True), ("2002:808:808::1", True), ("::a00:1", False), ("::808:808", False),
+    ("2001:0:4136:e378:8000:63bf:f5ff:fffe", False),  # Teredo, client 10.0.0.1
 ])
 def test_address_policy(address, public):
     assert is_public_address(ipaddress.ip_address(address)) is public
+
+
+@pytest.mark.parametrize("wrapped, inner", [
+    ("64:ff9b::7f00:1", "127.0.0.1"), ("64:ff9b::a9fe:a9fe", "169.254.169.254"), ("64:ff9b::a00:1", "10.0.0.1"),
+    ("::ffff:127.0.0.1", "127.0.0.1"), ("2002:c0a8:101::1", "192.168.1.1"), ("::7f00:1", "127.0.0.1"),
+])
+def test_ipv6_wrappers_of_private_addresses_are_refused_naming_what_they_carry(wrapped, inner, fetch_settings,
+                                                                               connect_guard):
+    def dns64(host, port):
+        return [(socket.AF_INET6, socket.SOCK_STREAM, 6, "", (wrapped, port, 0, 0))]
+
+    shown = re.escape(f"({ipaddress.ip_address(wrapped)}, which carries {inner})")
+    with pytest.raises(RagError, match=rf"private or local address {shown}"):
+        fetch("http://synthesised.example/", fetch_settings.replace(allow_private_urls=False), resolver=dns64)
+    assert connect_guard.attempts == []
+
+
+def test_nat64_literal_of_the_metadata_address_is_refused_without_connecting(fetch_settings, connect_guard):
+    with pytest.raises(RagError, match="carries 169.254.169.254"):
+        fetch("http://[64:ff9b::169.254.169.254]/latest/meta-data/", fetch_settings.replace(allow_private_urls=False))
+    assert connect_guard.attempts == []
+
+
+# -- one deadline for the whole fetch ----------------------------------------------------------------
+
+
+class DripServer:
+    """A raw TCP server on 127.0.0.1 that answers every connection with `response`: the first `at_once`
+    bytes at once, then one byte a second; it notes how far it got and whether the client hung up."""
+
+    def __init__(self, response: bytes, at_once: int = 0):
+        self.response, self.at_once = response, at_once
+        self.sent: list[int] = []  # bytes sent on each connection before it ended
+        self.hung_up = threading.Event()
+        self.stop = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        self.listener.settimeout(0.1)
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except (TimeoutError, OSError):
+                continue
+            with conn:
+                conn.recv(65536)
+                sent = self.at_once
+                try:
+                    conn.sendall(self.response[:sent])
+                    for byte in self.response[sent:]:
+                        if self.stop.wait(1.0):
+                            break
+                        conn.sendall(bytes([byte]))
+                        sent += 1
+                except OSError:  # the client closed the connection
+                    self.sent.append(sent)
+                    self.hung_up.set()
+                else:
+                    self.sent.append(sent)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=5)
+        self.listener.close()
+
+
+@pytest.fixture
+def drip():
+    servers: list[DripServer] = []
+
+    def start(response: bytes, at_once: int = 0) -> DripServer:
+        servers.append(DripServer(response, at_once))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+PAGE_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 40\r\n\r\n"
+PAGE_BODY = b"The tide turns twice a day at the harbour"[:40]
+
+
+def test_a_server_dripping_its_headers_a_byte_a_second_is_cut_off_at_the_deadline(drip, fetch_settings):
+    """Each byte comes well within the socket timeout, so only an overall deadline can stop the fetch."""
+    server = drip(PAGE_HEAD + PAGE_BODY)  # whole after about 100 s
+    url = f"http://127.0.0.1:{server.port}/"
+    with pytest.raises(RagError, match=r"^Timed out fetching http://127\.0\.0\.1:\d+/; try again later"):
+        fetch(url, fetch_settings.replace(fetch_timeout=2.0))
+    assert server.hung_up.wait(10), "the fetch let go of its connection"
+    assert server.sent[0] < len(PAGE_HEAD)
+
+
+def test_a_server_dripping_its_body_a_byte_a_second_is_cut_off_at_the_deadline(drip, fetch_settings):
+    server = drip(PAGE_HEAD + PAGE_BODY, at_once=len(PAGE_HEAD))  # the headers at once, then the body drips
+    with pytest.raises(RagError, match="Timed out fetching"):
+        fetch(f"http://127.0.0.1:{server.port}/", fetch_settings.replace(fetch_timeout=2.0))
+    assert server.hung_up.wait(10), "the fetch let go of its connection"
+    assert len(PAGE_HEAD) <= server.sent[0] < len(PAGE_HEAD) + len(PAGE_BODY)
+
+
+def test_the_deadline_spans_redirects(server, fetch_settings):
+    """Three hops of 0.6 s each pass a 1.5 s deadline although every single hop is within it."""
+    end = server.add("/end", ARTICLE, delay=0.6)
+    middle = server.add("/middle", status=302, headers={"Location": end}, delay=0.6)
+    start = server.add("/start", status=302, headers={"Location": middle}, delay=0.6)
+    with pytest.raises(RagError, match="Timed out fetching"):
+        fetch(start, fetch_settings.replace(fetch_timeout=1.5))
+
+
+def test_dns_that_does_not_answer_is_cut_off_at_the_deadline(server, fetch_settings, connect_guard):
+    connect_guard.allowed.add("127.0.0.1")
+    url = server.add("/page", ARTICLE)
+    answered = threading.Event()
+
+    def slow_dns(host, port):
+        server.released.wait(30)  # released when the test ends
+        answered.set()
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
+
+    with pytest.raises(RagError, match="Timed out fetching http://slow-dns.example"):
+        fetch(url.replace("127.0.0.1", "slow-dns.example"), fetch_settings.replace(fetch_timeout=1.0),
+              resolver=slow_dns)
+    assert not answered.is_set() and connect_guard.attempts == []
+
+
+@pytest.fixture
+def unanswered_port():
+    """A port on 127.0.0.1 whose listen queue is full, so a new connection waits without an answer."""
+    listener = socket.create_server(("127.0.0.1", 0), backlog=0)
+    port = listener.getsockname()[1]
+    fillers = []
+    for _ in range(3):
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(("127.0.0.1", port))
+        fillers.append(filler)
+    with socket.socket() as probe:
+        probe.settimeout(0.5)
+        if probe.connect_ex(("127.0.0.1", port)) == 0:
+            pytest.skip("this kernel accepts connections beyond a full listen queue")
+    yield port
+    for sock in fillers:
+        sock.close()
+    listener.close()
+
+
+def test_trying_several_addresses_shares_one_deadline(unanswered_port, fetch_settings, connect_guard):
+    """Four addresses that never answer: the old loop waited four timeouts, one per address."""
+    connect_guard.allowed.add("127.0.0.1")
+
+    def four_addresses(host, port):
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", unanswered_port))] * 4
+
+    with pytest.raises(RagError, match="Timed out"):
+        fetch("http://many.example/", fetch_settings.replace(fetch_timeout=1.0), resolver=four_addresses)
+    assert 1 <= len(connect_guard.attempts) < 4

@@ -1,4 +1,5 @@
-"""Turns errors in a callback into messages in the page, so the app keeps serving."""
+"""Turns errors in a callback into messages in the page, so the app keeps serving; stops work nobody
+waits for; and, under --auth, puts a login in front of the Gradio routes that lack one."""
 
 from __future__ import annotations
 
@@ -22,12 +23,65 @@ def _as_gradio_error(exc: Exception) -> gr.Error:
     return gr.Error(f"Something went wrong ({exc.__class__.__name__}: {exc}). The app is still running.")
 
 
+class ClientGone(RagError):
+    """No client waits for the request any more: it was cancelled, or its page was closed."""
+
+
+class _WatchedProgress:
+    """A callback's gr.Progress that stops the work, by raising ClientGone, once nobody waits for it.
+
+    Gradio 6.31 stops a generator callback at its next yield when the client goes, but a plain
+    callback (an ingest of twenty URLs) runs in a thread to its end; its progress reports are the
+    points where it can stop.
+    """
+
+    def __init__(self, progress: gr.Progress, queue, event):
+        self._progress, self._queue, self._event = progress, queue, event
+
+    def _check(self) -> None:
+        # A disconnected client marks the event not alive; /cancel ends it, which drops it from the queue.
+        if not self._event.alive or self._queue.event_ids_to_events.get(self._event._id) is not self._event:
+            raise ClientGone("Stopped: nobody is waiting for this request any more.")
+
+    def __call__(self, *args, **kwargs):
+        self._check()
+        return self._progress(*args, **kwargs)
+
+    def tqdm(self, *args, **kwargs):
+        self._check()
+        return self._progress.tqdm(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._progress, name)
+
+
+def _watch_progress(args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    """The arguments with any gr.Progress watched, when the call runs as an event of Gradio's queue."""
+    from gradio.context import LocalContext
+
+    blocks, event_id = LocalContext.blocks.get(None), LocalContext.event_id.get(None)
+    queue = getattr(blocks, "_queue", None)
+    event = queue.event_ids_to_events.get(event_id) if queue is not None and event_id else None
+    if event is None:  # called directly (a test, a route outside the queue): nothing to watch
+        return args, kwargs
+
+    def watched(value):
+        return _WatchedProgress(value, queue, event) if isinstance(value, gr.Progress) else value
+
+    return tuple(watched(a) for a in args), {k: watched(v) for k, v in kwargs.items()}
+
+
 def user_errors(fn):
-    """Show `RagError` (and anything unexpected) as a readable gr.Error, for plain and generator callbacks."""
+    """Show `RagError` (and anything unexpected) as a readable gr.Error, for plain and generator callbacks.
+
+    A gr.Progress argument is watched: once no client waits for the call, its next progress report
+    stops the work (see `_WatchedProgress`).
+    """
     if inspect.isgeneratorfunction(fn):
 
         @functools.wraps(fn)
         def gen_wrapper(*args, **kwargs):
+            args, kwargs = _watch_progress(args, kwargs)
             try:
                 yield from fn(*args, **kwargs)
             except Exception as exc:  # noqa: BLE001 - every failure must reach the user as a message
@@ -37,9 +91,56 @@ def user_errors(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        args, kwargs = _watch_progress(args, kwargs)
         try:
             return fn(*args, **kwargs)
         except Exception as exc:  # noqa: BLE001
             raise _as_gradio_error(exc) from exc
 
     return wrapper
+
+
+# Gradio 6.31 serves these without its login check. With a session hash or event id they cancel,
+# close or feed another user's running event, and /heartbeat holds a connection open per call, so
+# under --auth they answer only a logged-in client. (/startup-events is left open: Blocks.launch
+# calls it without a cookie, and after that first call it does nothing.)
+SESSION_ROUTES = ("/gradio_api/cancel", "/gradio_api/heartbeat/", "/gradio_api/stream/", "/gradio_api/reset")
+
+
+def _is_session_route(path: str) -> bool:
+    path = "/" + path.lstrip("/")
+    return any(path == route.rstrip("/") or path.startswith(route.rstrip("/") + "/") for route in SESSION_ROUTES)
+
+
+class LoginRequired:
+    """ASGI middleware: under --auth, Gradio's unguarded session routes refuse a client without a login."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and _is_session_route(scope.get("path", "")):
+            server = scope.get("app")  # Gradio's App, which Starlette puts in the scope
+            if getattr(server, "auth", None) is not None and not _logged_in(server, scope):
+                from starlette.responses import JSONResponse
+
+                refusal = JSONResponse({"detail": {"error": "Not authenticated"}}, status_code=401)
+                await refusal(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _logged_in(server, scope) -> bool:
+    """The same test Gradio's own login check makes: a cookie holding a token it issued at /login."""
+    from starlette.requests import HTTPConnection
+
+    cookies = HTTPConnection(scope).cookies
+    token = cookies.get(f"access-token-{server.cookie_id}") or cookies.get(f"access-token-unsecure-{server.cookie_id}")
+    return token is not None and token in server.tokens
+
+
+def launch_options() -> dict:
+    """Keyword arguments for `Blocks.launch` that put LoginRequired in front of Gradio's routes."""
+    from starlette.middleware import Middleware
+
+    return {"app_kwargs": {"middleware": [Middleware(LoginRequired)]}}
