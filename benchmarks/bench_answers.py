@@ -83,8 +83,10 @@ def split_questions(questions: list[dict]) -> tuple[list[dict], list[dict], list
 
 
 def sample(items: list, limit: int | None) -> list:
-    if not limit or limit >= len(items):
+    if limit is None or limit >= len(items):
         return items
+    if limit <= 0:
+        return []
     step = len(items) / limit
     return [items[int(i * step)] for i in range(limit)]
 
@@ -171,7 +173,7 @@ def run_ours(questions: list[dict], left_out: list[str], index_dir: Path, rows_o
                          "evidence": getattr(result, "evidence", None), "notes": getattr(result, "notes", []),
                          "top_dense": max((h.get("dense_score") or 0.0 for h in result.retrieved), default=0.0),
                          "seconds": time.perf_counter() - t})
-            if i % 25 == 0:
+            if i % 10 == 0:
                 print(f"ours: {i}/{len(questions)}", file=sys.stderr)
     finally:
         generator.close()

@@ -15,7 +15,7 @@ from typing import Callable, Iterator
 from rag import limits
 from rag import prompts as P
 from rag.errors import RagError
-from rag.evidence import Embed, cited, find_support
+from rag.evidence import Embed, cited, find_support, key_sentence
 from rag.generators.base import Generator
 from rag.repetition import LoopGuard
 from rag.text import content_words, stem
@@ -240,7 +240,19 @@ class QAChain(_Base):
                            retrieved=[_hit_dict(h) for h in hits], notes=notes)
         if not self._relevant(hits):
             return self._abstain(base, prompt, started)
-        return self._stream(prompt, base, started, check=self._ground)
+        return self._stream(self._point_out(prompt, standalone, chosen), base, started, check=self._ground)
+
+    def _point_out(self, prompt: str, question: str, chosen: list) -> str:
+        """The prompt with the source sentence that best matches the question named after the sources,
+        when it fits the context."""
+        key = key_sentence(question, [h.text for h in chosen], _embedder_of(self.source))
+        if key is None:
+            return prompt
+        blocks = [P.format_source(i, h) for i, h in enumerate(chosen, 1)]
+        context = P.join_sources(blocks) + "\n\n" + P.KEY_SENTENCE.format(n=key.n, text=key.text)
+        pointed = P.render(self.prompts.qa, context=context, question=question)
+        fits = self.prompt_tokens(pointed) + self.max_tokens <= self.generator.context_size
+        return pointed if fits else prompt
 
     def _fit_question(self, question: str, notes: list[str]) -> str:
         """The question, cut at a word boundary when it is longer than the question limit or takes more

@@ -100,3 +100,19 @@ def find_support(answer: str, sources: Sequence[str], embed: Embed | None = None
             best = match
         (evidence.append(match) if match.score >= threshold else unsupported.append(i))
     return Support(claims, evidence, unsupported, best)
+
+
+def key_sentence(question: str, sources: Sequence[str], embed: Embed | None = None) -> Evidence | None:
+    """The source sentence that best matches the question, scored as support is: a small model answers
+    better when this sentence is pointed out to it (benchmarks/bench_answers.py)."""
+    spans = [(n, a, b) for n, text in enumerate(sources, 1) for a, b in sentences(text)]
+    if not spans or not content_words(question):
+        return None
+    texts = [sources[n - 1][a:b] for n, a, b in spans]
+    scores = np.array([overlap(question, t) for t in texts], dtype=np.float32)
+    if embed is not None:
+        vectors = embed([question] + texts)
+        scores = EMBED_WEIGHT * np.clip(vectors[1:] @ vectors[0], 0.0, 1.0) + (1 - EMBED_WEIGHT) * scores
+    j = int(scores.argmax())
+    n, a, b = spans[j]
+    return Evidence(n=n, start=a, end=b, text=texts[j], score=round(float(scores[j]), 4), sentence=-1)

@@ -34,6 +34,9 @@ RECIPE_QA_PROMPT = (
     "Helpful Answer:"
 )
 
+# After the sources: the sentence that best matches the question (rag.evidence.key_sentence).
+KEY_SENTENCE = "The sentence that best matches the question is in [{n}]: \"{text}\""
+
 # What the chain says, instead of an answer, when the documents hold nothing relevant.
 NO_ANSWER = "The documents don't answer this question. The closest passages are listed below."
 
