@@ -114,6 +114,7 @@ def _embedder_of(search) -> Embed | None:
 
 class _Base:
     system = ""  # the system message; QA chains use the prompts' one
+    stop: tuple[str, ...] = ()  # where the reply ends, besides the model's own end
 
     def __init__(self, search, generator: Generator, *, k: int = 4, mode: str = "hybrid",
                  prompts: P.Prompts | None = None, max_tokens: int | None = None):
@@ -154,7 +155,7 @@ class _Base:
         guard, written = LoopGuard(), []
 
         def pieces() -> Iterator[str]:
-            stream = gen.stream(messages, max_tokens=self.max_tokens)
+            stream = gen.stream(messages, max_tokens=self.max_tokens, stop=self.stop or None)
             try:
                 for piece in stream:
                     written.append(piece)
@@ -217,6 +218,7 @@ class QAChain(_Base):
     answer sentence's evidence in the sources, cite it, and abstain when the documents don't answer."""
 
     relevance = RELEVANCE
+    stop = ("\n\n",)  # an answer is one short paragraph; what follows a blank line is commentary
 
     @property
     def system(self) -> str:
@@ -243,14 +245,18 @@ class QAChain(_Base):
         return self._stream(self._point_out(prompt, standalone, chosen), base, started, check=self._ground)
 
     def _point_out(self, prompt: str, question: str, chosen: list) -> str:
-        """The prompt with the source sentence that best matches the question named after the sources,
-        when it fits the context."""
+        """The prompt with the source sentence that best matches the question marked in bold inside its
+        source (a small model answers from it more often), when that still fits the context."""
         key = key_sentence(question, [h.text for h in chosen], _embedder_of(self.source))
         if key is None:
             return prompt
-        blocks = [P.format_source(i, h) for i, h in enumerate(chosen, 1)]
-        context = P.join_sources(blocks) + "\n\n" + P.KEY_SENTENCE.format(n=key.n, text=key.text)
-        pointed = P.render(self.prompts.qa, context=context, question=question)
+        blocks = []
+        for i, hit in enumerate(chosen, 1):
+            block = P.format_source(i, hit)
+            if i == key.n:
+                block = block.replace(key.text, f"**{key.text}**", 1)
+            blocks.append(block)
+        pointed = P.render(self.prompts.qa, context=P.join_sources(blocks), question=question)
         fits = self.prompt_tokens(pointed) + self.max_tokens <= self.generator.context_size
         return pointed if fits else prompt
 

@@ -23,7 +23,8 @@ QA_SYSTEM = (
 QA_PROMPT = (
     "Sources:\n\n"
     "{context}\n\n"
-    "Question: {question}"
+    "Question: {question}\n"
+    "Answer in a few words taken from the sources, then cite the source like [1]."
 )
 
 RECIPE_QA_PROMPT = (
@@ -33,9 +34,6 @@ RECIPE_QA_PROMPT = (
     "Question: {question}\n"
     "Helpful Answer:"
 )
-
-# After the sources: the sentence that best matches the question (rag.evidence.key_sentence).
-KEY_SENTENCE = "The sentence that best matches the question is in [{n}]: \"{text}\""
 
 # What the chain says, instead of an answer, when the documents hold nothing relevant.
 NO_ANSWER = "The documents don't answer this question. The closest passages are listed below."

@@ -121,7 +121,8 @@ def test_qa_default_prompt_has_a_system_message_and_the_question_comes_last():
     second = chain.ask("another one?").run().prompt
     assert first.startswith("system: You answer questions using only the numbered sources")
     assert "cite its source number like [1]" in first
-    assert first.endswith("Question: first question?")
+    assert first.endswith("Question: first question?\nAnswer in a few words taken from the sources, then cite "
+                          "the source like [1].")
     prefix = first[:first.index("Question:")]
     assert second.startswith(prefix)
 
@@ -164,7 +165,7 @@ def test_chat_condenses_follow_ups_and_retrieves_with_the_standalone_question():
     assert second.standalone_question == "How many people live in Paris?"
     assert second.question == "How many people live there?"
     assert search.queries[-1][0] == "How many people live in Paris?"
-    assert gen.prompts[2].endswith("Question: How many people live in Paris?")
+    assert "Question: How many people live in Paris?\nAnswer in a few words" in gen.prompts[2]
 
 
 def test_chat_drops_oldest_turns_when_history_is_too_long():
@@ -280,7 +281,8 @@ def test_ask_json_has_the_documented_shape(indexed, capsys):
             "completion_tokens", "timings"} <= set(out)
     assert set(out["timings"]) >= {"ttft_s", "prompt_tps", "gen_tps"}
     assert out["sources"][0]["source"] == "mem://cats" and out["sources"][0]["n"] == 1
-    assert "[1] (Cats)\nCats purr when they are content." in out["prompt"]
+    assert "[1] (Cats)\n" in out["prompt"] and "Cats purr when they are content." in out["prompt"]
+    assert "evidence" in out and "abstained" in out and "notes" in out
     assert 0 < out["completion_tokens"] <= 16 and out["prompt_tokens"] > 20
 
 
