@@ -107,7 +107,7 @@ def test_max_tokens_comes_from_the_environment(tmp_path):
     ({"k": 0}, "Chunks to retrieve (k) 0 is outside"),
     ({"max_tokens": 1_000_000}, "Max tokens (max_tokens) 1000000 is outside the allowed range 1 to 4096"),
     ({"n_ctx": 10_000_000}, "Context size (n_ctx) 10000000 is outside the allowed range 128 to 16384"),
-    ({"chunk_size": 1}, "Chunk size (chunk_size) 1 is outside the allowed range 50 to 20000"),
+    ({"chunk_size": 1}, "Chunk size (chunk_size) 1 is outside the allowed range 10 to 20000"),
     ({"chunk_size": 10_000_000}, "Chunk size (chunk_size) 10000000 is outside"),
     ({"chunk_size": 500, "chunk_overlap": 499},
      "Chunk overlap (chunk_overlap) 499 is more than half the chunk size (500)"),
