@@ -295,3 +295,50 @@ def test_a_chain_with_a_padding_template_is_refused():
     with pytest.raises(RagError, match="only plain placeholders"):
         QAChain(lambda *a, **k: [], RecordingGenerator(), prompts=Prompts(qa="{context:>99999999}{question}"))
 
+
+
+# ---------------------------------------------------------------- stopping work nobody waits for
+
+
+class StopAfter:
+    """An interrupt check that lets `n` checkpoints pass, then raises as the app does for a client that left."""
+
+    def __init__(self, n: int):
+        self.n, self.calls = n, 0
+
+    def __call__(self) -> None:
+        self.calls += 1
+        if self.calls > self.n:
+            raise RagError("Stopped: nobody is waiting for this request any more.")
+
+
+def test_a_map_reduce_summary_stops_at_the_next_map_call():
+    """The map calls all happen before the summary's first token, where Gradio cannot stop a callback."""
+    from test_chains import ScriptedGenerator
+
+    from rag.chains import SummarizeChain
+    from rag.interrupt import stop_when
+
+    gen = ScriptedGenerator(lambda p: "a short summary", n_ctx=120, max_tokens=10)
+    chain = SummarizeChain(lambda *a, **k: [], gen)
+    long_text = " ".join(f"w{i}" for i in range(2000))  # about 25 map calls at this context size
+    with stop_when(StopAfter(3)), pytest.raises(RagError, match="nobody is waiting"):
+        chain.summarize(documents=[("a long document", long_text)])
+    assert chain.map_calls == 3 and len(gen.prompts) == 3
+
+    chain.summarize(documents=[("a long document", long_text)]).run()  # no check installed: runs to the end
+    assert chain.map_calls > 3
+
+
+def test_an_ingest_stops_between_sources(empty_collection, tmp_path):
+    from rag.interrupt import stop_when
+
+    files = []
+    for i in range(3):
+        files.append(tmp_path / f"note{i}.txt")
+        files[-1].write_text(f"Note {i} about the harbour tides.", encoding="utf-8")
+    seen = []
+    with stop_when(StopAfter(1)), pytest.raises(RagError, match="nobody is waiting"):
+        empty_collection.ingest([str(f) for f in files], progress=lambda stage, *a: seen.append(stage))
+    assert seen.count("fetch") == 1 and empty_collection.documents() == []
+    assert empty_collection._embedder is None, "it went on to embedding"
