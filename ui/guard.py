@@ -41,8 +41,10 @@ def _client_check() -> Callable[[], None] | None:
         return None
 
     def check() -> None:
-        # A disconnected client marks the event not alive; /cancel ends it, which drops it from the queue.
-        if not event.alive or queue.event_ids_to_events.get(event._id) is not event:
+        # A disconnected client marks the event not alive; /cancel ends its job, which leaves the
+        # queue's active jobs at once (it stays among the queue's events until the callback returns).
+        running = any(job is not None and any(e is event for e in job) for job in queue.active_jobs)
+        if not (event.alive and running):
             raise ClientGone("Stopped: nobody is waiting for this request any more.")
 
     return check
