@@ -14,6 +14,7 @@ from typing import Callable, Iterator
 
 from rag import limits
 from rag import prompts as P
+from rag.interrupt import checkpoint
 from rag.errors import RagError
 from rag.evidence import Embed, cited, find_support, key_sentence
 from rag.generators.base import Generator
@@ -68,6 +69,7 @@ class Answer:
         parts, done = [], False
         try:
             for piece in self._pieces:
+                checkpoint()
                 parts.append(piece)
                 yield piece
             done = True
@@ -382,6 +384,7 @@ class ChatChain(QAChain):
         while turns and self.prompt_tokens(prompt) + self.condense_max_tokens > self.generator.context_size:
             turns.pop(0)
             prompt = P.render(self.prompts.condense, chat_history=P.format_history(turns), question=question)
+        checkpoint()
         text = self.generator.generate(_messages(prompt), max_tokens=self.condense_max_tokens)
         lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
         return lines[0] if lines else question
@@ -526,6 +529,7 @@ class SummarizeChain(_Base):
         return min(self.map_max_tokens, self.max_tokens)
 
     def _map(self, text: str) -> str:
+        checkpoint()  # a long document makes many map calls: each is a point where the work may stop
         self.map_calls += 1
         reply = self.generator.generate(self.messages(P.render(self.prompts.map, text=text)),
                                         max_tokens=self._map_tokens)

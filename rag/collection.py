@@ -14,6 +14,7 @@ from rag.chunking import split_document
 from rag.documents import Chunk, Document
 from rag.embedding import Embedder, embedder_model_id, get_embedder
 from rag.errors import RagError
+from rag.interrupt import checkpoint
 from rag.retrieval import Retriever, SearchHit
 from rag.settings import Settings
 from rag.store import DocumentInfo, Store, validate_collection_name
@@ -143,6 +144,7 @@ class Collection:
     def _load(self, source: str, i: int, total: int, progress: Progress) -> Document | SourceResult:
         from rag.loaders import load_source
 
+        checkpoint()
         progress("fetch", i, total, source)
         try:
             doc = load_source(source, self.settings)
@@ -169,6 +171,7 @@ class Collection:
         return item, chunks, "replaced" if found else "added"
 
     def _write(self, pending, settings, progress, report) -> None:
+        checkpoint()
         texts = [c.text for _, chunks, _ in pending for c in chunks]
         vectors = self.embedder.embed(
             texts, settings.embedding_batch_size, lambda done, total: progress("embed", done, total, None)

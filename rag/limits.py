@@ -44,7 +44,7 @@ SETTINGS = {
     "k": Bound(1, 100, "chunks to retrieve"),
     "max_tokens": Bound(1, 4096, "max tokens"),
     "n_ctx": Bound(128, 16384, "context size"),
-    "chunk_size": Bound(50, 20_000, "chunk size"),
+    "chunk_size": Bound(10, 20_000, "chunk size"),
     "chunk_overlap": Bound(0, 10_000, "chunk overlap"),
     "embedding_batch_size": Bound(1, 1024, "embedding batch size"),
     "fetch_timeout": Bound(0.1, 300, "fetch timeout", integer=False),

@@ -107,7 +107,7 @@ def test_max_tokens_comes_from_the_environment(tmp_path):
     ({"k": 0}, "Chunks to retrieve (k) 0 is outside"),
     ({"max_tokens": 1_000_000}, "Max tokens (max_tokens) 1000000 is outside the allowed range 1 to 4096"),
     ({"n_ctx": 10_000_000}, "Context size (n_ctx) 10000000 is outside the allowed range 128 to 16384"),
-    ({"chunk_size": 1}, "Chunk size (chunk_size) 1 is outside the allowed range 50 to 20000"),
+    ({"chunk_size": 1}, "Chunk size (chunk_size) 1 is outside the allowed range 10 to 20000"),
     ({"chunk_size": 10_000_000}, "Chunk size (chunk_size) 10000000 is outside"),
     ({"chunk_size": 500, "chunk_overlap": 499},
      "Chunk overlap (chunk_overlap) 499 is more than half the chunk size (500)"),
@@ -225,7 +225,7 @@ def test_search_refuses_k_and_query_over_the_limits_before_any_work(empty_collec
     with pytest.raises(RagError, match=r"Chunks to retrieve \(k\) 0 is outside"):
         empty_collection.search("tides", k=0)  # was silently replaced by the default
     with pytest.raises(RagError, match=f"the limit is {limits.MAX_QUESTION_CHARS:,}"):
-        empty_collection.search("tide " * limits.MAX_QUESTION_CHARS)
+        empty_collection.search("t" * (limits.MAX_QUESTION_CHARS + 1))
     assert empty_collection._embedder is None, "the refusal came after loading the model"
 
 
@@ -281,7 +281,7 @@ def test_chains_refuse_k_max_tokens_and_long_questions_before_the_model():
         QAChain(search, gen, k=5000)
     with pytest.raises(RagError, match=r"Max tokens \(max_tokens\) 1000000 is outside"):
         ChatChain(search, gen, max_tokens=1_000_000)
-    long = "why " * limits.MAX_QUESTION_CHARS
+    long = "w" * (limits.MAX_QUESTION_CHARS + 1)
     for ask in (QAChain(search, gen).ask, ChatChain(search, gen).ask, SummarizeChain(search, gen).summarize):
         with pytest.raises(RagError, match=f"the limit is {limits.MAX_QUESTION_CHARS:,}") as caught:
             ask(long)
@@ -295,3 +295,50 @@ def test_a_chain_with_a_padding_template_is_refused():
     with pytest.raises(RagError, match="only plain placeholders"):
         QAChain(lambda *a, **k: [], RecordingGenerator(), prompts=Prompts(qa="{context:>99999999}{question}"))
 
+
+
+# ---------------------------------------------------------------- stopping work nobody waits for
+
+
+class StopAfter:
+    """An interrupt check that lets `n` checkpoints pass, then raises as the app does for a client that left."""
+
+    def __init__(self, n: int):
+        self.n, self.calls = n, 0
+
+    def __call__(self) -> None:
+        self.calls += 1
+        if self.calls > self.n:
+            raise RagError("Stopped: nobody is waiting for this request any more.")
+
+
+def test_a_map_reduce_summary_stops_at_the_next_map_call():
+    """The map calls all happen before the summary's first token, where Gradio cannot stop a callback."""
+    from test_chains import ScriptedGenerator
+
+    from rag.chains import SummarizeChain
+    from rag.interrupt import stop_when
+
+    gen = ScriptedGenerator(lambda p: "a short summary", n_ctx=120, max_tokens=10)
+    chain = SummarizeChain(lambda *a, **k: [], gen)
+    long_text = " ".join(f"w{i}" for i in range(2000))  # about 25 map calls at this context size
+    with stop_when(StopAfter(3)), pytest.raises(RagError, match="nobody is waiting"):
+        chain.summarize(documents=[("a long document", long_text)])
+    assert chain.map_calls == 3 and len(gen.prompts) == 3
+
+    chain.summarize(documents=[("a long document", long_text)]).run()  # no check installed: runs to the end
+    assert chain.map_calls > 3
+
+
+def test_an_ingest_stops_between_sources(empty_collection, tmp_path):
+    from rag.interrupt import stop_when
+
+    files = []
+    for i in range(3):
+        files.append(tmp_path / f"note{i}.txt")
+        files[-1].write_text(f"Note {i} about the harbour tides.", encoding="utf-8")
+    seen = []
+    with stop_when(StopAfter(1)), pytest.raises(RagError, match="nobody is waiting"):
+        empty_collection.ingest([str(f) for f in files], progress=lambda stage, *a: seen.append(stage))
+    assert seen.count("fetch") == 1 and empty_collection.documents() == []
+    assert empty_collection._embedder is None, "it went on to embedding"

@@ -6,10 +6,12 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+from typing import Callable
 
 import gradio as gr
 
 from rag.errors import RagError
+from rag.interrupt import stop_when
 
 log = logging.getLogger("local-rag.ui")
 
@@ -27,21 +29,32 @@ class ClientGone(RagError):
     """No client waits for the request any more: it was cancelled, or its page was closed."""
 
 
-class _WatchedProgress:
-    """A callback's gr.Progress that stops the work, by raising ClientGone, once nobody waits for it.
+def _client_check() -> Callable[[], None] | None:
+    """For a call running as an event of Gradio's queue, a check that raises ClientGone once no client
+    waits for it; None for a direct call (a test, a route outside the queue)."""
+    from gradio.context import LocalContext
 
-    Gradio 6.31 stops a generator callback at its next yield when the client goes, but a plain
-    callback (an ingest of twenty URLs) runs in a thread to its end; its progress reports are the
-    points where it can stop.
-    """
+    blocks, event_id = LocalContext.blocks.get(None), LocalContext.event_id.get(None)
+    queue = getattr(blocks, "_queue", None)
+    event = queue.event_ids_to_events.get(event_id) if queue is not None and event_id else None
+    if event is None:
+        return None
 
-    def __init__(self, progress: gr.Progress, queue, event):
-        self._progress, self._queue, self._event = progress, queue, event
-
-    def _check(self) -> None:
-        # A disconnected client marks the event not alive; /cancel ends it, which drops it from the queue.
-        if not self._event.alive or self._queue.event_ids_to_events.get(self._event._id) is not self._event:
+    def check() -> None:
+        # A disconnected client marks the event not alive; /cancel ends its job, which leaves the
+        # queue's active jobs at once (it stays among the queue's events until the callback returns).
+        running = any(job is not None and any(e is event for e in job) for job in queue.active_jobs)
+        if not (event.alive and running):
             raise ClientGone("Stopped: nobody is waiting for this request any more.")
+
+    return check
+
+
+class _WatchedProgress:
+    """A callback's gr.Progress that runs the client check before each report."""
+
+    def __init__(self, progress: gr.Progress, check: Callable[[], None]):
+        self._progress, self._check = progress, check
 
     def __call__(self, *args, **kwargs):
         self._check()
@@ -55,18 +68,12 @@ class _WatchedProgress:
         return getattr(self._progress, name)
 
 
-def _watch_progress(args: tuple, kwargs: dict) -> tuple[tuple, dict]:
-    """The arguments with any gr.Progress watched, when the call runs as an event of Gradio's queue."""
-    from gradio.context import LocalContext
-
-    blocks, event_id = LocalContext.blocks.get(None), LocalContext.event_id.get(None)
-    queue = getattr(blocks, "_queue", None)
-    event = queue.event_ids_to_events.get(event_id) if queue is not None and event_id else None
-    if event is None:  # called directly (a test, a route outside the queue): nothing to watch
+def _watch_progress(args: tuple, kwargs: dict, check: Callable[[], None] | None) -> tuple[tuple, dict]:
+    if check is None:
         return args, kwargs
 
     def watched(value):
-        return _WatchedProgress(value, queue, event) if isinstance(value, gr.Progress) else value
+        return _WatchedProgress(value, check) if isinstance(value, gr.Progress) else value
 
     return tuple(watched(a) for a in args), {k: watched(v) for k, v in kwargs.items()}
 
@@ -74,26 +81,43 @@ def _watch_progress(args: tuple, kwargs: dict) -> tuple[tuple, dict]:
 def user_errors(fn):
     """Show `RagError` (and anything unexpected) as a readable gr.Error, for plain and generator callbacks.
 
-    A gr.Progress argument is watched: once no client waits for the call, its next progress report
-    stops the work (see `_WatchedProgress`).
+    Work nobody waits for stops: Gradio 6.31 ends a generator callback at its next yield once its
+    client cancels or leaves, but runs a plain callback in its thread to the end, and a generator
+    between two yields (a map-reduce summary) likewise. So while the callback runs, the client check
+    is installed for `rag.interrupt.checkpoint()` (between sources, embedding groups, map calls and
+    streamed pieces) and runs before each gr.Progress report.
     """
     if inspect.isgeneratorfunction(fn):
 
         @functools.wraps(fn)
         def gen_wrapper(*args, **kwargs):
-            args, kwargs = _watch_progress(args, kwargs)
+            check = _client_check()
+            args, kwargs = _watch_progress(args, kwargs, check)
+            steps = None
             try:
-                yield from fn(*args, **kwargs)
+                steps = fn(*args, **kwargs)
+                while True:
+                    with stop_when(check):  # set and reset within one resumption: each runs in its own context
+                        try:
+                            value = next(steps)
+                        except StopIteration:
+                            return
+                    yield value
             except Exception as exc:  # noqa: BLE001 - every failure must reach the user as a message
                 raise _as_gradio_error(exc) from exc
+            finally:
+                if steps is not None:
+                    steps.close()
 
         return gen_wrapper
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        args, kwargs = _watch_progress(args, kwargs)
+        check = _client_check()
+        args, kwargs = _watch_progress(args, kwargs, check)
         try:
-            return fn(*args, **kwargs)
+            with stop_when(check):
+                return fn(*args, **kwargs)
         except Exception as exc:  # noqa: BLE001
             raise _as_gradio_error(exc) from exc
 
