@@ -287,7 +287,9 @@ def test_chains_refuse_k_max_tokens_and_long_questions_before_the_model():
     one_sentence(caught)
     assert gen.calls == 0 and search_calls == []
     # A question over the limit is cut to it, and the reader told (issue 8), never sent whole.
-    answer = QAChain(search, gen).ask("why " * limits.MAX_QUESTION_CHARS)
+    from tests.test_chains import ScriptedGenerator
+
+    answer = QAChain(search, ScriptedGenerator(["x"], n_ctx=100_000)).ask("why " * limits.MAX_QUESTION_CHARS)
     assert len(search_calls[0]) <= limits.MAX_QUESTION_CHARS and "was cut" in answer.prepared.notes[0]
 
 
