@@ -317,7 +317,7 @@ class StopAfter:
 
 
 def test_a_map_reduce_summary_stops_at_the_next_map_call():
-    """The map calls all happen before the summary's first token, where Gradio cannot stop a callback."""
+    """The map calls happen before the summary's first token, where Gradio cannot stop a callback."""
     from test_chains import ScriptedGenerator
 
     from rag.chains import SummarizeChain
@@ -327,10 +327,11 @@ def test_a_map_reduce_summary_stops_at_the_next_map_call():
     chain = SummarizeChain(lambda *a, **k: [], gen)
     long_text = " ".join(f"w{i}" for i in range(2000))  # about 25 map calls at this context size
     with stop_when(StopAfter(3)), pytest.raises(RagError, match="nobody is waiting"):
-        chain.summarize(documents=[("a long document", long_text)])
+        chain.summarize(documents=[("a long document", long_text)], strategy="map_reduce").run()
     assert chain.map_calls == 3 and len(gen.prompts) == 3
 
-    chain.summarize(documents=[("a long document", long_text)]).run()  # no check installed: runs to the end
+    # no check installed: runs to the end
+    chain.summarize(documents=[("a long document", long_text)], strategy="map_reduce").run()
     assert chain.map_calls > 3
 
 
