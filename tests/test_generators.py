@@ -44,9 +44,9 @@ def gen(request, stories, tmp_path_factory):
     generator.close()
 
 
-def test_registry_names_both_backends_and_rejects_others(settings):
-    assert available_backends() == BACKENDS
-    with pytest.raises(RagError, match="Unknown backend 'nope'; available: llamacpp, gpt4all"):
+def test_registry_names_every_backend_and_rejects_others(settings):
+    assert available_backends() == BACKENDS + ["openai"]
+    with pytest.raises(RagError, match="Unknown backend 'nope'; available: llamacpp, gpt4all, openai"):
         get_generator("nope", settings)
 
 
@@ -153,13 +153,63 @@ def test_pool_keeps_one_model_per_backend_and_closes_the_old_one(backend, storie
     base = load_settings(environ={}, models_dir=tmp_path, model=str(stories), n_ctx=256, n_threads=2)
     pool = GeneratorPool()
     first = pool.get(base, backend)
-    assert pool.get(base.replace(temperature=0.7), backend) is first  # sampling changes need no reload
-    assert first.defaults.temperature == 0.7
+    warmer = pool.get(base.replace(temperature=0.7), backend)
+    assert warmer.shared is first.shared  # sampling changes need no reload...
+    assert first.defaults.temperature == 0.2 and warmer.defaults.temperature == 0.7  # ...nor change another's
+    smaller = pool.get(base.replace(n_ctx=128), backend)
+    assert smaller.shared is first.shared and smaller.context_size == 128 and first.context_size == 256
     second = pool.get(base.replace(model=str(copy)), backend)
-    assert second is not first and pool.loaded() == {backend: copy}
+    assert second.shared is not first.shared and pool.loaded() == {backend: copy}
     with pytest.raises(RagError, match="closed"):
         first.generate(PROMPT)
+    larger = pool.get(base.replace(model=str(copy), n_ctx=512), backend)  # more context than loaded: reload
+    assert larger.shared is not second.shared and larger.context_size == 512
     pool.close()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_each_users_sampling_goes_with_their_call(backend, stories, tmp_path):
+    """One shared model, two users: the greedy user's reply stays the same however the other samples."""
+    _require(backend)
+    from rag.settings import load_settings
+
+    base = load_settings(environ={}, models_dir=tmp_path, model=str(stories), n_ctx=256, n_threads=2,
+                         max_tokens=16, temperature=0.0)
+    pool = GeneratorPool()
+    greedy = pool.get(base, backend)
+    reply = greedy.generate(PROMPT)
+    hot = pool.get(base.replace(temperature=1.5, seed=7, max_tokens=4), backend)
+    hot.generate(PROMPT)
+    assert hot.last_stats.completion_tokens <= 4
+    assert greedy.generate(PROMPT) == reply and greedy.last_stats.completion_tokens > 4
+    with pytest.raises(RagError, match="more than the 64-token context"):  # a user's smaller context is kept
+        pool.get(base.replace(n_ctx=64), backend).generate([{"role": "user", "content": "word " * 100}])
+    pool.close()
+
+
+def test_gpt4all_worker_errors_reach_the_caller(stories, tmp_path):
+    """An exception inside GPT4All's generation thread ends the stream with a sentence, not silence."""
+    _require("gpt4all")
+    from rag.settings import load_settings
+
+    gen = get_generator("gpt4all", load_settings(environ={}, models_dir=tmp_path, model=str(stories), n_ctx=256,
+                                                 n_threads=2, temperature=0.0, max_tokens=16))
+    model = gen._llm.model
+    real = model.prompt_model
+
+    def failing(prompt, template, callback, **kwargs):  # the real call, then a failure mid-answer
+        real(prompt, template, lambda token_id, piece: callback(token_id, piece) and False, **kwargs)
+        raise RuntimeError("llama_decode failed")
+
+    model.prompt_model = failing
+    pieces = []
+    with pytest.raises(RagError, match=r"GPT4All failed while answering \(llama_decode failed\)"):
+        for piece in gen.stream(PROMPT):
+            pieces.append(piece)
+    assert len(pieces) <= 1  # what arrived before the failure was delivered, then the error
+    model.prompt_model = real
+    assert gen.generate(PROMPT)  # the model still answers afterwards
+    gen.close()
 
 
 def test_pool_switching_backend_closes_the_other_model(stories, tmp_path):
