@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -41,13 +42,15 @@ class LlamaServer:
         # Without --interrupt_requests False a second request silently cuts the first one's stream.
         cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(self.model), "--host", "127.0.0.1",
                "--port", str(self.port), "--n_ctx", str(self.n_ctx), "--n_threads", "2",
-               "--interrupt_requests", "False", "--api_key", self.api_key, "--seed", "0"]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                     start_new_session=True)
+               "--interrupt_requests", "False", "--api_key", self.api_key, "--seed", "0", "--verbose", "False"]
+        # A file, not a pipe: nobody reads a pipe while the server runs, and a full one stalls it.
+        self.log = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"llama_cpp.server exited: {self.proc.stderr.read()[-2000:]}")
+                self.log.seek(0)
+                raise RuntimeError(f"llama_cpp.server exited: {self.log.read()[-2000:].decode(errors='replace')}")
             try:
                 r = httpx.get(self.base_url + "/models", headers={"Authorization": f"Bearer {self.api_key}"},
                               timeout=2)
@@ -63,8 +66,8 @@ class LlamaServer:
         if self.proc is not None and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=30)
-        if self.proc is not None and self.proc.stderr:
-            self.proc.stderr.close()
+        if self.proc is not None:
+            self.log.close()
         self.proc = None
 
 

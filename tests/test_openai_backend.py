@@ -21,6 +21,7 @@ from tests.openai_server import API_KEY, LlamaServer, ScriptedServer, free_port
 REPO = Path(__file__).resolve().parents[1]
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 OTHER = [{"role": "user", "content": "Name three colours."}]
+CTX = 512  # the server's context, and ours (llama-cpp-python's server does not say which it runs)
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +36,7 @@ def smollm2() -> Path:
 
 @pytest.fixture(scope="module")
 def server(smollm2):
-    srv = LlamaServer(smollm2).start()
+    srv = LlamaServer(smollm2, n_ctx=CTX).start()
     yield srv
     srv.kill()
 
@@ -44,7 +45,7 @@ def _settings(tmp_path, base_url: str, **extra):
     from rag.settings import load_settings
 
     values = dict(index_dir=tmp_path / "index", models_dir=tmp_path / "models", backend="openai",
-                  base_url=base_url, api_key=API_KEY, temperature=0.0, seed=0, max_tokens=24)
+                  base_url=base_url, api_key=API_KEY, temperature=0.0, seed=0, max_tokens=24, n_ctx=CTX)
     values.update(extra)
     return load_settings(environ={}, **values)
 
@@ -80,22 +81,21 @@ def test_counts_tokens_with_the_servers_tokenizer(gen, smollm2):
     finally:
         vocab.close()
     assert gen.token_counter == "server"
-    assert gen.context_size < 2048  # --n-ctx (the server does not say) less the template margin
+    assert gen.context_size < CTX  # --n-ctx (the server does not say) less the template margin
 
 
 def test_max_tokens_and_the_context_are_respected(gen):
     gen.generate(QUESTION, max_tokens=5)
     assert gen.last_stats.completion_tokens == 5 and gen.last_stats.finish_reason == "length"
     with pytest.raises(RagError, match="more than the .*-token context holds"):
-        gen.generate([{"role": "user", "content": "word " * 3000}])
+        gen.generate([{"role": "user", "content": "word " * 1000}])
     # A prompt that nearly fills the context gets a reply cut to the room left, not a server error.
-    filler = "word " * (gen.context_size - 40)
-    messages = [{"role": "user", "content": filler}]
-    while gen.count_tokens(gen.format_prompt(messages)) > gen.context_size - 8:
-        filler = filler[:-50]
-        messages = [{"role": "user", "content": filler}]
-    gen.generate(messages, max_tokens=200)
-    assert gen.last_stats.completion_tokens <= 8
+    words = gen.context_size
+    while (used := gen.count_tokens(gen.format_prompt([{"role": "user", "content": "word " * words}]))) \
+            > gen.context_size - 8:
+        words -= used - (gen.context_size - 8)
+    gen.generate([{"role": "user", "content": "word " * words}], max_tokens=200)
+    assert gen.last_stats.completion_tokens <= gen.context_size - used <= 8
 
 
 def test_two_users_at_once_each_get_their_own_reply(gen):
@@ -126,13 +126,13 @@ def test_unknown_model_wrong_path_and_wrong_key_are_one_sentence(server, tmp_pat
     ]
     for extra, message in cases:
         with pytest.raises(RagError, match=message) as err:
-            get_generator("openai", _settings(tmp_path, server.base_url, **{**extra}))
+            get_generator("openai", _settings(tmp_path, **{"base_url": server.base_url, **extra}))
         assert "\n" not in str(err.value)
 
 
 def test_a_404_while_answering_names_the_endpoint(server, tmp_path):
     gen = get_generator("openai", _settings(tmp_path, server.base_url.removesuffix("/v1") + "/nope",
-                                            model="anything", n_ctx=2048))
+                                            model="anything"))
     with pytest.raises(RagError, match=r"has no endpoint .*/nope/chat/completions \(404\); check that --base-url"):
         gen.generate(QUESTION)
     gen.close()
@@ -172,7 +172,7 @@ def test_a_stream_cut_midway_keeps_the_text_and_says_so(tmp_path):
 
 @pytest.mark.slow
 def test_the_server_going_away_mid_chat_and_coming_back(smollm2, tmp_path):
-    srv = LlamaServer(smollm2).start()
+    srv = LlamaServer(smollm2, n_ctx=CTX).start()
     try:
         gen = get_generator("openai", _settings(tmp_path, srv.base_url, max_tokens=400))
         long_question = [{"role": "user", "content": "Write a long story about a dragon who learns to cook."}]
@@ -209,7 +209,7 @@ def test_rag_ask_answers_with_sources_then_one_error_line_when_the_server_is_gon
     ingest = _rag("ingest", str(notes), env_extra=env, cwd=REPO)
     assert ingest.returncode == 0, ingest.stderr
     asked = _rag("ask", "What is the capital of France?", "--backend", "openai", "--base-url", server.base_url,
-                 "--temperature", "0", "--max-tokens", "32", "--json", env_extra=env, cwd=REPO)
+                 "--temperature", "0", "--max-tokens", "32", "--n-ctx", str(CTX), "--json", env_extra=env, cwd=REPO)
     assert asked.returncode == 0, asked.stderr
     result = json.loads(asked.stdout)
     assert result["answer"] and result["sources"][0]["source"] == str(notes)
