@@ -257,3 +257,14 @@ def test_gpt4all_greedy_reply_follows_llama_cpp_logits(smollm2, models_dir):
     finally:
         scorer.close()
         g4a.close(), lcpp.close()
+
+
+def test_app_flags_reach_the_settings(tmp_path):
+    import app
+
+    settings, launch = app.configure(["--index-dir", str(tmp_path), "--share", "--backend", "openai",
+                                      "--base-url", "http://127.0.0.1:8080/v1"], environ={})
+    assert launch.exposed and settings.models_offered_only
+    assert (settings.backend, settings.base_url) == ("openai", "http://127.0.0.1:8080/v1")
+    settings, launch = app.configure(["--index-dir", str(tmp_path)], environ={})
+    assert not launch.exposed and not settings.models_offered_only
