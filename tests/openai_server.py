@@ -76,8 +76,9 @@ class ScriptedServer:
     'ok' streams `pieces`, '500' fails, 'silent' never answers, 'cut' streams two pieces then hangs
     up without ending the stream. It records each request body in `requests`."""
 
-    def __init__(self, mode: str = "ok", pieces: tuple[str, ...] = ("Hello", " there", "!")):
-        self.mode, self.pieces, self.requests = mode, pieces, []
+    def __init__(self, mode: str = "ok", pieces: tuple[str, ...] = ("Hello", " there", "!"),
+                 model_id: str = "scripted"):
+        self.mode, self.pieces, self.requests, self.model_id = mode, pieces, [], model_id
         self.release = threading.Event()
         server = self
 
@@ -89,7 +90,7 @@ class ScriptedServer:
 
             def do_GET(self):
                 if self.path == "/v1/models":
-                    self._json(200, {"object": "list", "data": [{"id": "scripted", "object": "model"}]})
+                    self._json(200, {"object": "list", "data": [{"id": server.model_id, "object": "model"}]})
                 else:
                     self._json(404, {"error": {"message": f"no route {self.path}"}})
 

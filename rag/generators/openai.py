@@ -73,9 +73,13 @@ class OpenAIGenerator(Generator):
         self._counts: dict[str, int] = {}
         self._vocab = None
         self._count_lock = threading.Lock()
-        self.served = self._served_models()
-        self.model = self._choose_model(model.strip())
-        self.server_context = self._server_context()
+        try:
+            self.served = self._served_models()
+            self.model = self._choose_model(model.strip())
+            self.server_context = self._server_context()
+        except RagError:
+            self._http.close()
+            raise
 
     @classmethod
     def from_settings(cls, settings, **overrides) -> "OpenAIGenerator":
@@ -182,13 +186,14 @@ class OpenAIGenerator(Generator):
         return _token_count(self._request("POST", self.root + "/extras/tokenize/count", json=body))
 
     def _local_tokenizer(self) -> Path | None:
-        """A GGUF file of the served model on this machine: the configured one, or the server's model
-        id when it is a path (llama-cpp-python's default id); None when llama-cpp-python is absent."""
+        """A GGUF file of the served model on this machine: the configured one, the server's model id
+        when it is a path (llama-cpp-python's default id), or a model found on disk under the same
+        name (an Ollama `model:tag`); None when llama-cpp-python is absent."""
         try:
             import llama_cpp  # noqa: F401
         except ImportError:
             return None
-        from rag.models import read_header
+        from rag.models import find_discovered, read_header
 
         for candidate in (self._tokenizer_path, self.model):
             if candidate and str(candidate).endswith(".gguf") and Path(candidate).is_file():
@@ -197,7 +202,7 @@ class OpenAIGenerator(Generator):
                     return Path(candidate)
                 except RagError:
                     continue
-        return None
+        return find_discovered(self.model, self.models_dir) if self.models_dir else None
 
     # ---- generation
 
