@@ -116,6 +116,23 @@ def test_two_users_at_once_each_get_their_own_reply(gen):
     assert not errors and together == alone
 
 
+def test_two_users_through_the_pool_keep_their_own_settings_and_stats(server, tmp_path):
+    from rag.generators import GeneratorPool
+
+    pool = GeneratorPool()
+    settings = _settings(tmp_path, server.base_url)
+    short, long = pool.get(settings.replace(max_tokens=3)), pool.get(settings.replace(max_tokens=20))
+    assert short.shared is long.shared
+    threads = [threading.Thread(target=view.generate, args=(QUESTION,)) for view in (short, long)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert short.last_stats.completion_tokens == 3 and long.last_stats.completion_tokens > 3
+    assert pool.loaded() == {"openai": f"{long.model} at {server.base_url}"}
+    pool.close()
+
+
 def test_unknown_model_wrong_path_and_wrong_key_are_one_sentence(server, tmp_path):
     cases = [
         (dict(model="gpt-5"), r"has no model 'gpt-5'; it serves: .*SmolLM2"),

@@ -83,7 +83,7 @@ class SharedGenerator:
 
     def _relay(self, pieces):
         yield from pieces
-        self.last_stats = self.shared.last_stats
+        self.last_stats = self.shared.stats_of(pieces)
 
     def generate(self, messages: list[Message], **overrides) -> str:
         return "".join(self.stream(messages, **overrides))

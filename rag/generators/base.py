@@ -128,6 +128,11 @@ class Generator(ABC):
         """Free the model; the generator cannot be used afterwards."""
 
     # ---- shared behaviour
+    def stats_of(self, pieces) -> GenerationStats:
+        """What the call that returned `pieces` cost, once consumed (calls are serialised here, so
+        the last call's; a backend that runs calls at once keeps them per call)."""
+        return self.last_stats
+
     def generate(self, messages: list[Message], **params) -> str:
         """The whole reply as one string."""
         return "".join(self.stream(messages, **params))

@@ -11,11 +11,12 @@ import json
 import math
 import os
 import threading
+import weakref
 from pathlib import Path
 from typing import Callable, Iterator
 
 from rag.errors import RagError
-from rag.generators.base import Generator, Message, StatsTimer, _check_messages
+from rag.generators.base import GenerationStats, Generator, Message, StatsTimer, _check_messages
 
 # ChatML: used only to count a prompt's tokens, since the server applies its own template; the
 # context margin below covers the difference between the two.
@@ -73,6 +74,7 @@ class OpenAIGenerator(Generator):
         self._counts: dict[str, int] = {}
         self._vocab = None
         self._count_lock = threading.Lock()
+        self._stats: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         try:
             self.served = self._served_models()
             self.model = self._choose_model(model.strip())
@@ -217,7 +219,14 @@ class OpenAIGenerator(Generator):
                 "stream_options": {"include_usage": True}}
         if p.stop:
             body["stop"] = list(p.stop)
-        return self._stream(body, StatsTimer(n_prompt), max_tokens)
+        timer = StatsTimer(n_prompt)
+        pieces = self._stream(body, timer, max_tokens)
+        self._stats[pieces] = timer.stats  # calls run at once here, so last_stats may be another's
+        return pieces
+
+    def stats_of(self, pieces) -> GenerationStats:
+        """What the call that returned `pieces` cost, once they are consumed."""
+        return self._stats.get(pieces, self.last_stats)
 
     def _stream(self, body: dict, timer: StatsTimer, max_tokens: int) -> Iterator[str]:
         httpx, started, finish, pieces, usage = self._httpx, False, "cancelled", 0, None
