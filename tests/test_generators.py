@@ -32,16 +32,27 @@ def stories():
     return default
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
+@pytest.fixture(scope="module", params=BACKENDS + ["openai"])
 def gen(request, stories, tmp_path_factory):
-    _require(request.param)
+    """Each backend on the same model file; openai through llama-cpp-python's server running it."""
     from rag.settings import load_settings
 
     settings = load_settings(environ={}, models_dir=tmp_path_factory.mktemp("models"), model=str(stories),
                              n_ctx=256, n_threads=2, temperature=0.0, seed=42, max_tokens=24)
+    server = None
+    if request.param == "openai":
+        pytest.importorskip("llama_cpp.server.app", reason="llama-cpp-python[server] is not installed")
+        from tests.openai_server import API_KEY, LlamaServer
+
+        server = LlamaServer(stories, n_ctx=256).start()
+        settings = settings.replace(model="", base_url=server.base_url, api_key=API_KEY)
+    else:
+        _require(request.param)
     generator = get_generator(request.param, settings)
     yield generator
     generator.close()
+    if server is not None:
+        server.kill()
 
 
 def test_registry_names_every_backend_and_rejects_others(settings):
@@ -81,6 +92,13 @@ def test_count_tokens_matches_what_the_backend_evaluates(gen):
     if gen.name == "gpt4all":
         for text in ["Once upon a time", "  two  spaces\n\nand lines", "Lily's cat, 42 times!"]:
             assert gen.count_tokens(text) == gen._count_by_evaluation(text)
+    elif gen.name == "openai":  # the server's tokenizer: the model file's own
+        import llama_cpp
+
+        vocab = llama_cpp.Llama(gen.model, vocab_only=True, verbose=False)
+        tokens = vocab.tokenize(b"Once upon a time", add_bos=True, special=True)
+        assert gen.count_tokens("Once upon a time") == len(tokens)
+        vocab.close()
     else:
         tokens = gen._model().tokenize(b"Once upon a time", add_bos=True, special=True)
         assert gen.count_tokens("Once upon a time") == len(tokens)
@@ -90,7 +108,7 @@ def test_count_tokens_matches_what_the_backend_evaluates(gen):
 
 def test_plain_template_for_a_model_without_one(gen):
     if "stories260K" not in str(gen.model_path):
-        pytest.skip("needs a model without a chat template (stories260K from the shared data)")
+        pytest.skip("needs a model without a chat template (stories260K from the shared data) loaded here")
     prompt = gen.format_prompt([{"role": "system", "content": "Be brief."}, *PROMPT])
     assert prompt == "Be brief.\n\nUser: Once upon a time, there was a little girl\nAssistant:"
 
@@ -105,8 +123,10 @@ def test_bad_messages_and_parameters_are_clear_errors(gen):
 
 
 def test_prompt_longer_than_context_is_refused(gen):
-    with pytest.raises(RagError, match="more than the 256-token context"):
+    # 256 tokens, less the openai backend's margin for the server's own chat template
+    with pytest.raises(RagError, match=f"more than the {gen.context_size}-token context"):
         gen.generate([{"role": "user", "content": "word " * 400}])
+    assert gen.context_size == (256 if gen.name != "openai" else 256 - 16 - 256 // 50)
 
 
 def test_calls_are_serialised(gen):
