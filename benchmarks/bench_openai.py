@@ -51,15 +51,18 @@ def messages(tag: str) -> list[dict]:
             {"role": "user", "content": f"{context()}\n\nQuestion: {QUESTION}"}]
 
 
-def measure(pieces) -> tuple[float, float, int]:
-    """(time to first piece, pieces per second after the first, pieces) for a stream."""
-    start, first, last, n = time.perf_counter(), None, None, 0
+def measure(pieces) -> tuple[float, float, int, float]:
+    """(time to first piece, pieces per second after the first, pieces, this process's CPU ms per
+    piece) for a stream. For the two HTTP arms the CPU is the client's own overhead, which a busy
+    machine barely changes; for the in-process arm it is the model's compute."""
+    start, cpu, first, last, n = time.perf_counter(), time.process_time(), None, None, 0
     for _ in pieces:
         now = time.perf_counter()
         first = first or now
         last, n = now, n + 1
     ttft = (first or time.perf_counter()) - start
-    return ttft, ((n - 1) / (last - first) if n > 1 and last > first else 0.0), n
+    cpu_ms = (time.process_time() - cpu) * 1000 / max(n, 1)
+    return ttft, ((n - 1) / (last - first) if n > 1 and last > first else 0.0), n, cpu_ms
 
 
 def ours(gen, msgs, max_tokens):
@@ -106,27 +109,29 @@ def main() -> None:
                 "raw": lambda m: raw(llm, m, args.max_tokens)}
         for name, arm in arms.items():
             measure(arm(messages(f"warm-up {name}")))
-        results = {name: ([], []) for name in arms}
+        results = {name: ([], [], []) for name in arms}
         order = list(arms)
         for run in range(args.runs):
             for name in order[run % 3:] + order[:run % 3]:  # rotate who goes first
-                ttft, tps, n = measure(arms[name](messages(f"{run}-{name}")))
-                results[name][0].append(ttft)
-                results[name][1].append(tps)
-                print(f"run {run} {name:6} ttft {ttft:.3f} s  {tps:.1f} tok/s  {n} pieces", file=sys.stderr, flush=True)
+                ttft, tps, n, cpu_ms = measure(arms[name](messages(f"{run}-{name}")))
+                for values, value in zip(results[name], (ttft, tps, cpu_ms)):
+                    values.append(value)
+                print(f"run {run} {name:6} ttft {ttft:.3f} s  {tps:.1f} tok/s  {n} pieces  {cpu_ms:.2f} CPU ms/piece",
+                      file=sys.stderr, flush=True)
         gen.close()
         llm.close()
     finally:
         server.kill()
     print(f"model {model.name}, {args.runs} runs, {args.max_tokens} new tokens, greedy, server and in-process "
           f"model on {args.threads} threads\n")
-    print("| path | TTFT s (median) | gen tok/s (median) | tok/s vs direct |")
-    print("| --- | ---: | ---: | ---: |")
+    print("| path | TTFT s (median) | gen tok/s (median) | tok/s vs direct | this process's CPU ms/token |")
+    print("| --- | ---: | ---: | ---: | ---: |")
     base = statistics.median(results["direct"][1])
-    for name, (ttfts, tps) in results.items():
+    for name, (ttfts, tps, cpu) in results.items():
         ratio = statistics.median(tps) / base
         mark = (" ✓" if ratio >= 0.97 else " ✗") if name == "ours" else ""
-        print(f"| {name} | {statistics.median(ttfts):.3f} | {statistics.median(tps):.1f} | {ratio:.3f}{mark} |")
+        print(f"| {name} | {statistics.median(ttfts):.3f} | {statistics.median(tps):.1f} | {ratio:.3f}{mark} "
+              f"| {statistics.median(cpu):.2f} |")
 
 
 if __name__ == "__main__":
