@@ -81,8 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="port (RAG_PORT)")
     parser.add_argument("--index-dir", help="where collections live (RAG_INDEX_DIR)")
     parser.add_argument("--collection", help="collection selected at start (RAG_COLLECTION)")
-    parser.add_argument("--backend", help="generation backend: llamacpp or gpt4all (RAG_BACKEND)")
-    parser.add_argument("--model", help="generation model name or GGUF path (RAG_MODEL)")
+    parser.add_argument("--backend", help="generation backend: llamacpp, gpt4all or openai (RAG_BACKEND)")
+    parser.add_argument("--model", help="generation model name or GGUF path; with openai, the server's model (RAG_MODEL)")
+    parser.add_argument("--base-url", help="the openai backend's server, e.g. http://127.0.0.1:8080/v1 (RAG_BASE_URL); "
+                        "its key comes from RAG_OPENAI_API_KEY or RAG_OPENAI_API_KEY_FILE")
     parser.add_argument("--max-tokens", type=int, help=f"default answer length in tokens, "
                         f"{_range('max_tokens')} (RAG_MAX_TOKENS)")
     parser.add_argument(
@@ -122,11 +124,13 @@ def configure(argv: list[str] | None = None, environ: dict | None = None) -> tup
     limits.PORT.check(launch.port)
     limits.UPLOAD_MB.check(launch.max_upload_mb)
     overrides = dict(index_dir=args.index_dir, collection=args.collection, backend=args.backend, model=args.model,
-                     max_tokens=args.max_tokens)
+                     max_tokens=args.max_tokens, base_url=args.base_url)
     settings = load_settings(environ, **overrides)
     # Guests must not be able to make this machine fetch addresses on its own network.
     if launch.exposed and not args.allow_private_urls:
         settings = settings.replace(allow_private_urls=False)
+    if launch.exposed:  # guests choose among offered models only, never a path of their own
+        settings = settings.replace(models_offered_only=True)
     return settings, launch
 
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from rag.errors import RagError
+from rag.generators import available_backends
 
 
 def register(subparsers) -> None:
@@ -25,8 +26,9 @@ def register(subparsers) -> None:
     _add_common(p)
     p.set_defaults(func=cmd_summarize)
 
-    p = subparsers.add_parser("models", help="list recommended models and those on disk")
+    p = subparsers.add_parser("models", help="list the models on this machine and the recommended ones")
     p.add_argument("--download", metavar="NAME", help="download a catalogue model into the models dir")
+    p.add_argument("--n-ctx", type=int, metavar="N", help="context size for the RAM figures (default: each model's)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_models)
 
@@ -34,8 +36,14 @@ def register(subparsers) -> None:
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--index", metavar="DIR", help="index directory")
     p.add_argument("--collection", metavar="NAME", help="collection name")
-    p.add_argument("--backend", choices=["llamacpp", "gpt4all"])
-    p.add_argument("--model", metavar="PATH|NAME", help="a .gguf file or a catalogue name (see `models`)")
+    p.add_argument("--backend", choices=available_backends())
+    p.add_argument("--model", metavar="PATH|NAME",
+                   help="a .gguf file or a name `models` lists; with --backend openai, the server's model")
+    p.add_argument("--base-url", metavar="URL", help="with --backend openai: the server's API root, e.g. "
+                   "http://127.0.0.1:8080/v1 (RAG_BASE_URL); the key comes from RAG_OPENAI_API_KEY")
+    p.add_argument("--api-key-file", metavar="FILE", help="with --backend openai: a file holding the API key")
+    p.add_argument("--timeout", type=float, metavar="S", help="with --backend openai: seconds to wait for the "
+                   "first token (RAG_REQUEST_TIMEOUT, default 120)")
     p.add_argument("-k", type=int, metavar="N", help="chunks to retrieve")
     p.add_argument("--mode", choices=["dense", "bm25", "hybrid"])
     p.add_argument("--max-tokens", type=int, metavar="N")
@@ -50,7 +58,8 @@ def _settings(args):
 
     return load_settings(index_dir=args.index, collection=args.collection, backend=args.backend, model=args.model,
                          k=args.k, mode=args.mode, max_tokens=args.max_tokens, temperature=args.temperature,
-                         seed=args.seed, n_ctx=args.n_ctx)
+                         seed=args.seed, n_ctx=args.n_ctx, base_url=args.base_url, api_key_file=args.api_key_file,
+                         request_timeout=args.timeout)
 
 
 def _open(args):
@@ -60,7 +69,31 @@ def _open(args):
 
     settings = _settings(args)
     coll = Collection.open(settings, name=args.collection, create=False)
-    return settings, coll, get_generator(settings.backend, settings)
+    generator = get_generator(settings.backend, settings)
+    if note := first_run_note(settings, generator):
+        print(note, file=sys.stderr)
+    return settings, coll, generator
+
+
+def first_run_note(settings, generator) -> str | None:
+    """Once per models dir, when the tiny default model answers: say so, and what else there is."""
+    from rag.models import DEFAULT_MODEL, default_model_path, discover
+
+    default = default_model_path()
+    marker = Path(settings.models_dir) / ".told-about-the-default-model"
+    if default is None or getattr(generator, "model_path", None) != default or marker.exists():
+        return None
+    try:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+    except OSError:
+        pass  # then the note is shown again next time, which is harmless
+    others = [m.name for m in discover(settings.models_dir) if m.path != default][:5]
+    offer = (f"models found on this machine: {', '.join(others)} (use --model NAME)" if others else
+             "no other models were found on this machine; `python -m rag models` lists recommended ones to "
+             "download, and --backend openai uses a server")
+    return (f"note: answering with the default {DEFAULT_MODEL}, a tiny model meant for tests and first runs, "
+            f"so expect weak answers; {offer}.")
 
 
 def _emit(answer, as_json: bool) -> None:
@@ -138,7 +171,7 @@ def cmd_summarize(args) -> int:
 
 
 def cmd_models(args) -> int:
-    from rag.models import CATALOGUE, download_model, list_local_models
+    from rag.models import CATALOGUE, discover, download_model, memory_mb
     from rag.settings import load_settings
 
     settings = load_settings()
@@ -147,19 +180,36 @@ def cmd_models(args) -> int:
             raise RagError(f"Unknown model {args.download!r}; available: {', '.join(CATALOGUE)}.")
         print(download_model(CATALOGUE[args.download], settings.models_dir))
         return 0
-    local = list_local_models(settings.models_dir)
-    on_disk = {p.name: p for p in local}
-    rows = [{"name": e.name, "repo": e.repo, "file": e.filename, "size_mb": e.size_mb, "licence": e.licence,
-             "description": e.description, "path": str(on_disk[e.filename]) if e.filename in on_disk else None}
-            for e in CATALOGUE.values()]
-    others = [str(p) for p in local if p.name not in {e.filename for e in CATALOGUE.values()}]
+    total, free = memory_mb()
+    found = discover(settings.models_dir, getattr(args, "n_ctx", None))
+    on_disk = {m.path.name: m for m in found}
+    catalogue = [{"name": e.name, "repo": e.repo, "file": e.filename, "size_mb": e.size_mb, "licence": e.licence,
+                  "ram_mb": e.ram_mb, "fits": e.fits(total), "description": e.description,
+                  "path": str(on_disk[e.filename].path) if e.filename in on_disk else None}
+                 for e in CATALOGUE.values()]
     if args.json:
-        print(json.dumps({"catalogue": rows, "other_files": others, "models_dir": str(settings.models_dir)}))
+        print(json.dumps({"found": [m.to_dict() for m in found], "catalogue": catalogue, "ram_total_mb": total,
+                          "ram_free_mb": free, "models_dir": str(settings.models_dir)}))
         return 0
-    for r in rows:
-        print(f"{r['name']:14} {r['size_mb']:>6} MB  {r['licence']:11} {r['path'] or 'not downloaded'}")
-        print(f"{'':14} {r['repo']}/{r['file']}  {r['description']}")
-    for path in others:
-        print(f"{'(local)':14} {path}")
+    print(f"On this machine ({_mb(free)} of {_mb(total)} RAM free):")
+    for m in found:
+        fits = "" if free is None or m.ram_mb <= free else "  (needs more RAM than is free)"
+        print(f"  {m.name:40} {m.quantisation:8} {_mb(m.size_mb):>8}  ctx {m.context_length or '?':>6}  "
+              f"RAM {_mb(m.ram_mb):>8}  {m.source}{fits}")
+        print(f"  {'':40} {m.path}")
+    if not found:
+        print("  no GGUF models found")
+    print("\nRecommended (download with `python -m rag models --download NAME`):")
+    for r in catalogue:
+        fits = {True: "fits", False: "too big", None: "?"}[r["fits"]]
+        print(f"  {r['name']:14} {_mb(r['size_mb']):>8}  RAM {_mb(r['ram_mb']):>8} {fits:8} {r['licence']:11} "
+              f"{'on disk' if r['path'] else ''}")
+        print(f"  {'':14} {r['repo']}/{r['file']}: {r['description']}")
     print(f"models dir: {settings.models_dir}")
     return 0
+
+
+def _mb(mb: int | None) -> str:
+    if mb is None:
+        return "?"
+    return f"{mb / 1024:.1f} GB" if mb >= 1024 else f"{mb} MB"

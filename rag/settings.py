@@ -57,6 +57,13 @@ class Settings:
     max_tokens: int = 256
     seed: int = 0
     stop: tuple[str, ...] = ()
+    # The openai backend: a server speaking the OpenAI Chat Completions API
+    base_url: str = ""
+    api_key: str = field(default="", repr=False)
+    api_key_file: Path | None = None
+    request_timeout: float = 120.0  # seconds the server may take to send the first token
+    # Set when the app is reachable by others: only offered models (catalogue, found on disk) may be chosen.
+    models_offered_only: bool = False
 
     def __post_init__(self) -> None:
         check_bounds(self)
@@ -88,6 +95,10 @@ _ENV = {
     "RAG_MAX_TOKENS": ("max_tokens", int),
     "RAG_THREADS": ("n_threads", int),
     "RAG_GPU_LAYERS": ("n_gpu_layers", int),
+    "RAG_BASE_URL": ("base_url", str),
+    "RAG_OPENAI_API_KEY": ("api_key", str),
+    "RAG_OPENAI_API_KEY_FILE": ("api_key_file", Path),
+    "RAG_REQUEST_TIMEOUT": ("request_timeout", float),
 }
 
 

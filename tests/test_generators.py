@@ -32,21 +32,32 @@ def stories():
     return default
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
+@pytest.fixture(scope="module", params=BACKENDS + ["openai"])
 def gen(request, stories, tmp_path_factory):
-    _require(request.param)
+    """Each backend on the same model file; openai through llama-cpp-python's server running it."""
     from rag.settings import load_settings
 
     settings = load_settings(environ={}, models_dir=tmp_path_factory.mktemp("models"), model=str(stories),
                              n_ctx=256, n_threads=2, temperature=0.0, seed=42, max_tokens=24)
+    server = None
+    if request.param == "openai":
+        pytest.importorskip("llama_cpp.server.app", reason="llama-cpp-python[server] is not installed")
+        from tests.openai_server import API_KEY, LlamaServer
+
+        server = LlamaServer(stories, n_ctx=256).start()
+        settings = settings.replace(model="", base_url=server.base_url, api_key=API_KEY)
+    else:
+        _require(request.param)
     generator = get_generator(request.param, settings)
     yield generator
     generator.close()
+    if server is not None:
+        server.kill()
 
 
-def test_registry_names_both_backends_and_rejects_others(settings):
-    assert available_backends() == BACKENDS
-    with pytest.raises(RagError, match="Unknown backend 'nope'; available: llamacpp, gpt4all"):
+def test_registry_names_every_backend_and_rejects_others(settings):
+    assert available_backends() == BACKENDS + ["openai"]
+    with pytest.raises(RagError, match="Unknown backend 'nope'; available: llamacpp, gpt4all, openai"):
         get_generator("nope", settings)
 
 
@@ -81,6 +92,13 @@ def test_count_tokens_matches_what_the_backend_evaluates(gen):
     if gen.name == "gpt4all":
         for text in ["Once upon a time", "  two  spaces\n\nand lines", "Lily's cat, 42 times!"]:
             assert gen.count_tokens(text) == gen._count_by_evaluation(text)
+    elif gen.name == "openai":  # the server's tokenizer: the model file's own
+        import llama_cpp
+
+        vocab = llama_cpp.Llama(gen.model, vocab_only=True, verbose=False)
+        tokens = vocab.tokenize(b"Once upon a time", add_bos=True, special=True)
+        assert gen.count_tokens("Once upon a time") == len(tokens)
+        vocab.close()
     else:
         tokens = gen._model().tokenize(b"Once upon a time", add_bos=True, special=True)
         assert gen.count_tokens("Once upon a time") == len(tokens)
@@ -90,7 +108,7 @@ def test_count_tokens_matches_what_the_backend_evaluates(gen):
 
 def test_plain_template_for_a_model_without_one(gen):
     if "stories260K" not in str(gen.model_path):
-        pytest.skip("needs a model without a chat template (stories260K from the shared data)")
+        pytest.skip("needs a model without a chat template (stories260K from the shared data) loaded here")
     prompt = gen.format_prompt([{"role": "system", "content": "Be brief."}, *PROMPT])
     assert prompt == "Be brief.\n\nUser: Once upon a time, there was a little girl\nAssistant:"
 
@@ -105,8 +123,10 @@ def test_bad_messages_and_parameters_are_clear_errors(gen):
 
 
 def test_prompt_longer_than_context_is_refused(gen):
-    with pytest.raises(RagError, match="more than the 256-token context"):
+    # 256 tokens, less the openai backend's margin for the server's own chat template
+    with pytest.raises(RagError, match=f"more than the {gen.context_size}-token context"):
         gen.generate([{"role": "user", "content": "word " * 400}])
+    assert gen.context_size == (256 if gen.name != "openai" else 256 - 16 - 256 // 50)
 
 
 def test_calls_are_serialised(gen):
@@ -153,13 +173,63 @@ def test_pool_keeps_one_model_per_backend_and_closes_the_old_one(backend, storie
     base = load_settings(environ={}, models_dir=tmp_path, model=str(stories), n_ctx=256, n_threads=2)
     pool = GeneratorPool()
     first = pool.get(base, backend)
-    assert pool.get(base.replace(temperature=0.7), backend) is first  # sampling changes need no reload
-    assert first.defaults.temperature == 0.7
+    warmer = pool.get(base.replace(temperature=0.7), backend)
+    assert warmer.shared is first.shared  # sampling changes need no reload...
+    assert first.defaults.temperature == 0.2 and warmer.defaults.temperature == 0.7  # ...nor change another's
+    smaller = pool.get(base.replace(n_ctx=128), backend)
+    assert smaller.shared is first.shared and smaller.context_size == 128 and first.context_size == 256
     second = pool.get(base.replace(model=str(copy)), backend)
-    assert second is not first and pool.loaded() == {backend: copy}
+    assert second.shared is not first.shared and pool.loaded() == {backend: copy}
     with pytest.raises(RagError, match="closed"):
         first.generate(PROMPT)
+    larger = pool.get(base.replace(model=str(copy), n_ctx=512), backend)  # more context than loaded: reload
+    assert larger.shared is not second.shared and larger.context_size == 512
     pool.close()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_each_users_sampling_goes_with_their_call(backend, stories, tmp_path):
+    """One shared model, two users: the greedy user's reply stays the same however the other samples."""
+    _require(backend)
+    from rag.settings import load_settings
+
+    base = load_settings(environ={}, models_dir=tmp_path, model=str(stories), n_ctx=512, n_threads=2,
+                         max_tokens=16, temperature=0.0)
+    pool = GeneratorPool()
+    greedy = pool.get(base, backend)
+    reply = greedy.generate(PROMPT)
+    hot = pool.get(base.replace(temperature=1.5, seed=7, max_tokens=4), backend)
+    hot.generate(PROMPT)
+    assert hot.last_stats.completion_tokens <= 4
+    assert greedy.generate(PROMPT) == reply and greedy.last_stats.completion_tokens > 4
+    with pytest.raises(RagError, match="more than the 128-token context"):  # a user's smaller context is kept
+        pool.get(base.replace(n_ctx=128), backend).generate([{"role": "user", "content": "word " * 200}])
+    pool.close()
+
+
+def test_gpt4all_worker_errors_reach_the_caller(stories, tmp_path):
+    """An exception inside GPT4All's generation thread ends the stream with a sentence, not silence."""
+    _require("gpt4all")
+    from rag.settings import load_settings
+
+    gen = get_generator("gpt4all", load_settings(environ={}, models_dir=tmp_path, model=str(stories), n_ctx=256,
+                                                 n_threads=2, temperature=0.0, max_tokens=16))
+    model = gen._llm.model
+    real = model.prompt_model
+
+    def failing(prompt, template, callback, **kwargs):  # the real call, then a failure mid-answer
+        real(prompt, template, lambda token_id, piece: callback(token_id, piece) and False, **kwargs)
+        raise RuntimeError("llama_decode failed")
+
+    model.prompt_model = failing
+    pieces = []
+    with pytest.raises(RagError, match=r"GPT4All failed while answering \(llama_decode failed\)"):
+        for piece in gen.stream(PROMPT):
+            pieces.append(piece)
+    assert len(pieces) <= 1  # what arrived before the failure was delivered, then the error
+    model.prompt_model = real
+    assert gen.generate(PROMPT)  # the model still answers afterwards
+    gen.close()
 
 
 def test_pool_switching_backend_closes_the_other_model(stories, tmp_path):

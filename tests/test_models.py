@@ -67,16 +67,106 @@ def test_download_fails_with_one_sentence_when_the_hub_is_unreachable(tmp_path):
     assert not list((tmp_path / "models").glob("*.gguf"))
 
 
-def test_models_command_lists_catalogue_and_files(tmp_path, monkeypatch, capsys):
+def test_models_command_lists_catalogue_and_files(stories, tmp_path, monkeypatch, capsys):
     from rag.cli_generate import cmd_models
 
     monkeypatch.setenv("RAG_MODELS_DIR", str(tmp_path))
-    (tmp_path / "mine.gguf").write_bytes(b"GGUF")
-    (tmp_path / "x.gpt4all.gguf").write_bytes(b"GGUF")
-    cmd_models(type("Args", (), {"download": None, "json": True})())
+    (tmp_path / "mine.gguf").write_bytes(stories.read_bytes())
+    (tmp_path / "x.gpt4all.gguf").write_bytes(stories.read_bytes())  # a copy made for GPT4All: not offered
+    (tmp_path / "broken.gguf").write_bytes(b"GGUF")
+    cmd_models(type("Args", (), {"download": None, "json": True, "n_ctx": None})())
     listing = json.loads(capsys.readouterr().out)
     assert [r["name"] for r in listing["catalogue"]] == list(CATALOGUE)
-    assert listing["other_files"] == [str(tmp_path / "mine.gguf")]
+    in_dir = [m for m in listing["found"] if m["source"] == "models dir"]
+    assert [m["path"] for m in in_dir] == [str(tmp_path / "mine.gguf")]
+    assert in_dir[0]["context_length"] == 2048 and in_dir[0]["size_mb"] == 1
+
+
+def test_catalogue_entries_are_small_instruct_models_with_figures():
+    for entry in CATALOGUE.values():
+        assert entry.size_mb > 0 and entry.ram_mb > entry.size_mb and entry.licence
+        assert entry.fits(entry.ram_mb) is True and entry.fits(entry.ram_mb - 1) is False
+    assert sum("q4_k_m" in e.filename.lower() for e in CATALOGUE.values()) == len(CATALOGUE) - 1  # all but the default
+    assert max(e.size_mb for e in CATALOGUE.values()) < 6000
+
+
+def test_exposed_app_accepts_offered_models_only_and_reveals_no_files(stories, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    models_dir = tmp_path / "models"
+    models_dir.mkdir()
+    (models_dir / "mine.gguf").write_bytes(stories.read_bytes())
+    assert resolve_model("mine", models_dir, offered_only=True) == models_dir / "mine.gguf"
+    assert resolve_model(str(models_dir / "mine.gguf"), models_dir, offered_only=True) == models_dir / "mine.gguf"
+    uploaded = tmp_path / "index" / "_uploads" / "default" / "model.gguf"
+    uploaded.parent.mkdir(parents=True)
+    uploaded.write_bytes(stories.read_bytes())
+    messages = []
+    for path in [stories, uploaded, tmp_path / "no-such.gguf", "/etc/passwd", "../../etc/shadow"]:
+        with pytest.raises(RagError) as err:
+            resolve_model(str(path), models_dir, offered_only=True)
+        messages.append(str(err.value).replace(repr(str(path)), "X"))
+    assert len(set(messages)) == 1 and "is not one this notebook offers" in messages[0]
+    if default_model_path() is not None:
+        assert resolve_model("", models_dir, offered_only=True) == default_model_path()
+
+
+def _hub(tmp_path, served: bytes, sha256: str):
+    """A Hugging Face-shaped file server on 127.0.0.1: HEAD gives the LFS hash and size, GET honours Range."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    requests = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_HEAD(self):
+            self.send_response(302)
+            self.send_header("x-linked-etag", f'"{sha256}"')
+            self.send_header("x-linked-size", str(len(served)))
+            self.send_header("location", self.path)
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def do_GET(self):
+            requests.append(self.headers.get("range"))
+            start = int(self.headers["range"].split("=")[1].rstrip("-")) if self.headers.get("range") else 0
+            body = served[start:]
+            self.send_response(206 if start else 200)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd, requests
+
+
+def test_download_resumes_and_checks_the_hash(stories, tmp_path):
+    import hashlib
+
+    data = stories.read_bytes()
+    entry = CATALOGUE["llama-3.2-1b"]
+    models_dir = tmp_path / "models"
+    models_dir.mkdir()
+    (models_dir / (entry.filename + ".part")).write_bytes(data[:300_000])  # an interrupted earlier run
+    httpd, requests = _hub(tmp_path, data, hashlib.sha256(data).hexdigest())
+    try:
+        path = download_model(entry, models_dir, endpoint=f"http://127.0.0.1:{httpd.server_address[1]}",
+                              progress=False)
+    finally:
+        httpd.shutdown()
+    assert path.read_bytes() == data and requests == ["bytes=300000-"]
+    assert not (models_dir / (entry.filename + ".part")).exists()
+    path.unlink()
+    httpd, _ = _hub(tmp_path, data, "0" * 64)  # the hub's hash does not match what arrives
+    try:
+        with pytest.raises(RagError, match="arrived damaged") as err:
+            download_model(entry, models_dir, endpoint=f"http://127.0.0.1:{httpd.server_address[1]}", progress=False)
+    finally:
+        httpd.shutdown()
+    assert "\n" not in str(err.value) and list(models_dir.iterdir()) == []
 
 
 def test_files_without_new_pre_tokenizers_are_used_as_they_are(stories, tmp_path):
@@ -167,3 +257,14 @@ def test_gpt4all_greedy_reply_follows_llama_cpp_logits(smollm2, models_dir):
     finally:
         scorer.close()
         g4a.close(), lcpp.close()
+
+
+def test_app_flags_reach_the_settings(tmp_path):
+    import app
+
+    settings, launch = app.configure(["--index-dir", str(tmp_path), "--share", "--backend", "openai",
+                                      "--base-url", "http://127.0.0.1:8080/v1"], environ={})
+    assert launch.exposed and settings.models_offered_only
+    assert (settings.backend, settings.base_url) == ("openai", "http://127.0.0.1:8080/v1")
+    settings, launch = app.configure(["--index-dir", str(tmp_path)], environ={})
+    assert not launch.exposed and not settings.models_offered_only

@@ -89,19 +89,21 @@ class Generator(ABC):
     """A loaded chat model. Calls into it are serialised by a lock; close() frees it."""
 
     name: ClassVar[str] = ""
+    # Whether the backend loads a GGUF file here (False for a model served elsewhere).
+    needs_model_file: ClassVar[bool] = True
 
-    def __init__(self, model_path: str | os.PathLike, *, n_ctx: int = 2048, n_threads: int | None = None,
+    def __init__(self, model_path: str | os.PathLike | None, *, n_ctx: int = 2048, n_threads: int | None = None,
                  n_batch: int = 512, n_gpu_layers: int = 0, models_dir: str | os.PathLike | None = None,
                  **defaults):
         if n_ctx < 16:
             raise RagError(f"Context size {n_ctx} is too small; use at least 2048.")
-        self.model_path = Path(model_path)
-        self.header: GGUFHeader = read_header(self.model_path)
+        self.model_path = Path(model_path) if model_path is not None else None
+        self.header: GGUFHeader | None = read_header(self.model_path) if model_path is not None else None
         self.n_ctx = n_ctx
         self.n_threads = n_threads or os.cpu_count() or 1
         self.n_batch = n_batch
         self.n_gpu_layers = n_gpu_layers
-        self.models_dir = Path(models_dir) if models_dir else self.model_path.parent
+        self.models_dir = Path(models_dir) if models_dir else (self.model_path.parent if self.model_path else None)
         self.defaults = GenerationParams(**{k: v for k, v in defaults.items() if v is not None})
         self.last_stats = GenerationStats()
         self._lock = threading.Lock()
@@ -126,6 +128,11 @@ class Generator(ABC):
         """Free the model; the generator cannot be used afterwards."""
 
     # ---- shared behaviour
+    def stats_of(self, pieces) -> GenerationStats:
+        """What the call that returned `pieces` cost, once consumed (calls are serialised here, so
+        the last call's; a backend that runs calls at once keeps them per call)."""
+        return self.last_stats
+
     def generate(self, messages: list[Message], **params) -> str:
         """The whole reply as one string."""
         return "".join(self.stream(messages, **params))
@@ -149,10 +156,10 @@ class Generator(ABC):
 
             env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
             env.globals["raise_exception"] = _template_error
-            self._template = env.from_string(self.header.chat_template or _PLAIN_TEMPLATE)
-        text = self._template.render(messages=messages, add_generation_prompt=True,
-                                     **self.header.special_tokens)
-        bos = self.header.special_tokens.get("bos_token")
+            self._template = env.from_string((self.header and self.header.chat_template) or _PLAIN_TEMPLATE)
+        special = self.header.special_tokens if self.header else {}
+        text = self._template.render(messages=messages, add_generation_prompt=True, **special)
+        bos = special.get("bos_token")
         if bos and self.header.adds_bos and text.startswith(bos):
             text = text[len(bos):]  # the tokenizer adds BOS itself; a second one hurts some models
         return text

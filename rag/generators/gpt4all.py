@@ -101,6 +101,10 @@ class GPT4AllGenerator(Generator):
                                    top_p=p.top_p, min_p=0.0, temp=p.temperature, n_batch=min(self.n_batch, _MAX_BATCH),
                                    repeat_penalty=p.repeat_penalty, repeat_last_n=64, reset_context=True,
                                    special=True)
+            except Exception as exc:  # an error here would otherwise end the answer silently
+                reason = " ".join(str(exc).split())[:120] or type(exc).__name__
+                out.put(RagError(f"GPT4All failed while answering ({reason}); the answer is incomplete, "
+                                 "so try again or use --backend llamacpp."))
             finally:
                 out.put(_DONE)
 

