@@ -24,7 +24,7 @@ QA_PROMPT = (
     "Sources:\n\n"
     "{context}\n\n"
     "Question: {question}\n"
-    "Answer in a few words taken from the sources, then cite the source like [1]."
+    "Answer in a few words taken from the sources."
 )
 
 RECIPE_QA_PROMPT = (
