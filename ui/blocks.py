@@ -65,7 +65,7 @@ def build_app(runtime: Runtime) -> gr.Blocks:
         model_line = gr.Markdown(gen.model_line(_initial_session(runtime).chat), elem_id="model-in-use")
         settings = _settings_panel(gen, session, runtime, writable, backends, model_line)
 
-        with gr.Tabs():
+        with gr.Tabs(overflow_behavior="wrap"):
             ingest_tab = _ingest_tab(library, session, collection, docs_note, writable)
             _search_tab(search, session, runtime)
             summary_docs = _summarize_tab(gen, session)
@@ -280,8 +280,10 @@ def _chat_tab(gen: Generation, convs: Conversations, library: Library, session, 
                     timings = gr.Markdown(elem_classes=["timings"], elem_id="timings")
                     prompt = gr.Textbox(label="Exact prompt sent", lines=12, max_lines=30, interactive=False,
                                         elem_classes=["prompt-box"], elem_id="prompt")
+        # Inside the tab: a component between two tabs shifts the index of the next one, and the
+        # tab bar then shows "5 · Compare" twice once it is opened.
+        asked = gr.State("")
     outputs = [chatbot, status, standalone, prompt, usage, timings, session]
-    asked = gr.State("")
     # The question box empties at once and the job is registered (so Stop works even while the answer
     # waits in the queue); the queued answer then streams into the chat. API clients call /ask with the
     # question, then /chat in the same session to stream the answer.

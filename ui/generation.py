@@ -106,9 +106,9 @@ class Generation:
         except Stopped:
             session.turns.append(Turn(question, ready.standalone_question, text.strip(), ready.sources, stopped=True))
             self._save(session, request)
-            yield (fmt.chat_messages(session.turns),
-                   f"Stopped after **{pieces}** tokens; the partial answer and its sources are kept in the "
-                   "conversation.", steps[0], steps[1],
+            kept = (f"Stopped after **{pieces}** tokens; the partial answer and its sources are kept" if pieces else
+                    "Stopped before the first token; the question and its sources are kept")
+            yield (fmt.chat_messages(session.turns), kept + " in the conversation.", steps[0], steps[1],
                    fmt.token_usage_md(ready.prompt_tokens, generator.context_size, pieces), "", session)
             return
         result = answer.result
