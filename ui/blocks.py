@@ -195,7 +195,9 @@ def _search_tab(search: Search, session, runtime: Runtime) -> None:
                 bars = gr.BarPlot(x="bar", y="relative", color="retriever", title="Scores per hit",
                                   x_title="hit and score", y_title="share of that score's best",
                                   tooltip=["bar", "score"], y_lim=[0, 1], sort=None, x_label_angle=-40,
-                                  height=260, elem_id="scores-chart",
+                                  height=260, elem_id="scores-chart", colors_in_legend=[],
+                                  # Each bar is labelled with its score's name; the text legend under
+                                  # the hits explains them, so the chart keeps no legend of its own.
                                   color_map={"fused": "#4f46e5", "dense": "#0ea5e9", "bm25": "#f59e0b"})
                 scatter = gr.ScatterPlot(x="x", y="y", color="kind", title="Map of the collection (PCA)",
                                          tooltip=["label", "kind"], height=300, elem_id="map-chart",

@@ -107,7 +107,11 @@ def highlight(text: str, terms: Sequence[str]) -> str:
 
 
 def fmt_score(value: float | None, digits: int = 3) -> str:
-    return "–" if value is None else f"{value:.{digits}f}"
+    if value is None:
+        return "–"
+    if value and abs(value) < 10 ** -digits:  # tiny BM25 scores of a small collection are not zero
+        return f"{value:.{digits}g}"
+    return f"{value:.{digits}f}"
 
 
 def fmt_seconds(value: float | None) -> str:

@@ -57,4 +57,5 @@ class Search:
             f"Retrieved **{len(hits)}** of k={k} chunks for “{fmt.escape_markdown(query)}” with **{mode}** search "
             f"in {fmt.fmt_seconds(took)} from **{fmt.escape_markdown(session.collection)}**."
         )
-        return note, fmt.hits_html(hits, query, mode), fmt.scores_frame(hits, mode), fmt.map_frame(projection, hits)
+        bars = fmt.scores_frame(hits, mode)
+        return note, fmt.hits_html(hits, query, mode), bars, fmt.map_frame(projection, hits)
