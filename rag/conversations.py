@@ -78,6 +78,8 @@ class ConversationStore:
 
     def list(self, user: str, collection: str) -> list[Conversation]:
         """The user's conversations over `collection`, most recently updated first (turns not loaded)."""
+        if self._db is None and not self.path.exists():
+            return []  # reading creates nothing: the file appears with the first saved conversation
         with self._lock:
             rows = self._connect().execute(
                 "SELECT id, collection, title, created, updated FROM conversations "
@@ -85,6 +87,8 @@ class ConversationStore:
         return [Conversation(id=r[0], collection=r[1], title=r[2], created=r[3], updated=r[4]) for r in rows]
 
     def get(self, user: str, conversation_id: str) -> Conversation:
+        if self._db is None and not self.path.exists():
+            raise RagError("That conversation no longer exists; pick another one from the list.")
         with self._lock:
             row = self._connect().execute(
                 "SELECT id, collection, title, created, updated, turns FROM conversations WHERE user = ? AND id = ?",

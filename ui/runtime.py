@@ -34,8 +34,10 @@ class Runtime:
         self._lock = threading.Lock()
         self._pool = None
         self.jobs = Jobs()
-        self.conversations = ConversationStore(settings.index_dir)
         self._exports: tempfile.TemporaryDirectory | None = None
+        # A read-only notebook writes nothing under the index: guests' conversations last until it stops.
+        self._guest_conversations = tempfile.TemporaryDirectory(prefix="local-rag-guests-") if read_only else None
+        self.conversations = ConversationStore(self._guest_conversations.name if read_only else settings.index_dir)
 
     def require_writable(self, action: str) -> None:
         """Refuse `action` in read-only mode, whatever the browser sent."""
