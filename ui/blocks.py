@@ -244,7 +244,7 @@ def _chat_tab(gen: Generation, convs: Conversations, library: Library, session, 
                     elem_classes=["step-note"])
         with gr.Row():
             with gr.Column(scale=1, min_width=220, elem_id="conversation-panel"):
-                new = gr.Button("＋ New conversation", size="sm", elem_id="clear-btn")
+                new = gr.Button("+ New conversation", size="sm", elem_id="clear-btn")
                 conversations = gr.Radio(label="Conversations", choices=[], elem_id="conversations",
                                          elem_classes=["conversation-list"])
                 title = gr.Textbox(label="Name", elem_id="conversation-title", interactive=writable)
@@ -262,7 +262,7 @@ def _chat_tab(gen: Generation, convs: Conversations, library: Library, session, 
             with gr.Column(scale=3):
                 chatbot = gr.Chatbot(
                     elem_id="chatbot", height=460, layout="panel", show_label=False, sanitize_html=True,
-                    allow_tags=False, latex_delimiters=[], buttons=["copy"], feedback_options=None,
+                    allow_tags=False, latex_delimiters=[], buttons=["copy_all"], feedback_options=None,
                     placeholder="Ask a question about the documents in your collection.",
                 )
                 with gr.Row(equal_height=True):
@@ -294,7 +294,10 @@ def _chat_tab(gen: Generation, convs: Conversations, library: Library, session, 
                                                                  concurrency_id=MODEL_GROUP, concurrency_limit=1,
                                                                  api_name="chat")
     stop.click(gen.stop("chat"), None, None, queue=False, show_progress="hidden")
-    listed = event.then(convs.choices, session, conversations, show_progress="hidden")
+    listed = event.then(convs.panel, session, [conversations, title], show_progress="hidden")
+    # The chat's own bin starts a new conversation too, so the screen and the session never disagree.
+    chatbot.clear(gen.clear, session, outputs, cancels=[event]).then(
+        convs.choices, session, conversations, show_progress="hidden").then(lambda: "", None, title)
     new.click(gen.clear, session, outputs, cancels=[event]).then(
         convs.choices, session, conversations, show_progress="hidden").then(lambda: "", None, title)
     export.click(gen.export, session, [export_file, status])

@@ -34,6 +34,12 @@ class Conversations:
         saved = self._store().list(user_name(request), session.collection)
         return gr.update(choices=[(fmt.one_line(c.title, 60), c.id) for c in saved], value=session.conversation_id)
 
+    def panel(self, session: Session, request: gr.Request = None):
+        """The list and the open conversation's name, after an answer has saved it."""
+        saved = self._store().list(user_name(request), session.collection)
+        title = next((c.title for c in saved if c.id == session.conversation_id), "")
+        return self.choices(session, request), title
+
     @errors_in_status(4, status=1)
     def restore(self, session: Session, request: gr.Request = None):
         """On page load, or when the collection changes: reopen this user's latest conversation there."""
