@@ -131,6 +131,20 @@ def test_new_conversation_stops_the_running_answer(tmp_path):
     assert "Nothing to export" in generation.export(session)[1]
 
 
+def test_closing_the_tab_stops_its_work_and_forgets_its_jobs():
+    from ui.generation import Generation, job_key
+
+    class Request:
+        session_hash = "tab1"
+
+    runtime = ScriptedRuntime(ScriptedGenerator("x"), FakeCollection([]))
+    mine = runtime.jobs.start(job_key(Request(), "summarize"))
+    other = runtime.jobs.start(job_key(None, "chat"))
+    Generation(runtime).end_session(Request())
+    assert mine.stopped and not other.stopped
+    assert runtime.jobs.current(job_key(Request(), "summarize")) is not mine
+
+
 # ---------------------------------------------------------------- errors, settings, odd values
 
 

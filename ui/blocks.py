@@ -88,6 +88,7 @@ def build_app(runtime: Runtime) -> gr.Blocks:
         ).then(gen.document_choices, session, summary_docs, show_progress="hidden").then(
             convs.restore, session, restore[0], show_progress="hidden").then(
             convs.choices, session, restore[1], show_progress="hidden")
+        demo.unload(gen.end_session)
     demo.queue(default_concurrency_limit=4, max_size=64)
     return demo
 

@@ -54,6 +54,10 @@ class Generation:
 
         return stop
 
+    def end_session(self, request: gr.Request = None):
+        """The tab closed or reloaded: its answers, summaries and comparisons stop."""
+        self.runtime.jobs.end_session(job_key(request, ""))
+
     def take_question(self, question: str, request: gr.Request = None):
         """Send: empty the box at once and register the job, so Stop works while the answer is queued."""
         self.runtime.jobs.start(job_key(request, "chat"))

@@ -53,6 +53,14 @@ class Jobs:
         with self._lock:
             return self._jobs.setdefault(key or "", Job())
 
+    def end_session(self, prefix: str) -> None:
+        """A tab was closed or reloaded: stop its work (nobody waits for it) and forget its jobs."""
+        with self._lock:
+            ended = [k for k in self._jobs if k.startswith(prefix)]
+            jobs = [self._jobs.pop(k) for k in ended]
+        for job in jobs:
+            job.stop()
+
     def stop(self, key: str | None) -> bool:
         """Stop `key`'s job; False when it has none."""
         with self._lock:
