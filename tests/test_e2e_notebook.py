@@ -124,12 +124,17 @@ def test_newcomer_adds_a_page_asks_opens_the_citation_stops_and_comes_back(brows
         assert page.locator("#chatbot").inner_text() == answered
         assert no_error_badges(page) == 0
 
-        # Stop during the rewrite of a follow-up: a sentence, and the conversation is as it was.
+        # Stop during the rewrite of a follow-up: a sentence, not an error takeover. (On a busy machine the
+        # rewrite may finish before the press arrives; then the answer is what gets stopped.)
         ask(page, "And what did they read?")
         wait_status(page, "Rewriting the follow-up")
         page.locator("#stop-btn").click()
-        wait_status(page, "Stopped while rewriting the follow-up", timeout=SLOW_MS)
-        assert no_error_badges(page) == 0 and "And what did they read?" not in page.locator("#chatbot").inner_text()
+        wait_status(page, "Stopped", timeout=SLOW_MS)
+        assert no_error_badges(page) == 0
+        if "while rewriting" in status(page):
+            assert "And what did they read?" not in page.locator("#chatbot").inner_text()
+        else:
+            assert "kept in the conversation" in status(page)
 
         # Stop while answering: the status says what was kept, the inspector counts the tokens written.
         page.locator("#clear-btn").click()

@@ -80,6 +80,8 @@ def build_app(runtime: Runtime) -> gr.Blocks:
             gen.document_choices, session, summary_docs, show_progress="hidden"
         ).then(convs.restore, session, restore[0], show_progress="hidden").then(
             convs.choices, session, restore[1], show_progress="hidden")
+        # Once an answer has loaded the model, the line under the collection names its file.
+        chat["listed"].then(gen.model_line_of, session, model_line, show_progress="hidden")
         # Summarize lists the collection's documents, so it follows every ingest and delete.
         for changed in ingest_tab["changed"] + chat["changed"]:
             changed.then(gen.document_choices, session, summary_docs, show_progress="hidden")

@@ -290,10 +290,18 @@ class Generation:
             resolve_model(chosen.model, self.runtime.settings.models_dir)  # fails now with the names that exist
         return chosen
 
+    def model_line_of(self, session: Session) -> str:
+        return self.model_line(session.chat)
+
     def model_line(self, chat: ChatSettings) -> str:
         """The model in use, always shown under the header."""
         loaded = self.runtime.loaded_model(chat.backend)
-        model = loaded or chat.model or self.runtime.settings.model or "the default model"
+        if not (loaded or chat.model or self.runtime.settings.model):
+            from rag.models import DEFAULT_MODEL  # a name only: nothing is loaded or looked up
+
+            model = f"{DEFAULT_MODEL}, the default"
+        else:
+            model = loaded or chat.model or self.runtime.settings.model
         state = "loaded" if loaded else "loads on first use"
         return (f"**Model in use:** {fmt.escape_markdown(chat.backend)} · {fmt.escape_markdown(model)} ({state}) · "
                 f"k={chat.k} · {chat.mode} · max {chat.max_tokens} new tokens · temperature {chat.temperature:g}")
