@@ -360,3 +360,46 @@ def test_chat_saves_the_conversation_and_reload_reopens_it(tmp_path):
     assert "#cite-0-1" in chatbot[1]["content"] and "Opened" in status
     listing = Conversations(runtime).choices(fresh)
     assert listing["choices"] == [("How long was the storm?", session.conversation_id)]
+
+
+# ---------------------------------------------------------------- the sources panel
+
+
+def test_only_ticked_documents_are_read(tmp_path):
+    from ui.generation import Generation, scoped_search
+    from ui.state import Session
+
+    hits = [hit(rank=1, source="a", text="alpha"), hit(rank=2, source="b", text="beta"),
+            hit(rank=3, source="a", text="alpha two"), hit(rank=4, source="c", text="gamma")]
+    coll = FakeCollection(hits)
+    assert [h.source for h in scoped_search(coll, None)("q", k=4)] == ["a", "b", "a", "c"]
+    kept = scoped_search(coll, ["b", "c"])("q", k=4)
+    assert [(h.rank, h.source) for h in kept] == [(1, "b"), (2, "c")]
+    with pytest.raises(RagError, match="No document is ticked"):
+        scoped_search(coll, [])
+
+    gen = ScriptedGenerator("Beta [1]")
+    generation, runtime = _generation(gen, hits, tmp_path)
+    session = Session(sources=["b"])
+    *_, last = generation.chat("What is beta?", session)
+    assert [s["source"] for s in session.turns[0].sources] == ["b"] and "alpha" not in gen.prompts[-1]
+
+
+def test_ticking_every_document_keeps_new_ones_included(tmp_path):
+    from ui.generation import Generation
+    from ui.state import Session
+
+    class Listed(FakeCollection):
+        def documents(self):
+            from rag.store import DocumentInfo
+
+            return [DocumentInfo(source=s, title=s.upper(), chunks=1, content_hash="", added_at=0, metadata={})
+                    for s in ("a", "b")]
+
+    runtime = ScriptedRuntime(ScriptedGenerator("x"), Listed([]), index_dir=tmp_path)
+    generation, session = Generation(runtime), Session()
+    note, session = generation.choose_sources(["a"], session)
+    assert session.sources == ["a"] and "1** of 2" in note
+    assert generation.source_choices(session)["value"] == ["a"]
+    note, session = generation.choose_sources(["a", "b"], session)
+    assert session.sources is None and "every document" in note

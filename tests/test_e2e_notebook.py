@@ -241,6 +241,18 @@ def test_defects_in_search_settings_summarize_and_tabs(browser, site, workdir):
         page.locator("#summary-stop").click()
         wait_status(page, "Stopped", selector="#summary-info", timeout=SLOW_MS)
 
+        # The sources panel: with the lighthouse page unticked, a summary reads only the almanac.
+        page.locator("#sources-panel").click()
+        page.locator("#sources").get_by_label("The Lighthouse Keepers of Vardø").uncheck()
+        wait_status(page, "read **1** of 2".replace("**", ""), selector="#sources-note")
+        page.locator("#summary-query textarea").fill("lighthouse keepers storm ships")
+        page.locator("#summarize-btn").click()
+        wait_status(page, "Strategy", selector="#summary-info", timeout=SLOW_MS)
+        page.locator("#summary-stop").click()
+        page.get_by_text("Chunks that went in").click()
+        chunks = page.locator("#summary-chunks").inner_text()
+        assert "Harbour almanac" in chunks and "Lighthouse Keepers" not in chunks
+
         # Compare with an empty question: a sentence, not a takeover.
         page.get_by_role("tab", name="5 · Compare").click()
         page.locator("#compare-btn").click()

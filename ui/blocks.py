@@ -64,6 +64,10 @@ def build_app(runtime: Runtime) -> gr.Blocks:
             docs_note = gr.Markdown(elem_classes=["step-out"], elem_id="docs-note")
         model_line = gr.Markdown(gen.model_line(_initial_session(runtime).chat), elem_id="model-in-use")
         settings = _settings_panel(gen, session, runtime, writable, backends, model_line)
+        with gr.Accordion("📚 Sources that Summarize, Chat and Compare read", open=False, elem_id="sources-panel"):
+            sources = gr.CheckboxGroup(show_label=False, choices=[], elem_id="sources")
+            sources_note = gr.Markdown(elem_id="sources-note")
+        sources.input(gen.choose_sources, [sources, session], [sources_note, session], show_progress="hidden")
 
         with gr.Tabs(overflow_behavior="wrap"):
             ingest_tab = _ingest_tab(library, session, collection, docs_note, writable)
@@ -79,17 +83,20 @@ def build_app(runtime: Runtime) -> gr.Blocks:
         ).then(library.collection_choices, session, collection, show_progress="hidden").then(
             gen.document_choices, session, summary_docs, show_progress="hidden"
         ).then(convs.restore, session, restore[0], show_progress="hidden").then(
-            convs.choices, session, restore[1], show_progress="hidden")
+            convs.choices, session, restore[1], show_progress="hidden").then(
+            gen.source_choices, session, sources, show_progress="hidden")
         # Once an answer has loaded the model, the line under the collection names its file.
         chat["listed"].then(gen.model_line_of, session, model_line, show_progress="hidden")
         # Summarize lists the collection's documents, so it follows every ingest and delete.
         for changed in ingest_tab["changed"] + chat["changed"]:
-            changed.then(gen.document_choices, session, summary_docs, show_progress="hidden")
+            changed.then(gen.document_choices, session, summary_docs, show_progress="hidden").then(
+                gen.source_choices, session, sources, show_progress="hidden")
         demo.load(library.collection_choices, session, collection, show_progress="hidden").then(
             library.refresh, session, [docs_note, ingest_tab["table"]], show_progress="hidden"
         ).then(gen.document_choices, session, summary_docs, show_progress="hidden").then(
             convs.restore, session, restore[0], show_progress="hidden").then(
-            convs.choices, session, restore[1], show_progress="hidden")
+            convs.choices, session, restore[1], show_progress="hidden").then(
+            gen.source_choices, session, sources, show_progress="hidden")
         demo.unload(gen.end_session)
     demo.queue(default_concurrency_limit=4, max_size=64)
     return demo

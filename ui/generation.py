@@ -86,7 +86,7 @@ class Generation:
         blank = ("", "", "", "")
         yield shown, self._loading_note(chat.backend), *blank, session
         generator = StoppableGenerator(self.runtime.generator(chat), job)
-        chain = ChatChain(coll, generator, k=chat.k, mode=chat.mode, prompts=_prompts(chat),
+        chain = ChatChain(scoped_search(coll, session.sources), generator, k=chat.k, mode=chat.mode, prompts=_prompts(chat),
                           max_tokens=chat.max_tokens)
         step = "Rewriting the follow-up as a standalone question, then retrieving…" if history else "Retrieving…"
         yield shown, step, *blank, session
@@ -152,7 +152,7 @@ class Generation:
         skip = gr.skip()
         yield self._loading_note(chat.backend), skip, skip
         generator = StoppableGenerator(self.runtime.generator(chat), job)
-        chain = SummarizeChain(coll, generator, k=chat.k, mode=chat.mode, max_tokens=chat.max_tokens)
+        chain = SummarizeChain(scoped_search(coll, session.sources), generator, k=chat.k, mode=chat.mode, max_tokens=chat.max_tokens)
         documents = None
         if not query:
             documents = []
@@ -198,7 +198,7 @@ class Generation:
         question = check_query(question, "question")
         coll = self.runtime.existing_collection(session.collection)
         chat = session.chat
-        hits = coll.search(question, k=chat.k, mode=chat.mode)
+        hits = scoped_search(coll, session.sources)(question, k=chat.k, mode=chat.mode)
         context = f"Each backend answers from the same **{len(hits)}** retrieved chunks:\n\n" + fmt.sources_md(hits)
         cells = ["", ""] * len(self.backends)
         yield context, *cells
@@ -246,6 +246,26 @@ class Generation:
         path = self.runtime.export_path(session)
         path.write_text(text, encoding="utf-8")
         return gr.update(value=str(path), visible=True), f"Exported **{len(session.turns)}** turns as Markdown."
+
+    def source_choices(self, session: Session):
+        """The sources panel: a box per document, ticked when Chat, Summarize and Compare read it."""
+        if session.collection not in self.runtime.collection_names():
+            return gr.update(choices=[], value=[])
+        documents = self.runtime.collection(session.collection).documents()
+        sources = [d.source for d in documents]
+        ticked = sources if session.sources is None else [s for s in sources if s in session.sources]
+        return gr.update(choices=[(fmt.one_line(d.title or fmt.display_source(d.source), 80), d.source)
+                                  for d in documents], value=ticked)
+
+    def choose_sources(self, ticked: list[str], session: Session):
+        """Keep which documents are read; all of them (None) keeps later ingests included."""
+        documents = {d.source for d in self.runtime.collection(session.collection).documents()} \
+            if session.collection in self.runtime.collection_names() else set()
+        ticked = [s for s in (ticked or []) if s in documents]
+        session.sources = None if set(ticked) == documents else ticked
+        note = ("Chat, Summarize and Compare read every document." if session.sources is None else
+                f"Chat, Summarize and Compare read **{len(ticked)}** of {len(documents)} documents.")
+        return note, session
 
     def document_choices(self, session: Session):
         if session.collection not in self.runtime.collection_names():
@@ -305,6 +325,22 @@ class Generation:
         state = "loaded" if loaded else "loads on first use"
         return (f"**Model in use:** {fmt.escape_markdown(chat.backend)} · {fmt.escape_markdown(model)} ({state}) · "
                 f"k={chat.k} · {chat.mode} · max {chat.max_tokens} new tokens · temperature {chat.temperature:g}")
+
+
+def scoped_search(coll, sources: list[str] | None):
+    """The collection's search, keeping only hits from the ticked documents (all when `sources` is None)."""
+    if sources is None:
+        return coll.search
+    chosen = set(sources)
+    if not chosen:
+        raise RagError("No document is ticked in Sources; tick at least one for Chat, Summarize and Compare to read.")
+
+    def search(query: str, k: int = 4, mode: str = "hybrid"):
+        # Retrieve a wide pool, then keep the ticked documents' best k, ranked again from 1.
+        hits = [h for h in coll.search(query, k=max(100, 25 * k), mode=mode) if h.source in chosen][:k]
+        return [dataclasses.replace(h, rank=i) for i, h in enumerate(hits, 1)]
+
+    return search
 
 
 def settings_values(chat: ChatSettings) -> tuple:

@@ -57,7 +57,7 @@ class Library:
         name = validate_collection_name((name or "").strip())
         if self.runtime.read_only and name not in self.runtime.collection_names():
             raise RagError(f"Collection {name!r} does not exist, and this read-only notebook cannot create it.")
-        session.collection = name
+        session.collection, session.sources = name, None  # a new collection: every document is read
         return session, *self.documents_view(session)
 
     @errors_in_status(4, status=0)
