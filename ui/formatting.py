@@ -390,9 +390,25 @@ def chat_messages(turns: Sequence) -> list[dict]:
         if getattr(turn, "stopped", False):
             answer += "\n\n_(stopped)_"
         messages.append({"role": "assistant", "content": answer})
+        evidence = getattr(turn, "evidence", None) or []
+        if evidence:
+            messages.append({"role": "assistant", "content": evidence_md(evidence, i),
+                             "metadata": {"title": f"Evidence ({len(evidence)})", "status": "done"}})
         messages.append({"role": "assistant", "content": sources_md(turn.sources, i),
                          "metadata": {"title": f"Sources ({len(turn.sources)})", "status": "done"}})
     return messages
+
+
+def evidence_md(evidence: Sequence, turn: int) -> str:
+    """The sentences an answer rests on, each quoted with a link to its passage and its score."""
+    lines = []
+    for item in evidence:
+        n = int(_field(item, "n") or 0)
+        score = _field(item, "score")
+        link = f"[\\[{n}\\]](#cite-{int(turn)}-{n})" if n else ""
+        quote = escape_markdown(one_line(_field(item, "text"), 400))
+        lines.append(f"- {link} <mark>{quote}</mark>" + (f" · {fmt_score(score)}" if score is not None else ""))
+    return "\n".join(lines)
 
 
 def standalone_md(result) -> str:

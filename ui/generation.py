@@ -116,7 +116,9 @@ class Generation:
                    fmt.token_usage_md(ready.prompt_tokens, generator.context_size, pieces), "", session)
             return
         result = answer.result
-        session.turns.append(Turn(question, result.standalone_question, result.answer, result.sources))
+        session.turns.append(Turn(question, result.standalone_question, result.answer, result.sources,
+                                  evidence=list(getattr(result, "evidence", None) or []),
+                                  abstained=bool(getattr(result, "abstained", False))))
         self._save(session, request)
         yield (fmt.chat_messages(session.turns), fmt.done_note(chat.backend, result), fmt.standalone_md(result),
                result.prompt, fmt.token_usage_md(result.prompt_tokens, generator.context_size,

@@ -31,6 +31,8 @@ class Turn:
     answer: str = ""
     sources: list[dict] = field(default_factory=list)
     stopped: bool = False  # Stop was pressed: `answer` is what had been written by then
+    evidence: list[dict] = field(default_factory=list)  # sentences of the sources the answer rests on
+    abstained: bool = False  # the model said the sources hold no answer
 
 
 @dataclass
