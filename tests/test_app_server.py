@@ -276,3 +276,41 @@ def test_read_only_server_refuses_changes_sent_straight_to_its_endpoints(guest, 
     assert tree_digest(guest.index_dir) == before
     assert sorted(p.name for p in guest.index_dir.iterdir()) == ["default"]
     assert site.requests == []
+
+
+# ---------------------------------------------------------------- conversations per user under --auth
+
+
+@pytest.mark.slow
+def test_each_user_sees_only_their_own_conversations(workdir):
+    """ann's saved conversation reopens for ann after a restart, and bob's notebook lists none."""
+    from gradio_client import handle_file
+
+    users = workdir / "two-users.txt"
+    users.write_text(f"ann:{PASSWORD}\nbob:{PASSWORD}\n", encoding="utf-8")
+    index = workdir / "two-users-index"
+    note = workdir / "ferry.txt"
+    note.write_text("The ferry to Brastad leaves at seven and carries forty passengers.", encoding="utf-8")
+
+    app = AppProcess(workdir, "--auth", str(users), "--max-tokens", "8", index_dir=index)
+    app.wait_ready()
+    try:
+        ann = gradio_client(app, auth=("ann", PASSWORD), workdir=workdir)
+        ann.predict("", [handle_file(str(note))], 500, 0, api_name="/ingest")
+        ann.predict("When does the ferry leave?", api_name="/ask")
+        chatbot, status, *_ = ann.submit(api_name="/chat").result(timeout=600)
+        assert "Answered by" in status
+    finally:
+        app.stop()
+
+    again = AppProcess(workdir, "--auth", str(users), index_dir=index)
+    again.wait_ready()
+    try:
+        ann = gradio_client(again, auth=("ann", PASSWORD), workdir=workdir)
+        bob = gradio_client(again, auth=("bob", PASSWORD), workdir=workdir)
+        chatbot, status, title, *_ = ann.predict(api_name="/restore")
+        assert title == "When does the ferry leave?" and "Opened" in status
+        chatbot, status, title, *_ = bob.predict(api_name="/restore")
+        assert (chatbot, title) == ([], "")
+    finally:
+        again.stop()
