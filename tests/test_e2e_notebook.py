@@ -195,8 +195,9 @@ def test_defects_in_search_settings_summarize_and_tabs(browser, site, workdir):
         page.locator("#ingest-btn").click()
         wait_status(page, "new splits", selector="#ingest-summary", timeout=SLOW_MS)
 
-        # Search: empty query and odd k are sentences; the hits on screen stay.
+        # Search: an empty status line shows no stray bar; empty query and odd k are sentences; hits stay.
         page.get_by_role("tab", name="2 · Search").click()
+        assert page.evaluate("getComputedStyle(document.querySelector('#search-note')).display") == "none"
         page.locator("#search-query textarea").fill("lighthouse keepers storm")
         page.locator("#search-btn").click()
         page.wait_for_selector("#hits .hit")
