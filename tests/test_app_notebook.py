@@ -430,3 +430,16 @@ def test_evidence_from_the_chain_is_listed_and_saved(tmp_path, monkeypatch):
     assert evidence and "#cite-0-1" in evidence[0]["content"] and "&lt;b&gt;eleven" in evidence[0]["content"]
     reopened = Conversations(runtime).restore(Session())[3]
     assert reopened.turns[0].evidence[0]["score"] == 0.9
+
+
+def test_ingest_progress_only_moves_forward_and_names_what_it_counts():
+    from ui.library import _progress_reporter
+
+    seen = []
+    report = _progress_reporter(lambda value, desc=None: seen.append((value, desc)))
+    for call in [("fetch", 0, 3, "a"), ("fetch", 1, 3, "a"), ("extract", 1, 3, "a"), ("chunk", 1, 1, "a"),
+                 ("fetch", 2, 3, "b"), ("embed", 1, 4, None), ("index", 1, 3, "a")]:
+        report(*call)
+    values = [v for v, _ in seen]
+    assert values == sorted(values) and 0 <= values[0] and values[-1] <= 1
+    assert seen[0][1] == "1/5 fetch · 0 of 3 sources · a" and "of 1 splits" in seen[3][1]

@@ -28,13 +28,21 @@ def parse_urls(text: str) -> tuple[list[str], list[str]]:
 
 
 def _progress_reporter(progress: gr.Progress):
-    """The core's progress callback, shown as the stage, its counts and the source being worked on."""
+    """The core's progress callback as one bar over the five stages, with the stage's own count in words.
+
+    Each stage counts different things (sources, then one document's splits, then batches), so a bar
+    per stage jumped from "0/3 items" to "1/1 items"; the bar now only moves forward.
+    """
+    shown = {"fraction": 0.0}
 
     def report(stage: str, done: int, total: int, source: str | None = None) -> None:
-        step = STAGES.index(stage) + 1 if stage in STAGES else 0
+        step = STAGES.index(stage) if stage in STAGES else 0
+        fraction = max(shown["fraction"], (step + min(done, total) / max(total, 1)) / len(STAGES))
+        shown["fraction"] = fraction
         name = (source or "").rsplit("/", 1)[-1][:60]
-        desc = f"{step}/5 {stage}" + (f" · {name}" if name else "")
-        progress((done, max(total, 1)), desc=desc, unit="items" if stage != "embed" else "splits")
+        unit = "splits" if stage in ("chunk", "embed") else "sources"
+        desc = f"{step + 1}/5 {stage} · {done} of {total} {unit}" + (f" · {name}" if name else "")
+        progress(fraction, desc=desc)
 
     return report
 
