@@ -137,7 +137,7 @@ def configure(argv: list[str] | None = None, environ: dict | None = None) -> tup
 def launch(demo, launch_cfg: LaunchConfig) -> None:
     """Serve locally; add a share link if asked, and say in one line when the tunnel can't be made."""
     from ui.guard import launch_options
-    from ui.theme import THEME, css_paths
+    from ui.theme import THEME, css_paths, script
 
     captured = io.StringIO()
     # Gradio prints several lines of advice when a share link fails; we print our own one line.
@@ -150,7 +150,8 @@ def launch(demo, launch_cfg: LaunchConfig) -> None:
             # Requests Gradio refuses before a callback runs (a file path that was never uploaded, a value
             # outside a component's choices) then reach API clients as a sentence rather than null.
             show_error=True,
-            theme=THEME, css_paths=css_paths(), favicon_path=str(ASSETS / "favicon.png"), **launch_options(),
+            theme=THEME, css_paths=css_paths(), js=script(), favicon_path=str(ASSETS / "favicon.png"),
+            **launch_options(),
         )
     print(f"local-rag notebook on {local_url}" + (" (read-only)" if launch_cfg.read_only else ""), flush=True)
     if launch_cfg.share:

@@ -188,7 +188,8 @@ class SimulatedUser:
         self._check(" ".join(texts) + standalone + prompt)
 
     def _export(self, client) -> None:
-        path = self._call(client, api_name="/export")
+        path, status = self._call(client, api_name="/export")
+        self._expect("Exported" in status, f"export said {status!r}")
         if isinstance(path, dict):  # the callback returns gr.update(value=file, visible=True)
             path = path.get("value")
         text = Path(path).read_text(encoding="utf-8")

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import gradio as gr
 
-from rag import ui_format as fmt
-from ui.generation import BACKENDS, Generation
+from ui import formatting as fmt
+from ui.conversations import Conversations
+from ui.generation import Generation
 from ui.library import Library
 from ui.runtime import Runtime
 from ui.search import Search
-from ui.state import ChatSettings, Session
+from ui.state import MAX_K, ChatSettings, Session
 
 # Every model call joins this group, so simultaneous users queue for the one model in memory.
 MODEL_GROUP = "model"
@@ -47,7 +48,9 @@ def _initial_session(runtime: Runtime) -> Session:
 
 def build_app(runtime: Runtime) -> gr.Blocks:
     """The Blocks app over `runtime`; nothing is loaded until a user asks for it."""
-    library, search, gen = Library(runtime), Search(runtime), Generation(runtime)
+    backends = runtime.backends()
+    library, search, gen = Library(runtime), Search(runtime), Generation(runtime, backends)
+    convs = Conversations(runtime)
     writable = not runtime.read_only
     with gr.Blocks(title="local-rag notebook", analytics_enabled=False) as demo:
         session = gr.State(_initial_session(runtime))
@@ -59,27 +62,72 @@ def build_app(runtime: Runtime) -> gr.Blocks:
                 info="Pick one" + (", or type a new name to create it on the first ingest." if writable else "."),
             )
             docs_note = gr.Markdown(elem_classes=["step-out"], elem_id="docs-note")
+        model_line = gr.Markdown(gen.model_line(_initial_session(runtime).chat), elem_id="model-in-use")
+        settings = _settings_panel(gen, session, runtime, writable, backends, model_line)
+        with gr.Accordion("📚 Sources that Summarize, Chat and Compare read", open=False, elem_id="sources-panel"):
+            sources = gr.CheckboxGroup(show_label=False, choices=[], elem_id="sources")
+            sources_note = gr.Markdown(elem_id="sources-note")
+        sources.input(gen.choose_sources, [sources, session], [sources_note, session], show_progress="hidden")
 
         with gr.Tabs(overflow_behavior="wrap"):
             ingest_tab = _ingest_tab(library, session, collection, docs_note, writable)
             _search_tab(search, session, runtime)
             summary_docs = _summarize_tab(gen, session)
-            _chat_tab(gen, session, runtime, writable)
-            _compare_tab(gen, session)
+            chat = _chat_tab(gen, convs, library, session, writable, docs_note, ingest_tab["table"])
+            _compare_tab(gen, session, backends)
 
+        restore = ([chat["chatbot"], chat["status"], chat["title"], session],
+                   [chat["conversations"]])
         collection.input(
             library.choose_collection, [collection, session], [session, docs_note, ingest_tab["table"]]
         ).then(library.collection_choices, session, collection, show_progress="hidden").then(
             gen.document_choices, session, summary_docs, show_progress="hidden"
-        )
+        ).then(convs.restore, session, restore[0], show_progress="hidden").then(
+            convs.choices, session, restore[1], show_progress="hidden").then(
+            gen.source_choices, session, sources, show_progress="hidden")
+        # Once an answer has loaded the model, the line under the collection names its file.
+        chat["listed"].then(gen.model_line_of, session, model_line, show_progress="hidden")
         # Summarize lists the collection's documents, so it follows every ingest and delete.
-        for changed in ingest_tab["changed"]:
-            changed.then(gen.document_choices, session, summary_docs, show_progress="hidden")
+        for changed in ingest_tab["changed"] + chat["changed"]:
+            changed.then(gen.document_choices, session, summary_docs, show_progress="hidden").then(
+                gen.source_choices, session, sources, show_progress="hidden")
         demo.load(library.collection_choices, session, collection, show_progress="hidden").then(
             library.refresh, session, [docs_note, ingest_tab["table"]], show_progress="hidden"
-        ).then(gen.document_choices, session, summary_docs, show_progress="hidden")
+        ).then(gen.document_choices, session, summary_docs, show_progress="hidden").then(
+            convs.restore, session, restore[0], show_progress="hidden").then(
+            convs.choices, session, restore[1], show_progress="hidden").then(
+            gen.source_choices, session, sources, show_progress="hidden")
+        demo.unload(gen.end_session)
     demo.queue(default_concurrency_limit=4, max_size=64)
     return demo
+
+
+def _settings_panel(gen: Generation, session, runtime: Runtime, writable: bool, backends: list[str], model_line):
+    """One place for the settings that Summarize, Chat and Compare use."""
+    s = runtime.settings
+    with gr.Accordion("⚙ Settings for Summarize, Chat and Compare", open=False, elem_id="settings"):
+        with gr.Row():
+            backend = gr.Dropdown(backends, value=s.backend, label="Backend", interactive=writable,
+                                  elem_id="backend")
+            model = gr.Textbox(value=s.model, label="Model (name or GGUF path; empty = default)",
+                               interactive=writable, elem_id="model")
+            k = gr.Number(value=s.k, precision=0, label=f"Chunks to retrieve (k, 1 to {MAX_K})",
+                          interactive=writable, elem_id="settings-k")
+            mode = gr.Radio(MODES, value=s.mode, label="Retrieval mode", interactive=writable)
+        with gr.Row():
+            temperature = gr.Slider(0, 1.5, value=s.temperature, step=0.05, label="Temperature",
+                                    interactive=writable)
+            max_tokens = gr.Slider(8, 2048, value=s.max_tokens, step=8, label="Max new tokens",
+                                   interactive=writable, elem_id="max-tokens")
+            n_ctx = gr.Slider(512, 16384, value=s.n_ctx, step=256, label="Context size (tokens)",
+                              interactive=writable)
+        template = gr.Textbox(label="Prompt template (empty = the model's default)", lines=4,
+                              placeholder=gen.template_hint(), interactive=writable)
+        with gr.Row():
+            apply = gr.Button("Apply settings", interactive=writable, elem_id="apply-settings", scale=0)
+            applied = gr.Markdown(elem_id="settings-applied")
+    form = [backend, model, temperature, max_tokens, n_ctx, k, mode, template]
+    apply.click(gen.apply_settings, [*form, session], [applied, model_line, session, *form])
 
 
 def _ingest_tab(library: Library, session, collection, docs_note, writable: bool) -> dict:
@@ -96,7 +144,7 @@ def _ingest_tab(library: Library, session, collection, docs_note, writable: bool
                     placeholder="https://example.com/article — one or more URLs, one per line",
                 )
                 files = gr.File(
-                    label="Files (drop several: PDF, HTML, Markdown, text)", file_count="multiple",
+                    label="Files (drop several: PDF, DOCX, HTML, Markdown, text)", file_count="multiple",
                     type="filepath", interactive=writable, elem_id="files", height=120,
                 )
             with gr.Column(scale=2):
@@ -114,13 +162,13 @@ def _ingest_tab(library: Library, session, collection, docs_note, writable: bool
                 table = gr.Dataframe(
                     headers=fmt.DOCUMENT_HEADERS, datatype=["str", "str", "number", "str"], interactive=False,
                     label="Documents in the collection (select a row to preview it)", elem_id="documents",
-                    wrap=True, max_height=320,
+                    wrap=True, max_height=320, column_widths=["34%", "40%", "10%", "16%"],
                 )
             with gr.Column(scale=1, min_width=220):
                 selected = gr.Textbox(label="Selected source", interactive=False, elem_id="selected-source")
                 delete_btn = gr.Button("Delete document", variant="stop", interactive=writable)
                 refresh_btn = gr.Button("Refresh table", size="sm")
-        with gr.Accordion("Extracted text and metadata", open=False, elem_id="preview"):
+        with gr.Accordion("Extracted text and metadata", open=False, elem_id="preview") as preview:
             with gr.Row():
                 preview_text = gr.Textbox(label="Text", lines=12, max_lines=24, interactive=False, scale=3)
                 preview_meta = gr.JSON(label="Metadata", scale=2)
@@ -129,9 +177,9 @@ def _ingest_tab(library: Library, session, collection, docs_note, writable: bool
         library.ingest, [urls, files, chunk_size, chunk_overlap, session], [summary, results, docs_note, table],
         concurrency_id="ingest", concurrency_limit=1,
     ).then(library.collection_choices, session, collection, show_progress="hidden")
-    preview_btn.click(library.preview, [urls, files, session], [selected, preview_text, preview_meta],
-                      concurrency_id="ingest")
-    table.select(library.select_document, [table, session], [selected, preview_text, preview_meta])
+    shown = [summary, selected, preview_text, preview_meta, preview]
+    preview_btn.click(library.preview, [urls, files, session], shown, concurrency_id="ingest")
+    table.select(library.select_document, [table, session], shown)
     deleted = delete_btn.click(library.delete, [selected, session], [selected, docs_note, table],
                                concurrency_id="ingest")
     refresh_btn.click(library.refresh, session, [docs_note, table])
@@ -145,8 +193,9 @@ def _search_tab(search: Search, session, runtime: Runtime) -> None:
         with gr.Row(equal_height=True):
             query = gr.Textbox(label="Query", scale=4, elem_id="search-query", submit_btn=False,
                                placeholder="What would you like to find?")
-            k = gr.Slider(1, 20, value=runtime.settings.k, step=1, label="k", scale=1)
-            mode = gr.Radio(MODES, value=runtime.settings.mode, label="Mode", scale=2)
+            k = gr.Number(value=runtime.settings.k, precision=0, label=f"k (1 to {MAX_K})", scale=1,
+                          elem_id="search-k")
+            mode = gr.Radio(MODES, value=runtime.settings.mode, label="Mode", scale=2, elem_id="search-mode")
             go = gr.Button("Search", variant="primary", scale=1, elem_id="search-btn")
         note = gr.Markdown(elem_classes=["step-out"], elem_id="search-note")
         with gr.Row():
@@ -154,14 +203,24 @@ def _search_tab(search: Search, session, runtime: Runtime) -> None:
                 hits = gr.HTML(elem_id="hits")
             with gr.Column(scale=2):
                 bars = gr.BarPlot(x="bar", y="relative", color="retriever", title="Scores per hit",
-                                  x_title="hit and retriever", y_title="share of the retriever's best",
+                                  x_title="hit and score", y_title="share of that score's best",
                                   tooltip=["bar", "score"], y_lim=[0, 1], sort=None, x_label_angle=-40,
-                                  height=260, elem_id="scores-chart",
+                                  height=260, elem_id="scores-chart", colors_in_legend=[],
+                                  # Each bar is labelled with its score's name; the text legend under
+                                  # the hits explains them, so the chart keeps no legend of its own.
                                   color_map={"fused": "#4f46e5", "dense": "#0ea5e9", "bm25": "#f59e0b"})
                 scatter = gr.ScatterPlot(x="x", y="y", color="kind", title="Map of the collection (PCA)",
                                          tooltip=["label", "kind"], height=300, elem_id="map-chart",
-                                         color_map={"chunk": "#cbd5e1", "hit": "#4f46e5", "query": "#f59e0b"})
+                                         color_map={"chunk": "#e2e8f0", "hit": "#dc2626", "query": "#f59e0b"})
     gr.on([go.click, query.submit], search.search, [query, k, mode, session], [note, hits, bars, scatter])
+
+
+def _stoppable(gen: Generation, step: str, triggers: list, fn, inputs, outputs, stop_btn, **kwargs):
+    """Run `fn` on any trigger; pressing `stop_btn` ends its model work on the server (see ui.jobs)."""
+    event = gr.on(triggers, gen.start(step), None, None, queue=False, show_progress="hidden").then(
+        fn, inputs, outputs, concurrency_id=MODEL_GROUP, concurrency_limit=1, **kwargs)
+    stop_btn.click(gen.stop(step), None, None, queue=False, show_progress="hidden")
+    return event
 
 
 def _summarize_tab(gen: Generation, session):
@@ -176,95 +235,110 @@ def _summarize_tab(gen: Generation, session):
                 docs = gr.Dropdown(label="Documents", multiselect=True, choices=[], elem_id="summary-docs")
             with gr.Column(scale=1):
                 go = gr.Button("Summarize", variant="primary", elem_id="summarize-btn")
-                stop = gr.Button("Stop", variant="stop")
+                stop = gr.Button("Stop", variant="stop", elem_id="summary-stop")
         info = gr.Markdown(elem_classes=["step-out"], elem_id="summary-info")
         with gr.Row():
             output = gr.Markdown(label="Summary", elem_id="summary", container=True, min_height=120)
             with gr.Accordion("Chunks that went in", open=False):
                 inputs_md = gr.Markdown(elem_id="summary-chunks")
-    event = go.click(gen.summarize, [query, docs, session], [info, inputs_md, output],
-                     concurrency_id=MODEL_GROUP, concurrency_limit=1)
-    stop.click(None, cancels=[event])
+    _stoppable(gen, "summarize", [go.click], gen.summarize, [query, docs, session], [info, inputs_md, output], stop)
     return docs
 
 
-def _chat_tab(gen: Generation, session, runtime: Runtime, writable: bool) -> None:
-    s = runtime.settings
+def _chat_tab(gen: Generation, convs: Conversations, library: Library, session, writable: bool,
+              docs_note, table) -> dict:
     with gr.Tab("4 · Chat", id="chat", elem_id="tab-chat"):
         gr.Markdown("Ask questions: a follow-up is first rewritten into a standalone question, chunks are "
-                    "retrieved for it, and the model answers from them, citing numbered sources.",
+                    "retrieved for it, and the model answers from them, citing numbered sources. "
+                    "Click a [n] to read that passage in its document.",
                     elem_classes=["step-note"])
         with gr.Row():
+            with gr.Column(scale=1, min_width=220, elem_id="conversation-panel"):
+                new = gr.Button("+ New conversation", size="sm", elem_id="clear-btn")
+                conversations = gr.Radio(label="Conversations", choices=[], elem_id="conversations",
+                                         elem_classes=["conversation-list"])
+                title = gr.Textbox(label="Name", elem_id="conversation-title", interactive=writable)
+                with gr.Row():
+                    rename = gr.Button("Rename", size="sm", interactive=writable, elem_id="rename-btn")
+                    delete = gr.Button("Delete", size="sm", variant="stop", interactive=writable,
+                                       elem_id="delete-conversation-btn")
+                export = gr.Button("Export as Markdown", size="sm", elem_id="export-btn")
+                export_file = gr.File(label="Conversation", visible=False, elem_id="export-file")
+                with gr.Accordion("Add a web page", open=False, elem_id="quick-add"):
+                    quick_urls = gr.Textbox(show_label=False, placeholder="https://…", lines=1,
+                                            interactive=writable, elem_id="quick-urls")
+                    quick_btn = gr.Button("Add to the collection", size="sm", interactive=writable,
+                                          elem_id="quick-add-btn")
             with gr.Column(scale=3):
                 chatbot = gr.Chatbot(
-                    elem_id="chatbot", height=460, layout="panel", show_label=False, sanitize_html=True, allow_tags=False,
-                    latex_delimiters=[], buttons=["copy"], feedback_options=None,
+                    elem_id="chatbot", height=460, layout="panel", show_label=False, sanitize_html=True,
+                    allow_tags=False, latex_delimiters=[], buttons=["copy_all"], feedback_options=None,
                     placeholder="Ask a question about the documents in your collection.",
                 )
                 with gr.Row(equal_height=True):
                     question = gr.Textbox(show_label=False, placeholder="Ask a question…", scale=5,
                                           elem_id="question", submit_btn=False)
                     send = gr.Button("Send", variant="primary", scale=1, elem_id="send-btn")
-                with gr.Row():
-                    stop = gr.Button("Stop", variant="stop", size="sm", elem_id="stop-btn")
-                    clear = gr.Button("Clear", size="sm", elem_id="clear-btn")
-                    export = gr.Button("Export as Markdown", size="sm", elem_id="export-btn")
-                export_file = gr.File(label="Conversation", visible=False, elem_id="export-file")
-            with gr.Column(scale=2):
+                    stop = gr.Button("Stop", variant="stop", scale=0, elem_id="stop-btn")
                 status = gr.Markdown(elem_classes=["step-out"], elem_id="chat-status")
+            with gr.Column(scale=2):
+                viewer = gr.HTML(fmt.VIEWER_EMPTY, elem_id="passage", label="Cited passage")
+                # The page's script writes the clicked citation here and presses the button (assets/notebook.js).
+                cite_ref = gr.Textbox(elem_id="cite-ref", elem_classes=["offscreen"], show_label=False)
+                cite_open = gr.Button("Open citation", elem_id="cite-open", elem_classes=["offscreen"])
                 standalone = gr.Markdown(label="Standalone question", elem_id="standalone")
                 with gr.Accordion("Prompt inspector", open=False, elem_classes=["inspector"], elem_id="prompt-inspector"):
                     usage = gr.Markdown(elem_id="prompt-usage")
                     timings = gr.Markdown(elem_classes=["timings"], elem_id="timings")
                     prompt = gr.Textbox(label="Exact prompt sent", lines=12, max_lines=30, interactive=False,
                                         elem_classes=["prompt-box"], elem_id="prompt")
-                with gr.Accordion("⚙ Settings (Summarize, Chat and Compare)", open=False, elem_id="settings"):
-                    backend = gr.Dropdown(BACKENDS, value=s.backend, label="Backend", interactive=writable,
-                                          elem_id="backend")
-                    model = gr.Textbox(value=s.model, label="Model (name or GGUF path; empty = default)",
-                                       interactive=writable)
-                    temperature = gr.Slider(0, 1.5, value=s.temperature, step=0.05, label="Temperature",
-                                            interactive=writable)
-                    max_tokens = gr.Slider(8, 2048, value=s.max_tokens, step=8, label="Max new tokens",
-                                           interactive=writable, elem_id="max-tokens")
-                    n_ctx = gr.Slider(512, 16384, value=s.n_ctx, step=256, label="Context size (tokens)",
-                                      interactive=writable)
-                    k = gr.Slider(1, 12, value=s.k, step=1, label="Chunks to retrieve (k)", interactive=writable)
-                    mode = gr.Radio(MODES, value=s.mode, label="Retrieval mode", interactive=writable)
-                    template = gr.Textbox(label="Prompt template (empty = the model's default)", lines=5,
-                                          placeholder=gen.template_hint(), interactive=writable)
-                    apply = gr.Button("Apply settings", interactive=writable, elem_id="apply-settings")
-                    applied = gr.Markdown(elem_id="settings-applied")
+        # Inside the tab: a component between two tabs shifts the index of the next one, and the
+        # tab bar then shows "5 · Compare" twice once it is opened.
+        asked = gr.State("")
     outputs = [chatbot, status, standalone, prompt, usage, timings, session]
-    asked = gr.State("")
-    # The question box empties at once; the queued answer then streams into the chat.
-    # API clients call /ask with the question, then /chat in the same session to stream the answer.
-    event = gr.on([send.click, question.submit], lambda q: ("", q), question, [question, asked], queue=False,
+    # The question box empties at once and the job is registered (so Stop works even while the answer
+    # waits in the queue); the queued answer then streams into the chat. API clients call /ask with the
+    # question, then /chat in the same session to stream the answer.
+    event = gr.on([send.click, question.submit], gen.take_question, question, [question, asked], queue=False,
                   show_progress="hidden", api_name="ask").then(gen.chat, [asked, session], outputs,
                                                                  concurrency_id=MODEL_GROUP, concurrency_limit=1,
                                                                  api_name="chat")
-    stop.click(None, cancels=[event])
-    clear.click(gen.clear, session, [chatbot, status, standalone, prompt, usage, timings, session], cancels=[event])
-    export.click(gen.export, session, export_file)
-    apply.click(gen.apply_settings, [backend, model, temperature, max_tokens, n_ctx, k, mode, template, session],
-                [applied, session])
+    stop.click(gen.stop("chat"), None, None, queue=False, show_progress="hidden")
+    listed = event.then(convs.panel, session, [conversations, title], show_progress="hidden")
+    # The chat's own bin starts a new conversation too, so the screen and the session never disagree.
+    chatbot.clear(gen.clear, session, outputs, cancels=[event]).then(
+        convs.choices, session, conversations, show_progress="hidden").then(lambda: "", None, title)
+    new.click(gen.clear, session, outputs, cancels=[event]).then(
+        convs.choices, session, conversations, show_progress="hidden").then(lambda: "", None, title)
+    export.click(gen.export, session, [export_file, status])
+    conversations.input(convs.open, [conversations, session], [chatbot, status, title, session], cancels=[event])
+    rename.click(convs.rename, [title, session], [status, title]).then(
+        convs.choices, session, conversations, show_progress="hidden")
+    delete.click(convs.delete, session, [chatbot, status, title, session], cancels=[event]).then(
+        convs.choices, session, conversations, show_progress="hidden")
+    cite_open.click(convs.open_citation, [cite_ref, session], viewer, show_progress="hidden")
+    added = quick_btn.click(library.quick_add, [quick_urls, session], [status, quick_urls, docs_note, table],
+                            concurrency_id="ingest", concurrency_limit=1)
+    return {"chatbot": chatbot, "status": status, "title": title, "conversations": conversations,
+            "changed": [added], "listed": listed}
 
 
-def _compare_tab(gen: Generation, session) -> None:
+def _compare_tab(gen: Generation, session, backends: list[str]) -> None:
     with gr.Tab("5 · Compare", id="compare", elem_id="tab-compare"):
-        gr.Markdown("One question, the same retrieved context, both backends side by side.",
+        gr.Markdown("One question, the same retrieved context, each backend side by side.",
                     elem_classes=["step-note"])
         with gr.Row(equal_height=True):
-            question = gr.Textbox(show_label=False, placeholder="A question for both backends…", scale=5,
+            question = gr.Textbox(show_label=False, placeholder="A question for every backend…", scale=5,
                                   elem_id="compare-question")
             go = gr.Button("Compare", variant="primary", scale=1, elem_id="compare-btn")
+            stop = gr.Button("Stop", variant="stop", scale=0, elem_id="compare-stop")
         context = gr.Markdown(elem_classes=["step-out"], elem_id="compare-context")
         columns = []
         with gr.Row():
-            for name in BACKENDS:
+            for name in backends:
                 with gr.Column():
                     gr.Markdown(f"### {name}")
                     columns.append(gr.Markdown(elem_id=f"compare-{name}", container=True, min_height=120))
                     columns.append(gr.Markdown(elem_classes=["timings"], elem_id=f"compare-{name}-timings"))
-    gr.on([go.click, question.submit], gen.compare, [question, session], [context, *columns],
-          concurrency_id=MODEL_GROUP, concurrency_limit=1)
+    _stoppable(gen, "compare", [go.click, question.submit], gen.compare, [question, session], [context, *columns],
+               stop)

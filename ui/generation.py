@@ -1,97 +1,135 @@
-"""Steps 3 to 5, Summarize, Chat and Compare: callbacks that run a chain and show its intermediate output."""
+"""Steps 3 to 5, Summarize, Chat and Compare: callbacks that run a chain and show its intermediate output.
+
+Errors become one sentence in the step's status line (`ui.status`); Stop ends the model's work
+through the session's job (`ui.jobs`) and the status then says what was kept.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import tempfile
-from pathlib import Path
 
 import gradio as gr
 
-from rag import ui_format as fmt
 from rag.errors import RagError
-from ui.guard import user_errors
+from ui import formatting as fmt
+from ui.jobs import StoppableGenerator, Stopped
 from ui.runtime import Runtime
-from ui.search import check_query
+from ui.search import check_k, check_query
 from ui.state import ChatSettings, Session, Turn
+from ui.status import error_line, errors_in_status
 
-BACKENDS = ["llamacpp", "gpt4all"]  # rag.generators.available_backends(), without importing it at start-up
+CHAT_OUTPUTS = 7  # chatbot, status, standalone, prompt, usage, timings, session
+
+
+def job_key(request: gr.Request | None, step: str) -> str:
+    """Stop in one step stops that step's work in this browser session only."""
+    return f"{getattr(request, 'session_hash', None) or ''}:{step}"
+
+
+def user_name(request: gr.Request | None) -> str:
+    """The logged-in user under --auth; everyone shares '' otherwise."""
+    return getattr(request, "username", None) or ""
 
 
 class Generation:
-    def __init__(self, runtime: Runtime):
+    def __init__(self, runtime: Runtime, backends: list[str] | None = None):
         self.runtime = runtime
+        self.backends = backends or ["llamacpp", "gpt4all"]  # build_app passes available_backends()
+        # Compare has two outputs per backend, so its error wrapper is built once the list is known.
+        self.compare = errors_in_status(1 + 2 * len(self.backends), status=0)(self._compare)
 
-    # -- settings ----------------------------------------------------------------------------------
+    # -- jobs --------------------------------------------------------------------------------------
 
-    def template_hint(self) -> str:
-        return "Use {context} and {question}, e.g.\nAnswer from the context.\n\n{context}\n\nQuestion: {question}"
+    def start(self, step: str):
+        """A callback for the moment a button is pressed, before the work waits in the queue."""
 
-    @user_errors
-    def apply_settings(self, backend, model, temperature, max_tokens, n_ctx, k, mode, template, session: Session):
-        """Validate the settings panel and keep it in this user's session."""
-        self.runtime.require_writable("changing settings")
-        from rag.generators import generator_class
-        from rag.prompts import Prompts
+        def start(request: gr.Request):
+            self.runtime.jobs.start(job_key(request, step))
 
-        generator_class(backend)  # unknown names fail with the list of backends
-        template = (template or "").strip()
-        if template:
-            Prompts(qa=template).check()
-        chosen = ChatSettings(
-            backend=backend, model=(model or "").strip(), temperature=float(temperature),
-            max_tokens=int(max_tokens), n_ctx=int(n_ctx), k=int(k), mode=mode, template=template,
-        )
-        if int(max_tokens) >= int(n_ctx):
-            raise RagError(f"Max new tokens ({int(max_tokens)}) must be smaller than the context size ({int(n_ctx)}).")
-        self._check_model(chosen)
-        session.chat = chosen
-        return _settings_line(chosen), session
+        return start
 
-    def _check_model(self, chosen: ChatSettings) -> None:
-        """Fail now, with the names that exist, when the model can't be found (nothing is loaded)."""
-        if chosen.model:
-            from rag.models import resolve_model
+    def stop(self, step: str):
+        def stop(request: gr.Request):
+            self.runtime.jobs.stop(job_key(request, step))
 
-            resolve_model(chosen.model, self.runtime.settings.models_dir)
+        return stop
 
-    # -- chat bookkeeping --------------------------------------------------------------------------
+    def end_session(self, request: gr.Request = None):
+        """The tab closed or reloaded: its answers, summaries and comparisons stop."""
+        self.runtime.jobs.end_session(job_key(request, ""))
+
+    def take_question(self, question: str, request: gr.Request = None):
+        """Send: empty the box at once and register the job, so Stop works while the answer is queued."""
+        self.runtime.jobs.start(job_key(request, "chat"))
+        return "", question
+
+    def _job(self, request, step: str):
+        return self.runtime.jobs.current(job_key(request, step))
 
     # -- chat --------------------------------------------------------------------------------------
 
-    @user_errors
-    def chat(self, question: str, session: Session):
+    @errors_in_status(CHAT_OUTPUTS, status=1)
+    def chat(self, question: str, session: Session, request: gr.Request = None):
         """Condense a follow-up, retrieve, prompt and stream the answer, showing each step's output."""
         from rag.chains import ChatChain
 
+        job = self._job(request, "chat")
         question = check_query(question, "question")
         coll = self.runtime.existing_collection(session.collection)
         chat = session.chat
+        skip = gr.skip()
+        if job.stopped:
+            yield skip, "Stopped before the question was read; the conversation is as it was.", *[skip] * 5
+            return
         history = [(t.question, t.answer) for t in session.turns]
-        shown = _messages(session.turns) + [{"role": "user", "content": fmt.escape_markdown(question)}]
+        shown = fmt.chat_messages(session.turns) + [{"role": "user", "content": fmt.escape_markdown(question)}]
         blank = ("", "", "", "")
         yield shown, self._loading_note(chat.backend), *blank, session
-        generator = self.runtime.generator(chat)
-        chain = ChatChain(coll, generator, k=chat.k, mode=chat.mode, prompts=_prompts(chat),
+        generator = StoppableGenerator(self.runtime.generator(chat), job)
+        chain = ChatChain(scoped_search(coll, session.sources), generator, k=chat.k, mode=chat.mode, prompts=_prompts(chat),
                           max_tokens=chat.max_tokens)
         step = "Rewriting the follow-up as a standalone question, then retrieving…" if history else "Retrieving…"
         yield shown, step, *blank, session
-        answer = chain.ask(question, history)
+        try:
+            answer = chain.ask(question, history)
+        except Stopped:
+            yield (fmt.chat_messages(session.turns), "Stopped while rewriting the follow-up; nothing was answered "
+                   "and the conversation is as it was.", *blank, session)
+            return
         ready = answer.prepared  # the standalone question, sources and prompt, shown before the answer
-        steps = (_standalone_md(ready), ready.prompt,
+        steps = (fmt.standalone_md(ready), ready.prompt,
                  fmt.token_usage_md(ready.prompt_tokens, generator.context_size, 0), "")
         yield shown, f"Retrieved **{len(ready.sources)}** chunks; answering with **{chat.backend}**…", *steps, session
-        text = ""
-        for piece in answer:
-            text += piece
-            reply = {"role": "assistant", "content": fmt.escape_markdown(text)}
-            yield shown + [reply], f"Answering with **{chat.backend}**…", *steps, session
+        text, pieces = "", 0
+        try:
+            for piece in answer:
+                text += piece
+                pieces += 1
+                reply = {"role": "assistant", "content": fmt.answer_md(text, ready.sources, len(session.turns))}
+                yield shown + [reply], f"Answering with **{chat.backend}**…", *steps, session
+        except Stopped:
+            session.turns.append(Turn(question, ready.standalone_question, text.strip(), ready.sources, stopped=True))
+            self._save(session, request)
+            kept = (f"Stopped after **{pieces}** tokens; the partial answer and its sources are kept" if pieces else
+                    "Stopped before the first token; the question and its sources are kept")
+            yield (fmt.chat_messages(session.turns), kept + " in the conversation.", steps[0], steps[1],
+                   fmt.token_usage_md(ready.prompt_tokens, generator.context_size, pieces), "", session)
+            return
         result = answer.result
-        session.turns.append(Turn(question, result.standalone_question, result.answer, result.sources))
-        yield (_messages(session.turns), _done_note(chat.backend, result), _standalone_md(result),
+        session.turns.append(Turn(question, result.standalone_question, result.answer, result.sources,
+                                  evidence=list(getattr(result, "evidence", None) or []),
+                                  abstained=bool(getattr(result, "abstained", False))))
+        self._save(session, request)
+        yield (fmt.chat_messages(session.turns), fmt.done_note(chat.backend, result), fmt.standalone_md(result),
                result.prompt, fmt.token_usage_md(result.prompt_tokens, generator.context_size,
                                                  result.completion_tokens),
-               _timings_md(result), session)
+               fmt.result_timings_md(result), session)
+
+    def _save(self, session: Session, request) -> None:
+        """Keep the conversation on disk; a failure to save is said, the answer stays on screen."""
+        turns = [dataclasses.asdict(t) for t in session.turns]
+        session.conversation_id = self.runtime.conversations.save(
+            user_name(request), session.collection, turns, session.conversation_id)
 
     def _loading_note(self, backend: str) -> str:
         if self.runtime.is_loaded(backend):
@@ -100,11 +138,12 @@ class Generation:
 
     # -- summarize ---------------------------------------------------------------------------------
 
-    @user_errors
-    def summarize(self, query: str, sources: list[str], session: Session):
+    @errors_in_status(3, status=0)
+    def summarize(self, query: str, sources: list[str], session: Session, request: gr.Request = None):
         """Summarise what a query retrieves, or the chosen documents; the summary streams."""
         from rag.chains import SummarizeChain
 
+        job = self._job(request, "summarize")
         coll = self.runtime.existing_collection(session.collection)
         query = (query or "").strip()
         if not query and not sources:
@@ -112,9 +151,10 @@ class Generation:
         if query:
             query = check_query(query)
         chat = session.chat
-        yield self._loading_note(chat.backend), "", ""
-        generator = self.runtime.generator(chat)
-        chain = SummarizeChain(coll, generator, k=chat.k, mode=chat.mode, max_tokens=chat.max_tokens)
+        skip = gr.skip()
+        yield self._loading_note(chat.backend), skip, skip
+        generator = StoppableGenerator(self.runtime.generator(chat), job)
+        chain = SummarizeChain(scoped_search(coll, session.sources), generator, k=chat.k, mode=chat.mode, max_tokens=chat.max_tokens)
         documents = None
         if not query:
             documents = []
@@ -122,124 +162,195 @@ class Generation:
                 doc = coll.document(source)
                 documents.append((doc.title or doc.source, doc.text))
         yield "Reading the sources (long ones are summarised piece by piece first)…", "", ""
-        answer = chain.summarize(query or None, documents=documents)
+        try:
+            answer = chain.summarize(query or None, documents=documents)
+        except Stopped:
+            yield "Stopped while reading the sources; no summary was written.", skip, skip
+            return
         ready = answer.prepared  # which chunks went in and the strategy, shown before the summary
         inputs = fmt.sources_md(ready.sources)
-        status = (f"Strategy **{(ready.strategy or '').replace('_', '-')}** · summarising with "
-                  f"**{chat.backend}**…")
+        strategy = (ready.strategy or "").replace("_", "-")
+        status = f"Strategy **{strategy}** · summarising with **{chat.backend}**…"
         yield status, inputs, ""
-        text = ""
-        for piece in answer:
-            text += piece
-            yield status, inputs, fmt.escape_markdown(text)
+        text, pieces = "", 0
+        try:
+            for piece in answer:
+                text += piece
+                pieces += 1
+                yield status, inputs, fmt.escape_markdown(text)
+        except Stopped:
+            yield (f"Stopped after **{pieces}** tokens; the partial summary below is kept.", inputs,
+                   fmt.escape_markdown(text))
+            return
         result = answer.result
         info = (
-            f"Strategy **{(result.strategy or '').replace('_', '-')}** · **{len(result.sources)}** inputs · "
+            f"Strategy **{strategy}** · **{len(result.sources)}** inputs · "
             + fmt.token_usage_md(result.prompt_tokens, generator.context_size, result.completion_tokens)
-            + " · " + _timings_md(result)
+            + " · " + fmt.result_timings_md(result)
         )
         yield info, fmt.sources_md(result.sources), fmt.escape_markdown(result.answer)
 
     # -- compare -----------------------------------------------------------------------------------
 
-    @user_errors
-    def compare(self, question: str, session: Session):
+    def _compare(self, question: str, session: Session, request: gr.Request = None):
         """The same retrieved chunks answered by each backend in turn, with timings."""
         from rag.chains import QAChain
 
+        job = self._job(request, "compare")
         question = check_query(question, "question")
         coll = self.runtime.existing_collection(session.collection)
         chat = session.chat
-        hits = coll.search(question, k=chat.k, mode=chat.mode)
-        context = f"Both backends answer from the same **{len(hits)}** retrieved chunks:\n\n" + fmt.sources_md(hits)
-        cells = ["", ""] * len(BACKENDS)
+        hits = scoped_search(coll, session.sources)(question, k=chat.k, mode=chat.mode)
+        context = f"Each backend answers from the same **{len(hits)}** retrieved chunks:\n\n" + fmt.sources_md(hits)
+        cells = ["", ""] * len(self.backends)
         yield context, *cells
-        for i, backend in enumerate(BACKENDS):
+        for i, backend in enumerate(self.backends):
+            if job.stopped:
+                cells[2 * i + 1] = "Stopped before this backend answered."
+                continue
             cells[2 * i + 1] = self._loading_note(backend)
             yield context, *cells
+            text = ""
             try:
-                generator = self.runtime.generator(chat, backend=backend)
+                generator = StoppableGenerator(self.runtime.generator(chat, backend=backend), job)
                 chain = QAChain(lambda *_a, **_k: hits, generator, k=chat.k, mode=chat.mode,
                                 prompts=_prompts(chat), max_tokens=chat.max_tokens)
                 answer = chain.ask(question)
-                text = ""
                 for piece in answer:
                     text += piece
                     cells[2 * i] = fmt.escape_markdown(text)
                     yield context, *cells
                 result = answer.result
                 cells[2 * i] = fmt.escape_markdown(result.answer)
-                cells[2 * i + 1] = _timings_md(result) + " · " + fmt.token_usage_md(
+                cells[2 * i + 1] = fmt.result_timings_md(result) + " · " + fmt.token_usage_md(
                     result.prompt_tokens, generator.context_size, result.completion_tokens)
+            except Stopped:
+                cells[2 * i + 1] = "Stopped; the partial answer above is kept."
             except RagError as exc:  # one backend failing must not hide the other's answer
                 cells[2 * i] = f"**{backend} could not answer:** {fmt.escape_markdown(exc)}"
                 cells[2 * i + 1] = ""
             yield context, *cells
 
-    # -- chat bookkeeping --------------------------------------------------------------------------
+    # -- the conversation --------------------------------------------------------------------------
 
-    def clear(self, session: Session):
-        session.turns = []
-        return [], "", "", "", "", "", session
+    def clear(self, session: Session, request: gr.Request = None):
+        """Start a new conversation: the running answer stops, the saved one stays in the list."""
+        self.runtime.jobs.stop(job_key(request, "chat"))
+        session.turns, session.conversation_id = [], None
+        return [], "New conversation. The previous one is kept in the list of conversations.", "", "", "", "", session
 
-    @user_errors
+    @errors_in_status(2, status=1)
     def export(self, session: Session):
-        """The conversation with its sources as a Markdown file to download."""
+        """The conversation on screen, stopped answers included, as a Markdown file to download."""
         if not session.turns:
             raise RagError("Nothing to export yet: ask a question first.")
         text = fmt.export_markdown([dataclasses.asdict(t) for t in session.turns], session.collection)
-        path = Path(tempfile.mkdtemp(prefix="local-rag-")) / "conversation.md"
+        path = self.runtime.export_path(session)
         path.write_text(text, encoding="utf-8")
-        return gr.update(value=str(path), visible=True)
+        return gr.update(value=str(path), visible=True), f"Exported **{len(session.turns)}** turns as Markdown."
 
-    @user_errors
+    def source_choices(self, session: Session):
+        """The sources panel: a box per document, ticked when Chat, Summarize and Compare read it."""
+        if session.collection not in self.runtime.collection_names():
+            return gr.update(choices=[], value=[])
+        documents = self.runtime.collection(session.collection).documents()
+        sources = [d.source for d in documents]
+        ticked = sources if session.sources is None else [s for s in sources if s in session.sources]
+        return gr.update(choices=[(fmt.one_line(d.title or fmt.display_source(d.source), 80), d.source)
+                                  for d in documents], value=ticked)
+
+    def choose_sources(self, ticked: list[str], session: Session):
+        """Keep which documents are read; all of them (None) keeps later ingests included."""
+        documents = {d.source for d in self.runtime.collection(session.collection).documents()} \
+            if session.collection in self.runtime.collection_names() else set()
+        ticked = [s for s in (ticked or []) if s in documents]
+        session.sources = None if set(ticked) == documents else ticked
+        note = ("Chat, Summarize and Compare read every document." if session.sources is None else
+                f"Chat, Summarize and Compare read **{len(ticked)}** of {len(documents)} documents.")
+        return note, session
+
     def document_choices(self, session: Session):
         if session.collection not in self.runtime.collection_names():
             return gr.update(choices=[], value=[])
         documents = self.runtime.collection(session.collection).documents()
-        return gr.update(choices=[(d.title or d.source, d.source) for d in documents], value=[])
+        return gr.update(choices=[(fmt.one_line(d.title or d.source), d.source) for d in documents], value=[])
+
+    # -- settings ----------------------------------------------------------------------------------
+
+    def template_hint(self) -> str:
+        return "Use {context} and {question}, e.g.\nAnswer from the context.\n\n{context}\n\nQuestion: {question}"
+
+    def apply_settings(self, backend, model, temperature, max_tokens, n_ctx, k, mode, template, session: Session):
+        """Keep valid settings in this user's session; a refused one is said and the form shows what is in use."""
+        try:
+            chosen = self._checked_settings(backend, model, temperature, max_tokens, n_ctx, k, mode, template)
+        except Exception as exc:  # noqa: BLE001 - refused: say why and put back the settings in use
+            return (error_line(exc), self.model_line(session.chat), session, *settings_values(session.chat))
+        session.chat = chosen
+        return (fmt.settings_line(chosen), self.model_line(chosen), session, *settings_values(chosen))
+
+    def _checked_settings(self, backend, model, temperature, max_tokens, n_ctx, k, mode, template) -> ChatSettings:
+        self.runtime.require_writable("changing settings")
+        from rag.generators import generator_class
+        from rag.prompts import Prompts
+        from rag.retrieval import check_mode
+
+        generator_class(backend)  # unknown names fail with the list of backends
+        check_mode(mode)
+        template = (template or "").strip()
+        if template:
+            Prompts(qa=template).check()
+        if int(max_tokens) >= int(n_ctx):
+            raise RagError(f"Max new tokens ({int(max_tokens)}) must be smaller than the context size ({int(n_ctx)}).")
+        chosen = ChatSettings(
+            backend=backend, model=(model or "").strip(), temperature=float(temperature),
+            max_tokens=int(max_tokens), n_ctx=int(n_ctx), k=check_k(k), mode=mode, template=template,
+        )
+        if chosen.model:
+            from rag.models import resolve_model
+
+            resolve_model(chosen.model, self.runtime.settings.models_dir)  # fails now with the names that exist
+        return chosen
+
+    def model_line_of(self, session: Session) -> str:
+        return self.model_line(session.chat)
+
+    def model_line(self, chat: ChatSettings) -> str:
+        """The model in use, always shown under the header."""
+        loaded = self.runtime.loaded_model(chat.backend)
+        if not (loaded or chat.model or self.runtime.settings.model):
+            from rag.models import DEFAULT_MODEL  # a name only: nothing is loaded or looked up
+
+            model = f"{DEFAULT_MODEL}, the default"
+        else:
+            model = loaded or chat.model or self.runtime.settings.model
+        state = "loaded" if loaded else "loads on first use"
+        return (f"**Model in use:** {fmt.escape_markdown(chat.backend)} · {fmt.escape_markdown(model)} ({state}) · "
+                f"k={chat.k} · {chat.mode} · max {chat.max_tokens} new tokens · temperature {chat.temperature:g}")
 
 
-def _settings_line(chosen: ChatSettings) -> str:
-    return (
-        f"Applied: **{chosen.backend}** · model **{fmt.escape_markdown(chosen.model or 'default')}** · "
-        f"temperature {chosen.temperature:g} · max {chosen.max_tokens} tokens · context {chosen.n_ctx} · "
-        f"k={chosen.k} · {chosen.mode}"
-    )
+def scoped_search(coll, sources: list[str] | None):
+    """The collection's search, keeping only hits from the ticked documents (all when `sources` is None)."""
+    if sources is None:
+        return coll.search
+    chosen = set(sources)
+    if not chosen:
+        raise RagError("No document is ticked in Sources; tick at least one for Chat, Summarize and Compare to read.")
 
+    def search(query: str, k: int = 4, mode: str = "hybrid"):
+        # Retrieve a wide pool, then keep the ticked documents' best k, ranked again from 1.
+        hits = [h for h in coll.search(query, k=max(100, 25 * k), mode=mode) if h.source in chosen][:k]
+        return [dataclasses.replace(h, rank=i) for i, h in enumerate(hits, 1)]
+
+    return search
+
+
+def settings_values(chat: ChatSettings) -> tuple:
+    """The settings form's values, in the order of its fields."""
+    return (chat.backend, chat.model, chat.temperature, chat.max_tokens, chat.n_ctx, chat.k, chat.mode, chat.template)
 
 
 def _prompts(chat: ChatSettings):
     from rag.prompts import Prompts
 
     return Prompts(qa=chat.template) if chat.template else None
-
-
-def _messages(turns: list[Turn]) -> list[dict]:
-    """The Chatbot's messages for finished turns: question, answer, and a collapsed list of sources."""
-    messages = []
-    for turn in turns:
-        messages.append({"role": "user", "content": fmt.escape_markdown(turn.question)})
-        if turn.standalone and turn.standalone != turn.question:
-            messages.append({"role": "assistant", "content": fmt.escape_markdown(turn.standalone),
-                             "metadata": {"title": "Standalone question", "status": "done"}})
-        messages.append({"role": "assistant", "content": fmt.escape_markdown(turn.answer) or "_(no answer)_"})
-        messages.append({"role": "assistant", "content": fmt.sources_md(turn.sources),
-                         "metadata": {"title": f"Sources ({len(turn.sources)})", "status": "done"}})
-    return messages
-
-
-def _standalone_md(result) -> str:
-    if result.standalone_question and result.standalone_question != result.question:
-        return f"**Standalone question:** {fmt.escape_markdown(result.standalone_question)}"
-    return f"**Question:** {fmt.escape_markdown(result.question)} _(first question: used as it is)_"
-
-
-def _timings_md(result) -> str:
-    t = result.timings or {}
-    return fmt.timings_md(t.get("ttft_s"), t.get("gen_tps") or None, t.get("total_s"))
-
-
-def _done_note(backend: str, result) -> str:
-    return (f"Answered by **{backend}** from **{len(result.sources)}** of {len(result.retrieved)} retrieved "
-            f"chunks in {fmt.fmt_seconds((result.timings or {}).get('total_s'))}.")

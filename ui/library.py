@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import html
 import re
 
 import gradio as gr
 
-from rag import ui_format as fmt
 from rag.errors import RagError
-from ui.guard import user_errors
+from ui import formatting as fmt
 from ui.runtime import Runtime
 from ui.state import Session
+from ui.status import errors_in_status
 
 STAGES = ("fetch", "extract", "chunk", "embed", "index")
 _SPLIT = re.compile(r"[\s,]+")
@@ -27,13 +28,21 @@ def parse_urls(text: str) -> tuple[list[str], list[str]]:
 
 
 def _progress_reporter(progress: gr.Progress):
-    """The core's progress callback, shown as the stage, its counts and the source being worked on."""
+    """The core's progress callback as one bar over the five stages, with the stage's own count in words.
+
+    Each stage counts different things (sources, then one document's splits, then batches), so a bar
+    per stage jumped from "0/3 items" to "1/1 items"; the bar now only moves forward.
+    """
+    shown = {"fraction": 0.0}
 
     def report(stage: str, done: int, total: int, source: str | None = None) -> None:
-        step = STAGES.index(stage) + 1 if stage in STAGES else 0
+        step = STAGES.index(stage) if stage in STAGES else 0
+        fraction = max(shown["fraction"], (step + min(done, total) / max(total, 1)) / len(STAGES))
+        shown["fraction"] = fraction
         name = (source or "").rsplit("/", 1)[-1][:60]
-        desc = f"{step}/5 {stage}" + (f" · {name}" if name else "")
-        progress((done, max(total, 1)), desc=desc, unit="items" if stage != "embed" else "splits")
+        unit = "splits" if stage in ("chunk", "embed") else "sources"
+        desc = f"{step + 1}/5 {stage} · {done} of {total} {unit}" + (f" · {name}" if name else "")
+        progress(fraction, desc=desc)
 
     return report
 
@@ -48,7 +57,7 @@ class Library:
         names = sorted(set(self.runtime.collection_names()) | {session.collection})
         return gr.update(choices=names, value=session.collection)
 
-    @user_errors
+    @errors_in_status(3, status=1)
     def choose_collection(self, name: str, session: Session):
         """Select (or, when writable, create on first ingest) the collection this user works on."""
         from rag.store import validate_collection_name
@@ -56,10 +65,10 @@ class Library:
         name = validate_collection_name((name or "").strip())
         if self.runtime.read_only and name not in self.runtime.collection_names():
             raise RagError(f"Collection {name!r} does not exist, and this read-only notebook cannot create it.")
-        session.collection = name
+        session.collection, session.sources = name, None  # a new collection: every document is read
         return session, *self.documents_view(session)
 
-    @user_errors
+    @errors_in_status(4, status=0)
     def ingest(self, urls_text, files, chunk_size, chunk_overlap, session: Session, progress=gr.Progress()):
         """Fetch, extract, chunk, embed and index the given URLs and uploads, with per-stage progress."""
         self.runtime.require_writable("ingesting")
@@ -86,6 +95,22 @@ class Library:
         docs, table = self.documents_view(session)
         return fmt.ingest_summary_md(report), "\n".join(lines), docs, table
 
+    @errors_in_status(4, status=0)
+    def quick_add(self, urls_text, session: Session, progress=gr.Progress()):
+        """Add web pages from beside the chat, with the Ingest step's default chunking."""
+        self.runtime.require_writable("ingesting")
+        urls, bad = parse_urls(urls_text)
+        if not urls:
+            raise RagError("Type the http(s) address of a web page to add." + _bad_note(bad))
+        progress(0, desc="Opening the collection (the embedding model loads on first use)…")
+        report = self.runtime.collection(session.collection).ingest(urls, progress=_progress_reporter(progress))
+        failed = [f"{fmt.escape_markdown(e['source'])}: {fmt.escape_markdown(e['error'])}" for e in report.errors]
+        titles = [fmt.escape_markdown(fmt.one_line(r.title or r.source, 80)) for r in report.results
+                  if r.status != "failed"]
+        line = (f"Added {', '.join(f'“{t}”' for t in titles)}. Ask a question about it." if titles else "")
+        line += (" Could not add " + "; ".join(failed) + "." if failed else "")
+        return line or "Nothing was added.", "", *self.documents_view(session)
+
     def documents_view(self, session: Session):
         """The documents table of the user's collection, and a one-line count above it."""
         if session.collection not in self.runtime.collection_names():
@@ -95,17 +120,17 @@ class Library:
         note = f"**{len(documents)}** documents · **{chunks}** splits in **{fmt.escape_markdown(session.collection)}**"
         return note, fmt.documents_rows(documents)
 
-    @user_errors
+    @errors_in_status(2, status=0)
     def refresh(self, session: Session):
         return self.documents_view(session)
 
-    @user_errors
+    @errors_in_status(5, status=0)
     def select_document(self, rows, session: Session, evt: gr.SelectData):
-        """Selecting a row of the table shows that document's extracted text and metadata."""
+        """Selecting a row of the table opens that document's extracted text and metadata."""
         row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
         shown = _row_source(rows, row)
         doc = self.runtime.collection(session.collection).document(self._real_source(shown, session))
-        return shown, *_preview(doc)
+        return "", shown, *_preview(doc), gr.Accordion(open=True)
 
     def _real_source(self, shown: str, session: Session) -> str:
         """The stored source for what the table shows (uploads are shown by file name)."""
@@ -113,7 +138,7 @@ class Library:
             return str(self.runtime.uploads_dir(session.collection) / shown[len(fmt.UPLOAD_PREFIX):])
         return shown
 
-    @user_errors
+    @errors_in_status(5, status=0)
     def preview(self, urls_text, files, session: Session):
         """Load the first URL or upload without indexing it, to see what extraction makes of it."""
         from rag.loaders import load_source
@@ -127,9 +152,9 @@ class Library:
         else:
             raise RagError("Give an http(s) URL or upload a file to preview." + _bad_note(bad))
         doc = load_source(source, self.runtime.settings)
-        return fmt.display_source(source), *_preview(doc)
+        return "", fmt.display_source(source), *_preview(doc), gr.Accordion(open=True)
 
-    @user_errors
+    @errors_in_status(3, status=1)
     def delete(self, source: str, session: Session):
         """Remove one document and its splits from the collection."""
         self.runtime.require_writable("deleting documents")
@@ -138,7 +163,8 @@ class Library:
         deleted = self.runtime.collection(session.collection).delete(self._real_source(source.strip(), session))
         if not deleted:
             raise RagError(f"{source!r} is not in collection {session.collection!r}; refresh the table.")
-        gr.Info(f"Deleted {source}")
+        # Toasts render HTML: a source named like a tag must show as text.
+        gr.Info(f"Deleted {html.escape(source)}")
         return "", *self.documents_view(session)
 
 
@@ -153,7 +179,7 @@ def _row_source(rows, row: int) -> str:
 def _preview(doc) -> tuple[str, dict]:
     limit = 20_000
     text = doc.text if len(doc.text) <= limit else doc.text[:limit] + f"\n… ({len(doc.text) - limit} more characters)"
-    meta = {"title": doc.title, "source": fmt.display_source(doc.source), "characters": len(doc.text),
+    meta = {"title": fmt.one_line(doc.title), "source": fmt.display_source(doc.source), "characters": len(doc.text),
             **(doc.metadata or {})}
     if doc.pages:
         meta["pages"] = len(doc.pages)

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import re
 import shutil
+import tempfile
 import threading
 from pathlib import Path
 
+from rag.conversations import ConversationStore
 from rag.errors import RagError
 from rag.settings import Settings
+from ui.jobs import Jobs
 
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._ -]+")
 
@@ -30,6 +33,11 @@ class Runtime:
         self._collections: dict[str, object] = {}
         self._lock = threading.Lock()
         self._pool = None
+        self.jobs = Jobs()
+        self._exports: tempfile.TemporaryDirectory | None = None
+        # A read-only notebook writes nothing under the index: guests' conversations last until it stops.
+        self._guest_conversations = tempfile.TemporaryDirectory(prefix="local-rag-guests-") if read_only else None
+        self.conversations = ConversationStore(self._guest_conversations.name if read_only else settings.index_dir)
 
     def require_writable(self, action: str) -> None:
         """Refuse `action` in read-only mode, whatever the browser sent."""
@@ -67,6 +75,25 @@ class Runtime:
 
     def is_loaded(self, backend: str) -> bool:
         return self._pool is not None and backend in self._pool.loaded()
+
+    def loaded_model(self, backend: str) -> str | None:
+        """The file name of the model `backend` holds, if it has loaded one."""
+        path = self._pool.loaded().get(backend) if self._pool is not None else None
+        return Path(path).name if path else None
+
+    def backends(self) -> list[str]:
+        from rag.generators import available_backends
+
+        return available_backends()
+
+    def export_path(self, session) -> Path:
+        """Where a conversation's export is written: one file per conversation, replaced on each export."""
+        with self._lock:
+            if self._exports is None:
+                self._exports = tempfile.TemporaryDirectory(prefix="local-rag-exports-")
+        folder = Path(self._exports.name) / (session.conversation_id or "unsaved")
+        folder.mkdir(exist_ok=True)
+        return folder / "conversation.md"
 
     def collection_names(self) -> list[str]:
         from rag.collection import list_collections

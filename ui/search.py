@@ -6,11 +6,11 @@ import time
 
 import gradio as gr
 
-from rag import ui_format as fmt
 from rag.errors import RagError
-from ui.guard import user_errors
+from ui import formatting as fmt
 from ui.runtime import Runtime
-from ui.state import MAX_QUESTION_CHARS, Session
+from ui.state import MAX_K, MAX_QUESTION_CHARS, Session
+from ui.status import errors_in_status
 
 
 def check_query(query: str, what: str = "query") -> str:
@@ -23,24 +23,39 @@ def check_query(query: str, what: str = "query") -> str:
     return query
 
 
+def check_k(k) -> int:
+    """k as a whole number from 1 to MAX_K; anything else is refused out loud, never clamped."""
+    try:
+        value = float(k)
+    except (TypeError, ValueError):
+        raise RagError(f"k must be a whole number from 1 to {MAX_K}; got {k!r}.") from None
+    if value != int(value) or not 1 <= value <= MAX_K:
+        shown = int(value) if value == int(value) else value
+        raise RagError(f"k must be a whole number from 1 to {MAX_K}; got {shown}. Nothing was searched with it.")
+    return int(value)
+
+
 class Search:
     def __init__(self, runtime: Runtime):
         self.runtime = runtime
 
-    @user_errors
-    def search(self, query: str, k: int, mode: str, session: Session, progress=gr.Progress()):
+    @errors_in_status(4, status=0)
+    def search(self, query: str, k, mode: str, session: Session, progress=gr.Progress()):
         """Hits as cards, their scores as a chart, and the collection map with the query and hits marked."""
-        query = check_query(query)
+        from rag.retrieval import check_mode
+
+        query, k, mode = check_query(query), check_k(k), check_mode(mode)
         if session.collection not in self.runtime.collection_names():
             raise RagError(f"Collection {session.collection!r} is empty; ingest something in step 1 first.")
         progress(0, desc="Searching (the embedding model loads on first use)…")
         coll = self.runtime.collection(session.collection)
         started = time.perf_counter()
-        hits = coll.search(query, k=int(k), mode=mode)
+        hits = coll.search(query, k=k, mode=mode)
         took = time.perf_counter() - started
         projection = coll.projection(query)
         note = (
-            f"Retrieved **{len(hits)}** of k={int(k)} chunks for “{fmt.escape_markdown(query)}” with **{mode}** search "
+            f"Retrieved **{len(hits)}** of k={k} chunks for “{fmt.escape_markdown(query)}” with **{mode}** search "
             f"in {fmt.fmt_seconds(took)} from **{fmt.escape_markdown(session.collection)}**."
         )
-        return note, fmt.hits_html(hits, query), fmt.scores_frame(hits), fmt.map_frame(projection, hits)
+        bars = fmt.scores_frame(hits, mode)
+        return note, fmt.hits_html(hits, query, mode), bars, fmt.map_frame(projection, hits)

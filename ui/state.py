@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 MAX_QUESTION_CHARS = 2000
+MAX_K = 20  # the most chunks Search, Chat, Summarize and Compare retrieve
 
 
 @dataclass
@@ -29,6 +30,9 @@ class Turn:
     standalone: str = ""
     answer: str = ""
     sources: list[dict] = field(default_factory=list)
+    stopped: bool = False  # Stop was pressed: `answer` is what had been written by then
+    evidence: list[dict] = field(default_factory=list)  # sentences of the sources the answer rests on
+    abstained: bool = False  # the model said the sources hold no answer
 
 
 @dataclass
@@ -36,3 +40,5 @@ class Session:
     collection: str = "default"
     chat: ChatSettings = field(default_factory=ChatSettings)
     turns: list[Turn] = field(default_factory=list)
+    conversation_id: str | None = None  # the saved conversation the turns belong to
+    sources: list[str] | None = None  # documents ticked in the sources panel; None = all of them

@@ -19,3 +19,8 @@ THEME = gr.themes.Soft(
 
 def css_paths() -> list[Path]:
     return [ASSETS / "style.css"]
+
+
+def script() -> str:
+    """The page's own script: citation links open their passage (see assets/notebook.js)."""
+    return (ASSETS / "notebook.js").read_text(encoding="utf-8")

@@ -56,6 +56,18 @@ _UPLOAD = re.compile(r"^.*[/\\]_uploads[/\\][^/\\]+[/\\]")
 UPLOAD_PREFIX = "upload: "
 
 
+def one_line(text: object, limit: int | None = None) -> str:
+    """Text on one line: newlines and runs of spaces become one space (titles from PDFs keep newlines)."""
+    line = " ".join(("" if text is None else str(text)).split())
+    return line[: limit - 1] + "…" if limit and len(line) > limit else line
+
+
+def first_words(text: object, words: int = 12) -> str:
+    """The opening words of a passage, to tell apart sources that share a title."""
+    parts = ("" if text is None else str(text)).split()
+    return " ".join(parts[:words]) + (" …" if len(parts) > words else "")
+
+
 def display_source(source: str) -> str:
     """A source as people read it: uploads by their file name, not the server folder they sit in."""
     source = source or ""
@@ -95,7 +107,11 @@ def highlight(text: str, terms: Sequence[str]) -> str:
 
 
 def fmt_score(value: float | None, digits: int = 3) -> str:
-    return "–" if value is None else f"{value:.{digits}f}"
+    if value is None:
+        return "–"
+    if value and abs(value) < 10 ** -digits:  # tiny BM25 scores of a small collection are not zero
+        return f"{value:.{digits}g}"
+    return f"{value:.{digits}f}"
 
 
 def fmt_seconds(value: float | None) -> str:
@@ -168,41 +184,67 @@ def _source_html(source: str, page: int | None) -> str:
     return link + (f" · page {int(page)}" if page is not None else "")
 
 
-def hit_card_html(hit, terms: Sequence[str]) -> str:
-    """One search hit as a card: rank, fused and per-retriever scores, title, source, marked text."""
-    scores = (
-        f'<span class="score fused" title="fused score">{fmt_score(hit.score)}</span>'
-        f'<span class="score" title="dense (cosine) score">dense {fmt_score(hit.dense_score)}</span>'
-        f'<span class="score" title="keyword (BM25) score">bm25 {fmt_score(hit.bm25_score)}</span>'
-    )
+# What each score means, shown under the hits: the retrievers score on different scales.
+SCORE_LEGEND = {
+    "fused": "fused: the dense and keyword scores of the candidates, each scaled, then combined; 0 to 1",
+    "dense": "dense: cosine similarity of the query and chunk embeddings, −1 to 1",
+    "bm25": "bm25: keyword score from SQLite FTS5, 0 and up, comparable only within one query",
+}
+# The score a mode ranks by, and the name it is shown under.
+MODE_SCORE = {"hybrid": ("fused", "score"), "dense": ("dense", "dense_score"), "bm25": ("bm25", "bm25_score")}
+
+
+def _scores_for(mode: str) -> list[tuple[str, str]]:
+    """(name, attribute) of the scores shown for `mode`: the one it ranks by, and for hybrid its two parts."""
+    if mode == "hybrid":
+        return [MODE_SCORE["hybrid"], MODE_SCORE["dense"], MODE_SCORE["bm25"]]
+    return [MODE_SCORE.get(mode, MODE_SCORE["hybrid"])]
+
+
+def hit_card_html(hit, terms: Sequence[str], mode: str = "hybrid") -> str:
+    """One search hit as a card: rank, the mode's score first, the other retrievers' scores, title, text."""
+    badges = []
+    for i, (name, attr) in enumerate(_scores_for(mode)):
+        value = getattr(hit, attr)
+        if value is None:
+            continue
+        css = "score main" if i == 0 else "score"
+        badges.append(f'<span class="{css}" title="{escape_html(SCORE_LEGEND[name])}">{name} {fmt_score(value)}</span>')
     return (
         '<div class="hit">'
         f'<div class="hit-head"><span class="rank">#{int(hit.rank)}</span>'
-        f'<span class="hit-title">{escape_html(hit.title or "(untitled)")}</span>{scores}</div>'
+        f'<span class="hit-title">{escape_html(one_line(hit.title) or "(untitled)")}</span>{"".join(badges)}</div>'
         f'<div class="hit-source">{_source_html(hit.source, hit.page)}</div>'
         f'<div class="hit-text">{highlight(hit.text, terms)}</div>'
         "</div>"
     )
 
 
-def hits_html(hits: Sequence, query: str) -> str:
-    """The list of hits, or a sentence saying nothing matched."""
+def scores_legend_html(mode: str) -> str:
+    items = "".join(f"<li>{escape_html(SCORE_LEGEND[name])}</li>" for name, _ in _scores_for(mode))
+    return f'<ul class="legend">{items}</ul>'
+
+
+def hits_html(hits: Sequence, query: str, mode: str = "hybrid") -> str:
+    """The list of hits with a legend of their scores, or a sentence saying nothing matched."""
     if not hits:
         return '<div class="empty">No chunks matched. Try another wording, or the hybrid mode.</div>'
     terms = query_terms(query)
-    return '<div class="hits">' + "".join(hit_card_html(h, terms) for h in hits) + "</div>"
+    cards = "".join(hit_card_html(h, terms, mode) for h in hits)
+    return f'<div class="hits">{cards}</div>{scores_legend_html(mode)}'
 
 
-def scores_frame(hits: Sequence):
-    """Table for the scores chart: one bar per hit and retriever, each scaled to its retriever's best.
 
-    The retrievers score on different scales (RRF, cosine, BM25), so bars show the share of the best
-    score of the same retriever; the raw score is in the tooltip and on the cards.
+def scores_frame(hits: Sequence, mode: str = "hybrid"):
+    """Table for the scores chart: one bar per hit and score the mode has, each scaled to that score's best.
+
+    The retrievers score on different scales (convex fusion, cosine, BM25), so bars show the share of
+    the best score of the same kind; the raw score is in the tooltip and on the cards.
     """
     import pandas as pd
 
     rows = []
-    for name, attr in (("fused", "score"), ("dense", "dense_score"), ("bm25", "bm25_score")):
+    for name, attr in _scores_for(mode):
         values = [getattr(h, attr) for h in hits]
         best = max((v for v in values if v is not None), default=0) or 1.0
         for hit, value in zip(hits, values):
@@ -220,7 +262,7 @@ def map_frame(projection: dict, hits: Sequence):
     rows = []
     for chunk_id, (x, y) in zip(projection.get("ids", []), projection.get("xy", [])):
         hit = hit_rank.get(chunk_id)
-        label = f"#{hit.rank} {hit.title or hit.source}"[:80] if hit else f"chunk {chunk_id}"
+        label = one_line(f"#{hit.rank} {hit.title or hit.source}", 80) if hit else f"chunk {chunk_id}"
         rows.append({"x": float(x), "y": float(y), "kind": "hit" if hit else "chunk", "label": label})
     if projection.get("query_xy") is not None:
         qx, qy = projection["query_xy"]
@@ -237,21 +279,41 @@ def _field(item, name: str):
     return item.get(name) if isinstance(item, dict) else getattr(item, name, None)
 
 
-def sources_md(sources: Sequence) -> str:
-    """Numbered sources (hits or their dicts), each expandable to its chunk text, with scores."""
+def _inert_html(text: object) -> str:
+    """Escaped HTML that no Markdown pass can turn into a link or an image either."""
+    return escape_html(text).replace("[", "&#91;").replace("]", "&#93;").replace("!", "&#33;")
+
+
+def source_label(src) -> str:
+    """A source on one escaped line: title, the first words of its passage, where it is."""
+    page = _field(src, "page")
+    where = _inert_html(one_line(display_source(_field(src, "source")), 120))
+    where += f", page {int(page)}" if page is not None else ""
+    title = _inert_html(one_line(_field(src, "title"), 100) or "(untitled)")
+    words = first_words(_field(src, "text"))
+    opening = f" — “{_inert_html(words)}”" if words else ""
+    return f"{title}{opening} · {where}"
+
+
+def sources_md(sources: Sequence, turn: int | None = None) -> str:
+    """Numbered sources (hits or their dicts), each expandable to its chunk text, with scores.
+
+    With `turn` (a conversation's turn index) each number is a link that opens the passage.
+
+    Everything inside <summary> is escaped HTML on one line: a blank line there would end the HTML
+    block, and what followed it would be read as Markdown (a title could then show a live image).
+    """
     blocks = []
     for i, src in enumerate(sources, start=1):
-        number = _field(src, "n") or i
-        page = _field(src, "page")
-        where = escape_html(display_source(_field(src, "source"))) + (f", page {int(page)}" if page is not None else "")
-        title = escape_html(_field(src, "title") or "(untitled)")
+        number = int(_field(src, "n") or i)
         scores = ""
         if _field(src, "score") is not None:
             scores = (f" · score {fmt_score(_field(src, 'score'))} (dense {fmt_score(_field(src, 'dense_score'))},"
                       f" bm25 {fmt_score(_field(src, 'bm25_score'))})")
         text = _field(src, "text")
         body = f"\n\n{escape_markdown(text)}\n\n" if text else ""
-        blocks.append(f"<details><summary>[{number}] {title} — {where}{scores}</summary>{body}</details>")
+        label = f'<a href="#cite-{int(turn)}-{number}">[{number}]</a>' if turn is not None else f"[{number}]"
+        blocks.append(f"<details><summary>{label} {source_label(src)}{scores}</summary>{body}</details>")
     return "\n".join(blocks) or "_No sources went into the prompt._"
 
 
@@ -295,3 +357,117 @@ def export_markdown(turns: Sequence[dict], collection: str) -> str:
             out += [quoted, ""]
         out.append("")
     return "\n".join(out).rstrip() + "\n"
+
+
+# ---------------------------------------------------------------- chat
+
+_CITATION = re.compile(r"\\\[(\d{1,3})\\\]")  # an escaped "[n]" in escaped Markdown
+
+
+def answer_md(text: str, sources: Sequence, turn: int | None = None) -> str:
+    """An answer as escaped Markdown whose [n] for a known source becomes a link that opens the passage."""
+    escaped = escape_markdown(text)
+    if turn is None:
+        return escaped
+    known = {int(_field(s, "n") or i) for i, s in enumerate(sources, start=1)}
+
+    def link(match: re.Match) -> str:
+        n = int(match.group(1))
+        return f"[\\[{n}\\]](#cite-{turn}-{n})" if n in known else match.group(0)
+
+    return _CITATION.sub(link, escaped)
+
+
+def chat_messages(turns: Sequence) -> list[dict]:
+    """The Chatbot's messages for finished turns: question, answer with cited links, and its sources."""
+    messages = []
+    for i, turn in enumerate(turns):
+        messages.append({"role": "user", "content": escape_markdown(turn.question)})
+        if turn.standalone and turn.standalone != turn.question:
+            messages.append({"role": "assistant", "content": escape_markdown(turn.standalone),
+                             "metadata": {"title": "Standalone question", "status": "done"}})
+        answer = answer_md(turn.answer, turn.sources, i) or "_(no answer)_"
+        if getattr(turn, "stopped", False):
+            answer += "\n\n_(stopped)_"
+        messages.append({"role": "assistant", "content": answer})
+        evidence = getattr(turn, "evidence", None) or []
+        if evidence:
+            messages.append({"role": "assistant", "content": evidence_md(evidence, i),
+                             "metadata": {"title": f"Evidence ({len(evidence)})", "status": "done"}})
+        messages.append({"role": "assistant", "content": sources_md(turn.sources, i),
+                         "metadata": {"title": f"Sources ({len(turn.sources)})", "status": "done"}})
+    return messages
+
+
+def evidence_md(evidence: Sequence, turn: int) -> str:
+    """The sentences an answer rests on, each quoted with a link to its passage and its score."""
+    lines = []
+    for item in evidence:
+        n = int(_field(item, "n") or 0)
+        score = _field(item, "score")
+        link = f"[\\[{n}\\]](#cite-{int(turn)}-{n})" if n else ""
+        quote = escape_markdown(one_line(_field(item, "text"), 400))
+        lines.append(f"- {link} <mark>{quote}</mark>" + (f" · {fmt_score(score)}" if score is not None else ""))
+    return "\n".join(lines)
+
+
+def standalone_md(result) -> str:
+    if result.standalone_question and result.standalone_question != result.question:
+        return f"**Standalone question:** {escape_markdown(result.standalone_question)}"
+    return f"**Question:** {escape_markdown(result.question)} _(first question: used as it is)_"
+
+
+def result_timings_md(result) -> str:
+    t = result.timings or {}
+    return timings_md(t.get("ttft_s"), t.get("gen_tps") or None, t.get("total_s"))
+
+
+def done_note(backend: str, result) -> str:
+    note = (f"Answered by **{escape_markdown(backend)}** from **{len(result.sources)}** of {len(result.retrieved)} "
+            f"retrieved chunks in {fmt_seconds((result.timings or {}).get('total_s'))}.")
+    if getattr(result, "abstained", False):
+        note += " The model found no answer in the sources."
+    return note + " Click a [n] in the answer to open its passage."
+
+
+def settings_line(chosen) -> str:
+    return (
+        f"Applied: **{escape_markdown(chosen.backend)}** · model **{escape_markdown(chosen.model or 'default')}** · "
+        f"temperature {chosen.temperature:g} · max {chosen.max_tokens} tokens · context {chosen.n_ctx} · "
+        f"k={chosen.k} · {chosen.mode}"
+    )
+
+
+def passage_html(src, doc_text: str | None, pages: Sequence = (), context: int = 1200) -> str:
+    """A cited passage highlighted inside its document: its page for a PDF, else the text around it.
+
+    `src` is the source as the answer saw it (title, source, page, start, end, text); the passage is
+    found at its stored offsets, or by its text when the document has changed since.
+    """
+    passage = str(_field(src, "text") or "")
+    head = (f'<div class="viewer-head"><b>[{int(_field(src, "n") or 0)}] '
+            f'{escape_html(one_line(_field(src, "title"), 120) or "(untitled)")}</b><br>'
+            f'{_source_html(_field(src, "source"), _field(src, "page"))}</div>')
+    start, end = _field(src, "start"), _field(src, "end")
+    if doc_text is None or start is None or doc_text[start:end] != passage:
+        found = doc_text.find(passage) if doc_text and passage else -1
+        if found < 0:
+            note = "The document is no longer in the collection, or has changed; this is the passage as cited."
+            return (f'<div class="viewer">{head}<p class="viewer-note">{note}</p>'
+                    f'<div class="doc"><mark id="cited">{escape_html(passage)}</mark></div></div>')
+        start, end = found, found + len(passage)
+    low, high = max(0, start - context), min(len(doc_text), end + context)
+    page = _field(src, "page")
+    if page is not None and pages:
+        starts = dict(pages)  # the whole page the passage is on
+        if page in starts:
+            later = [s for p, s in pages if s > starts[page]]
+            low, high = min(starts[page], start), max(end, later[0] if later else len(doc_text))
+    before = ("… " if low > 0 else "") + doc_text[low:start]
+    after = doc_text[end:high] + (" …" if high < len(doc_text) else "")
+    where = f'<p class="viewer-note">Page {int(page)} of the document.</p>' if page is not None and pages else ""
+    return (f'<div class="viewer">{head}{where}<div class="doc">{escape_html(before)}'
+            f'<mark id="cited">{escape_html(passage)}</mark>{escape_html(after)}</div></div>')
+
+
+VIEWER_EMPTY = '<div class="viewer empty">Click a [n] in an answer to read that passage in its document.</div>'

@@ -1,0 +1,445 @@
+"""The notebook's callbacks without a browser: Stop, errors in the status line, settings that revert,
+odd values said out loud, scores that match the mode, saved conversations, cited passages, escaping.
+
+A scripted generator stands in for the model only where the test is about the logic around it;
+the conversations are stored in a real SQLite file under tmp_path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rag.conversations import ConversationStore
+from rag.errors import RagError
+from test_app import FakeCollection, ScriptedGenerator, ScriptedRuntime, hit
+from ui import formatting as fmt
+
+SKIP = {"__type__": "update"}
+
+
+class StoppingGenerator(ScriptedGenerator):
+    """Streams its reply word by word; calls `on_piece(i)` before each piece, and records closing."""
+
+    def __init__(self, reply: str, on_piece=None, n_ctx: int = 400):
+        super().__init__(reply, n_ctx)
+        self.on_piece, self.closed, self.pieces_sent = on_piece, 0, 0
+
+    def stream(self, messages, **params):
+        self.prompts.append(self.format_prompt(messages))
+        try:
+            for i, word in enumerate(self.reply.split()):
+                if self.on_piece:
+                    self.on_piece(i)
+                self.pieces_sent += 1
+                yield word if i == 0 else " " + word
+        finally:
+            self.closed += 1
+
+
+def _generation(gen, hits, tmp_path):
+    from ui.generation import Generation
+
+    runtime = ScriptedRuntime(gen, FakeCollection(hits), index_dir=tmp_path)
+    return Generation(runtime), runtime
+
+
+# ---------------------------------------------------------------- Stop
+
+
+def test_stop_mid_answer_ends_the_stream_and_keeps_the_partial_answer(tmp_path):
+    from ui.generation import job_key
+    from ui.state import Session
+
+    reply = " ".join(f"word{i}" for i in range(200))
+    holder = {}
+    gen = StoppingGenerator(reply, on_piece=lambda i: i == 5 and holder["runtime"].jobs.stop(job_key(None, "chat")))
+    generation, runtime = _generation(gen, [hit(text="The storm lasted eleven days.")], tmp_path)
+    holder["runtime"] = runtime
+    session = Session()
+    runtime.jobs.start(job_key(None, "chat"))
+    *_, last = generation.chat("How long was the storm?", session)
+
+    chatbot, status = last[0], last[1]
+    assert "Stopped after **5** tokens" in status and "kept" in status
+    assert gen.closed == 1 and gen.pieces_sent < 10, "the model's stream must end at once, not run to the end"
+    assert session.turns[0].stopped and session.turns[0].answer == "word0 word1 word2 word3 word4"
+    assert "answer **5** tokens" in last[4]  # the inspector counts what was written, not 0
+    assert "(stopped)" in chatbot[-2]["content"]
+    exported = Path(generation.export(session)[0]["value"]).read_text()
+    assert "word4" in exported, "a stopped answer on screen is exported"
+
+
+def test_stop_during_the_rewrite_keeps_the_conversation_as_it_was(tmp_path):
+    from ui.generation import job_key
+    from ui.state import Session, Turn
+
+    holder = {}
+    gen = StoppingGenerator("When was the lighthouse automated?",
+                            on_piece=lambda i: holder["runtime"].jobs.stop(job_key(None, "chat")))
+    generation, runtime = _generation(gen, [hit()], tmp_path)
+    holder["runtime"] = runtime
+    runtime.jobs.start(job_key(None, "chat"))
+    session = Session(turns=[Turn("Tell me about the lighthouse", "", "It is old.", [])])
+    *_, last = generation.chat("When was it automated?", session)
+    assert "Stopped while rewriting the follow-up" in last[1]
+    assert len(session.turns) == 1 and gen.closed == 1
+    assert len(gen.prompts) == 1, "no answer was started after the stop"
+
+
+def test_stop_pressed_while_queued_answers_nothing(tmp_path):
+    from ui.generation import job_key
+    from ui.state import Session
+
+    gen = StoppingGenerator("an answer")
+    generation, runtime = _generation(gen, [hit()], tmp_path)
+    runtime.jobs.start(job_key(None, "chat"))
+    runtime.jobs.stop(job_key(None, "chat"))
+    *_, last = generation.chat("A question?", Session())
+    assert "Stopped before" in last[1] and gen.prompts == []
+
+
+def test_stop_on_summarize_ends_the_map_step(tmp_path):
+    """A long summary runs map calls before its first token; Stop must end them, not wait minutes."""
+    from ui.generation import job_key
+    from ui.state import Session
+
+    holder = {}
+    long_text = " ".join(f"w{i}" for i in range(900))
+    gen = StoppingGenerator(" ".join(f"s{i}" for i in range(30)), n_ctx=300,
+                            on_piece=lambda i: i == 2 and holder["runtime"].jobs.stop(job_key(None, "summarize")))
+    generation, runtime = _generation(gen, [hit(text=long_text)], tmp_path)
+    holder["runtime"] = runtime
+    runtime.jobs.start(job_key(None, "summarize"))
+    session = Session()
+    session.chat.max_tokens = 20
+    *_, last = generation.summarize("storm", [], session)
+    assert "Stopped while reading the sources" in last[0]
+    assert len(gen.prompts) == 1 and gen.closed == 1
+
+
+def test_new_conversation_stops_the_running_answer(tmp_path):
+    from ui.generation import job_key
+    from ui.state import Session
+
+    generation, runtime = _generation(StoppingGenerator("x"), [hit()], tmp_path)
+    job = runtime.jobs.start(job_key(None, "chat"))
+    session = Session()
+    cleared = generation.clear(session)
+    assert job.stopped and cleared[0] == [] and session.turns == []
+    assert "Nothing to export" in generation.export(session)[1]
+
+
+def test_closing_the_tab_stops_its_work_and_forgets_its_jobs():
+    from ui.generation import Generation, job_key
+
+    class Request:
+        session_hash = "tab1"
+
+    runtime = ScriptedRuntime(ScriptedGenerator("x"), FakeCollection([]))
+    mine = runtime.jobs.start(job_key(Request(), "summarize"))
+    other = runtime.jobs.start(job_key(None, "chat"))
+    Generation(runtime).end_session(Request())
+    assert mine.stopped and not other.stopped
+    assert runtime.jobs.current(job_key(Request(), "summarize")) is not mine
+
+
+# ---------------------------------------------------------------- errors, settings, odd values
+
+
+@pytest.mark.parametrize("k, message", [(5000, "got 5000"), (-3, "got -3"), (0, "got 0"), (2.5, "got 2.5")])
+def test_odd_k_is_refused_out_loud_not_clamped(k, message):
+    from ui.search import check_k
+
+    with pytest.raises(RagError, match=f"from 1 to 20; {message}"):
+        check_k(k)
+    assert check_k(20) == 20 and check_k(1.0) == 1
+
+
+def test_search_with_odd_k_says_so_and_keeps_the_hits(settings):
+    from ui.runtime import Runtime
+    from ui.search import Search
+    from ui.state import Session
+
+    out = Search(Runtime(settings)).search("storm", 5000, "hybrid", Session())
+    assert "got 5000" in out[0] and out[1:] == (SKIP, SKIP, SKIP)
+
+
+def test_a_refused_setting_is_put_back_in_the_form(tmp_path):
+    from ui.state import Session
+
+    generation, _ = _generation(ScriptedGenerator("x"), [], tmp_path)
+    session = Session()
+    before = session.chat
+    out = generation.apply_settings("llamacpp", "no-such-model.gguf", 0.5, 64, 2048, 4, "hybrid", "", session)
+    status, model_line, kept, *form = out
+    assert "no-such-model" in status and status.startswith("⚠️")
+    assert kept.chat is before and form[1] == "" and form[5] == before.k
+    out = generation.apply_settings("llamacpp", "", 0.5, 64, 2048, 5000, "hybrid", "", session)
+    assert "got 5000" in out[0] and out[-3] == before.k
+
+
+def test_unexpected_errors_are_a_sentence_too():
+    from ui.status import errors_in_status
+
+    @errors_in_status(3, status=1)
+    def broken():
+        raise KeyError("x")
+
+    out = broken()
+    assert out[0] == SKIP and out[2] == SKIP and "Something went wrong \\(KeyError" in out[1]
+
+
+# ---------------------------------------------------------------- scores that match the mode
+
+
+def test_scores_are_labelled_by_the_mode_with_a_legend():
+    h = hit(score=0.81, dense_score=0.81, bm25_score=5.47)
+    dense = fmt.hits_html([h], "storm", "dense")
+    assert "dense 0.810" in dense and "fused" not in dense and "bm25 5.470" not in dense
+    bm25 = fmt.hits_html([hit(score=5.47, dense_score=None, bm25_score=5.47)], "storm", "bm25")
+    assert "bm25 5.470" in bm25 and "fused" not in bm25
+    hybrid = fmt.hits_html([hit(score=0.7, dense_score=0.5, bm25_score=5.47)], "storm", "hybrid")
+    assert "fused 0.700" in hybrid and "bm25 5.470" in hybrid and 'class="legend"' in hybrid
+    assert set(fmt.scores_frame([h], "bm25")["retriever"]) == {"bm25"}
+    assert set(fmt.scores_frame([h], "dense")["retriever"]) == {"dense"}
+
+
+# ---------------------------------------------------------------- escaping: titles with newlines, toasts
+
+
+HOSTILE_TITLE = "Report\n\n![x](https://tracker.example/p.png)\n\n<img src=https://tracker.example/i.png>"
+
+
+def test_a_multi_line_title_cannot_end_the_sources_block():
+    md = fmt.sources_md([{"n": 1, **hit(title=HOSTILE_TITLE, text="body ![y](https://tracker.example/t.png)",
+                                       source="upload\n\n[a](https://tracker.example/)").to_dict()}])
+    summary = md[md.index("<summary>"): md.index("</summary>")]
+    assert "\n" not in summary
+    assert "![" not in md and "<img" not in md and "](" not in md
+    assert summary.startswith("<summary>[1] Report &#33;&#91;x&#93;(https://tracker.example/p.png)")
+
+
+def test_document_choices_and_map_labels_are_one_line():
+    import pandas as pd  # noqa: F401 - map_frame builds a DataFrame
+
+    assert fmt.one_line(HOSTILE_TITLE).count("\n") == 0
+    frame = fmt.map_frame({"ids": [1], "xy": [[0, 0]], "query_xy": None}, [hit(rank=1, title=HOSTILE_TITLE)])
+    assert "\n" not in frame["label"][0]
+
+
+def test_deleted_toast_escapes_a_source_named_like_a_tag(settings, monkeypatch):
+    import gradio as gr
+
+    from ui.library import Library
+    from ui.runtime import Runtime
+    from ui.state import Session
+
+    shown = []
+    monkeypatch.setattr(gr, "Info", lambda message, *a, **k: shown.append(message))
+
+    class OneDocument:
+        def delete(self, source):
+            return True
+
+        def documents(self):
+            return []
+
+    runtime = Runtime(settings)
+    runtime._collections["default"] = OneDocument()
+    Library(runtime).delete('<img src=x onerror="alert(1)">', Session())
+    assert shown == ['Deleted &lt;img src=x onerror=&quot;alert(1)&quot;&gt;']
+
+
+def test_errors_in_the_status_line_are_escaped():
+    from ui.status import error_line
+
+    line = error_line(RagError("'<img src=x onerror=alert(1)>' is not in collection 'default'."))
+    assert "<img" not in line and "&lt;img" in line
+
+
+# ---------------------------------------------------------------- citations and the passage viewer
+
+
+def test_citations_become_links_only_for_sources_that_exist():
+    md = fmt.answer_md("It lasted eleven days [1], see also [2] and [9].", [{"n": 1}, {"n": 2}], turn=3)
+    assert "[\\[1\\]](#cite-3-1)" in md and "[\\[2\\]](#cite-3-2)" in md
+    assert "\\[9\\]" in md and "#cite-3-9" not in md
+    hostile = fmt.answer_md("[1](javascript:alert(1)) ![x](https://tracker.example/p.png)", [{"n": 1}], turn=0)
+    assert "](javascript" not in hostile and "![" not in hostile
+
+
+def test_sources_show_title_and_first_words_not_four_identical_titles():
+    sources = [{"n": i, **hit(rank=i, title="Same title", text=f"Passage number {i} starts here").to_dict()}
+               for i in (1, 2)]
+    md = fmt.sources_md(sources)
+    assert "Same title — “Passage number 1 starts here”" in md and "“Passage number 2 starts here”" in md
+
+
+def test_the_viewer_highlights_the_passage_inside_its_document_at_its_page():
+    text = "Page one text. " * 20 + "The storm lasted eleven days. " + "More of page two. " * 10 + "Page three."
+    start = text.index("The storm")
+    end = start + len("The storm lasted eleven days.")
+    pages = [(1, 0), (2, text.index("The storm") - 30), (3, text.index("Page three."))]
+    src = {"n": 2, "title": "Log <b>book</b>", "source": "/x/_uploads/default/log.pdf", "page": 2,
+           "start": start, "end": end, "text": text[start:end]}
+    html = fmt.passage_html(src, text, pages)
+    assert '<mark id="cited">The storm lasted eleven days.</mark>' in html
+    assert "Page 2 of the document" in html and "Page three." not in html and "&lt;b&gt;book" in html
+    # A document changed since: the passage is found by its text, or shown as it was cited.
+    assert '<mark id="cited">The storm lasted' in fmt.passage_html(src, "New intro. " + text, pages)
+    assert "no longer in the collection" in fmt.passage_html(src, None)
+
+
+def test_opening_a_citation_of_the_conversation_on_screen(tmp_path):
+    from ui.conversations import Conversations
+    from ui.state import Session, Turn
+
+    class Docs(FakeCollection):
+        def document(self, source):
+            from rag.documents import Document
+
+            return Document(source=source, text="Intro. The storm lasted eleven days. Outro.", title="Log")
+
+    runtime = ScriptedRuntime(ScriptedGenerator("x"), Docs([]), index_dir=tmp_path)
+    src = {"n": 1, "title": "Log", "source": "https://example.com/log", "page": None, "start": 7, "end": 36,
+           "text": "The storm lasted eleven days."}
+    session = Session(turns=[Turn("q", "q", "It lasted [1].", [src])])
+    html = Conversations(runtime).open_citation("0-1", session)
+    assert '<mark id="cited">The storm lasted eleven days.</mark>' in html and "Intro." in html
+    assert "not in the conversation" in Conversations(runtime).open_citation("4-1", session)
+
+
+# ---------------------------------------------------------------- saved conversations
+
+
+def test_conversations_are_kept_per_user_and_collection_and_survive_reopening(tmp_path):
+    store = ConversationStore(tmp_path)
+    turns = [{"question": "What is\nthe storm?", "standalone": "", "answer": "A gale.", "sources": [],
+              "stopped": False}]
+    ann = store.save("ann", "default", turns)
+    store.save("bob", "default", turns)
+    store.save("ann", "other", turns)
+    assert [c.title for c in store.list("ann", "default")] == ["What is the storm?"]
+    store.save("ann", "default", turns + turns, ann)
+    assert store.rename("ann", ann, "  Storms \n ") == "Storms"
+    store.close()
+
+    reopened = ConversationStore(tmp_path)
+    saved = reopened.get("ann", ann)
+    assert saved.title == "Storms" and len(saved.turns) == 2 and saved.turns[0]["answer"] == "A gale."
+    with pytest.raises(RagError, match="no longer exists"):
+        reopened.get("bob", ann)  # another user's conversation is not there for bob
+    assert not reopened.delete("bob", ann) and reopened.delete("ann", ann)
+    assert reopened.list("ann", "default") == [] and len(reopened.list("bob", "default")) == 1
+
+
+def test_a_conversation_file_of_another_format_is_refused(tmp_path):
+    import sqlite3
+
+    db = sqlite3.connect(tmp_path / "_conversations.sqlite")
+    db.execute("PRAGMA user_version = 99")
+    db.close()
+    with pytest.raises(RagError, match="format 99"):
+        ConversationStore(tmp_path).list("", "default")
+
+
+def test_chat_saves_the_conversation_and_reload_reopens_it(tmp_path):
+    from ui.conversations import Conversations
+    from ui.state import Session
+
+    generation, runtime = _generation(ScriptedGenerator("Eleven days [1]"), [hit(text="Eleven days.")], tmp_path)
+    session = Session()
+    list(generation.chat("How long was the storm?", session))
+    assert session.conversation_id
+
+    fresh = Session()  # a reload: a new browser session
+    chatbot, status, title, restored = Conversations(runtime).restore(fresh)
+    assert restored.conversation_id == session.conversation_id and title == "How long was the storm?"
+    assert "#cite-0-1" in chatbot[1]["content"] and "Opened" in status
+    listing = Conversations(runtime).choices(fresh)
+    assert listing["choices"] == [("How long was the storm?", session.conversation_id)]
+
+
+# ---------------------------------------------------------------- the sources panel
+
+
+def test_only_ticked_documents_are_read(tmp_path):
+    from ui.generation import Generation, scoped_search
+    from ui.state import Session
+
+    hits = [hit(rank=1, source="a", text="alpha"), hit(rank=2, source="b", text="beta"),
+            hit(rank=3, source="a", text="alpha two"), hit(rank=4, source="c", text="gamma")]
+    coll = FakeCollection(hits)
+    assert [h.source for h in scoped_search(coll, None)("q", k=4)] == ["a", "b", "a", "c"]
+    kept = scoped_search(coll, ["b", "c"])("q", k=4)
+    assert [(h.rank, h.source) for h in kept] == [(1, "b"), (2, "c")]
+    with pytest.raises(RagError, match="No document is ticked"):
+        scoped_search(coll, [])
+
+    gen = ScriptedGenerator("Beta [1]")
+    generation, runtime = _generation(gen, hits, tmp_path)
+    session = Session(sources=["b"])
+    *_, last = generation.chat("What is beta?", session)
+    assert [s["source"] for s in session.turns[0].sources] == ["b"] and "alpha" not in gen.prompts[-1]
+
+
+def test_ticking_every_document_keeps_new_ones_included(tmp_path):
+    from ui.generation import Generation
+    from ui.state import Session
+
+    class Listed(FakeCollection):
+        def documents(self):
+            from rag.store import DocumentInfo
+
+            return [DocumentInfo(source=s, title=s.upper(), chunks=1, content_hash="", added_at=0, metadata={})
+                    for s in ("a", "b")]
+
+    runtime = ScriptedRuntime(ScriptedGenerator("x"), Listed([]), index_dir=tmp_path)
+    generation, session = Generation(runtime), Session()
+    note, session = generation.choose_sources(["a"], session)
+    assert session.sources == ["a"] and "1** of 2" in note
+    assert generation.source_choices(session)["value"] == ["a"]
+    note, session = generation.choose_sources(["a", "b"], session)
+    assert session.sources is None and "every document" in note
+
+
+def test_evidence_from_the_chain_is_listed_and_saved(tmp_path, monkeypatch):
+    """When the QA chain reports evidence sentences (and whether it abstained), Chat shows and keeps them."""
+    from ui.conversations import Conversations
+    from ui.state import Session
+
+    gen = ScriptedGenerator("Eleven days [1]")
+    generation, runtime = _generation(gen, [hit(text="The storm lasted eleven days.")], tmp_path)
+    import rag.chains as chains
+
+    original = chains.QAChain._stream
+
+    def stream_with_evidence(self, prompt, base, started):
+        answer = original(self, prompt, base, started)
+        base.evidence = [{"n": 1, "start": 0, "end": 29, "text": "The storm lasted <b>eleven</b> days.",
+                          "score": 0.9}]
+        return answer
+
+    # The chain of this branch has no evidence yet; the result gains it as the lead's branch will give it.
+    monkeypatch.setattr(chains.QAChain, "_stream", stream_with_evidence)
+    session = Session()
+    *_, last = generation.chat("How long was the storm?", session)
+    evidence = [m for m in last[0] if (m.get("metadata") or {}).get("title") == "Evidence (1)"]
+    assert evidence and "#cite-0-1" in evidence[0]["content"] and "&lt;b&gt;eleven" in evidence[0]["content"]
+    reopened = Conversations(runtime).restore(Session())[3]
+    assert reopened.turns[0].evidence[0]["score"] == 0.9
+
+
+def test_ingest_progress_only_moves_forward_and_names_what_it_counts():
+    from ui.library import _progress_reporter
+
+    seen = []
+    report = _progress_reporter(lambda value, desc=None: seen.append((value, desc)))
+    for call in [("fetch", 0, 3, "a"), ("fetch", 1, 3, "a"), ("extract", 1, 3, "a"), ("chunk", 1, 1, "a"),
+                 ("fetch", 2, 3, "b"), ("embed", 1, 4, None), ("index", 1, 3, "a")]:
+        report(*call)
+    values = [v for v, _ in seen]
+    assert values == sorted(values) and 0 <= values[0] and values[-1] <= 1
+    assert seen[0][1] == "1/5 fetch · 0 of 3 sources · a" and "of 1 splits" in seen[3][1]
