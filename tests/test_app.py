@@ -267,9 +267,11 @@ def test_chat_streams_escaped_answer_then_lists_sources_and_prompt():
                        if isinstance(u[0], list) and u[0] and u[0][-1]["role"] == "assistant"]
     assert len(set(partial_answers)) >= 3, "the answer should arrive in pieces"
     chatbot, status, standalone, prompt, usage, timings, final_session = updates[-1]
-    assert [m["role"] for m in chatbot] == ["user", "assistant", "assistant"]
+    assert [m["role"] for m in chatbot] == ["user", "assistant", "assistant", "assistant"]
     assert "<script>" not in chatbot[1]["content"] and "&lt;script&gt;" in chatbot[1]["content"]
-    assert chatbot[2]["metadata"]["title"] == "Sources (1)" and '#cite-0-1">[1]</a> Title — “The storm lasted' in chatbot[2]["content"]
+    # the answer's evidence (the source sentence that supports it), then the sources
+    assert chatbot[2]["metadata"]["title"] == "Evidence (1)" and "The storm lasted eleven days." in chatbot[2]["content"]
+    assert chatbot[3]["metadata"]["title"] == "Sources (1)" and '#cite-0-1">[1]</a> Title — “The storm lasted' in chatbot[3]["content"]
     assert "Question: How long was the storm?" in prompt and prompt == gen.prompts[-1]
     assert "prompt" in usage and "400" in usage and "tokens/s" in timings
     assert final_session.turns[0].answer.startswith("Eleven days")
