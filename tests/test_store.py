@@ -9,6 +9,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rag.chunking import split_document
@@ -184,3 +185,124 @@ def test_manifest_records_model_and_dimension(settings, coll):
     manifest = json.loads((settings.index_dir / "default" / "manifest.json").read_text())
     assert manifest["embedding_model"] == "sentence-transformers/all-MiniLM-L6-v2#onnx-int8"
     assert manifest["dimension"] == 384 and manifest["format_version"] == 1
+
+
+# -- chunk settings are part of a document's identity ---------------------------------------------
+
+
+def test_new_chunk_settings_rechunk_an_unchanged_source(coll):
+    assert coll.add_documents([CATS], chunk_size=50).chunks_added == 2
+    again = coll.add_documents([CATS], chunk_size=500)
+    assert (again.documents_replaced, again.chunks_added) == (1, 1)
+    assert coll.add_documents([CATS], chunk_size=500).documents_unchanged == 1
+    overlap = coll.add_documents([CATS], chunk_size=500, chunk_overlap=10)
+    assert overlap.documents_replaced == 1 and coll.store.integrity_problems() == []
+
+
+def test_chunks_longer_than_the_model_reads_are_warned_about(coll):
+    long_doc = Document("mem://long", " ".join(f"token{i}" for i in range(800)), "Long")
+    report = coll.add_documents([long_doc], chunk_size=5000)
+    (result,) = report.results
+    assert result.status == "added" and "longer than the 256 word pieces" in result.warning
+    assert report.warnings == [{"source": "mem://long", "warning": result.warning}]
+    fine = coll.add_documents([long_doc], chunk_size=500)
+    assert fine.warnings == [] and fine.results[0].warning == ""
+
+
+# -- reads never wait for a writer ----------------------------------------------------------------
+
+
+def test_search_and_other_writers_go_on_while_an_ingest_fetches_or_embeds(settings, coll):
+    """The ingest is paused between documents (where a fetch or an embedding would run): the writer
+    lock is free, searches answer, and a second writer with a short lock timeout gets through."""
+    import threading
+
+    coll.add_documents([CATS])
+    paused, resume = threading.Event(), threading.Event()
+
+    def slow_docs():
+        yield FAISS_DOC
+        paused.set()
+        resume.wait(30)
+        yield Document("mem://late", "Late arrivals are indexed too.", "Late")
+
+    ingest = threading.Thread(target=lambda: coll.add_documents(slow_docs()))
+    ingest.start()
+    try:
+        assert paused.wait(60)
+        other = Collection.open(settings)
+        other.store.lock_timeout = 0.3
+        assert other.search("cats purr", k=1, mode="hybrid")[0].source == "mem://cats"
+        assert other.add_documents([Document("mem://dogs", "Dogs bark.", "Dogs")]).documents_added == 1
+        assert coll.search("dogs bark", k=1, mode="bm25")[0].source == "mem://dogs"
+    finally:
+        resume.set()
+        ingest.join(60)
+    assert {d.source for d in coll.documents()} == {"mem://cats", "mem://faiss", "mem://dogs", "mem://late"}
+    assert coll.store.integrity_problems() == []
+
+
+def test_a_reader_never_sees_a_writers_uncommitted_rows(coll):
+    class Abort(Exception):
+        pass
+
+    coll.add_documents([CATS])
+    with pytest.raises(Abort):
+        with coll.store.writer(), coll.store._transaction() as db:
+            db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key='generation'")
+            db.execute("INSERT INTO documents(source, content_hash, text, added_at) VALUES (?, ?, ?, 0)",
+                       (FAISS_DOC.source, FAISS_DOC.content_hash, FAISS_DOC.text))
+            db.execute("INSERT INTO chunks(doc_id, ord, text, start, \"end\", vector) "
+                       "VALUES (last_insert_rowid(), 0, 'inner product', 0, 13, zeroblob(1536))")
+            assert db.execute("SELECT COUNT(*) FROM documents").fetchone()[0] == 2  # the writer sees them
+            assert [d.source for d in coll.documents()] == ["mem://cats"]
+            assert coll.search("inner product", k=5, mode="bm25") == []
+            assert coll.store.count_chunks() == 1
+            raise Abort
+    assert [d.source for d in coll.documents()] == ["mem://cats"]
+
+
+def test_another_writers_changes_are_applied_incrementally(settings, coll):
+    """A second process's ingest and delete reach this one's vector index through the change log,
+    without rebuilding it from every stored vector."""
+    coll.add_documents([CATS])
+    assert coll.search("purr", k=1, mode="dense")[0].source == "mem://cats"
+    rebuilds = []
+    original = coll.store._vectors.rebuild
+    coll.store._vectors.rebuild = lambda db: rebuilds.append(1) or original(db)
+    other = Collection.open(settings)
+    other.add_documents([FAISS_DOC], chunk_size=500)
+    assert coll.search("inner product of dense vectors", k=1, mode="dense")[0].source == "mem://faiss"
+    other.delete("mem://cats")
+    assert {h.source for h in coll.search("cats purr", k=5, mode="dense")} == {"mem://faiss"}
+    assert rebuilds == [] and coll.store.integrity_problems() == []
+    other.store.close()
+
+
+# -- the approximate index --------------------------------------------------------------------------
+
+
+def test_large_collections_use_an_ivf_index_that_deletes_and_reloads(settings, monkeypatch):
+    """IVF above the exact threshold (lowered here): same results as exact search when every list is
+    probed, removals applied, saved with its kind and reloaded."""
+    import faiss
+
+    from rag.store import vector_index
+
+    monkeypatch.setattr(vector_index, "EXACT_UP_TO", 40)
+    monkeypatch.setattr(vector_index, "NPROBE", 64)  # every list: results must equal exact search
+    coll = Collection.open(settings)
+    docs = [Document(f"mem://n{i}", f"Note {i} about topic{i % 7} and item{i}.", f"N{i}") for i in range(90)]
+    coll.add_documents(docs)
+    assert isinstance(coll.store._vectors._index, faiss.IndexIVFFlat)
+    ids, vectors = coll.store.vectors()
+    query = coll.embedder.embed_query("item42 topic0")
+    exact = ids[np.argsort(-(vectors @ query))[:5]].tolist()
+    assert [i for i, _ in coll.store.dense(query, 5)] == exact
+    assert coll.delete("mem://n42") and coll.store.integrity_problems() == []
+    assert "mem://n42" not in {h.source for h in coll.search("item42", k=5, mode="dense")}
+    coll.store.close()
+    reopened = Collection.open(settings)
+    assert reopened.search("item17 topic3", k=1, mode="hybrid")[0].source == "mem://n17"
+    assert isinstance(reopened.store._vectors._index, faiss.IndexIVFFlat)
+    assert reopened.store.integrity_problems() == []
