@@ -109,16 +109,30 @@ class Retriever:
         finally:
             keyword_ranked = lexical.result() if lexical is not None else []
         dense, keyword = dict(dense_ranked), dict(keyword_ranked)
-        # Scores the other retriever did not give: BM25 of the dense candidates, in one statement.
-        keyword.update(self.store.bm25_for(query, [i for i in dense if i not in keyword]))
         if mode == "dense":
-            return self._hits(dense_ranked, dense, keyword)
+            return self._hits(dense_ranked, dense, self.store.bm25_for(query, list(dense)))
         if FUSION == "rrf":
-            fused = rrf([list(dense), [i for i, _ in keyword_ranked]], [DENSE_WEIGHT, BM25_WEIGHT])
-        else:
-            dense.update(self.store.dense_scores(vector, [i for i in keyword if i not in dense]))
-            fused = convex(dense, keyword)
-        return self._hits(top_k(fused, k), dense, keyword)
+            ranked = top_k(rrf([list(dense), [i for i, _ in keyword_ranked]], [DENSE_WEIGHT, BM25_WEIGHT]), k)
+            keyword.update(self.store.bm25_for(query, [i for i, _ in ranked if i not in keyword]))
+            return self._hits(ranked, dense, keyword)
+        dense.update(self.store.dense_scores(vector, [i for i in keyword if i not in dense]))
+        complete = len(keyword_ranked) < depth  # every keyword match is in the list; the rest score 0
+        keyword.update(self._needed_bm25(query, dense, keyword, k, 0.0 if complete else keyword_ranked[-1][1]))
+        return self._hits(top_k(convex(dense, keyword), k), dense, keyword)
+
+    def _needed_bm25(self, query: str, dense: dict, keyword: dict, k: int, bound: float) -> dict[int, float]:
+        """BM25 of the dense candidates that could still reach the top k, in one statement.
+
+        A dense candidate outside the keyword list scores at most `bound` (the list's last score),
+        so only those whose fused score with that bound could beat the k-th best need their own.
+        """
+        unknown = [i for i in dense if i not in keyword]
+        if not unknown or bound <= 0:
+            return {}
+        floor = convex(dense, keyword)  # unknown ones counted as 0, their lowest
+        kth = sorted(floor.values(), reverse=True)[min(k, len(floor)) - 1]
+        headroom = (1 - ALPHA) * bound / (max(keyword.values(), default=0.0) or bound)
+        return self.store.bm25_for(query, [i for i in unknown if floor[i] + headroom >= kth])
 
     def _hits(self, ranked: list[tuple[int, float]], dense: dict[int, float] | None,
               keyword: dict[int, float]) -> list[SearchHit]:

@@ -306,3 +306,35 @@ def test_large_collections_use_an_ivf_index_that_deletes_and_reloads(settings, m
     assert reopened.search("item17 topic3", k=1, mode="hybrid")[0].source == "mem://n17"
     assert isinstance(reopened.store._vectors._index, faiss.IndexIVFFlat)
     assert reopened.store.integrity_problems() == []
+
+
+def test_hybrid_asks_bm25_only_for_candidates_that_can_matter_and_ranks_as_full_scoring_would(coll, monkeypatch):
+    """Short candidate lists, so the keyword list is cut: the fused top k must equal convex fusion over
+    every candidate with every BM25 score, while fewer BM25 lookups are made than candidates."""
+    from rag import retrieval
+
+    monkeypatch.setattr(retrieval, "CANDIDATES", 6)
+    topics = ["cats purr", "dogs bark", "birds sing", "fish swim", "cows moo", "bees buzz"]
+    coll.add_documents([Document(f"mem://{i}", f"{t} and {topics[(i + 1) % 6]} near item{i}.", t)
+                        for i, t in enumerate(topics * 4)])
+    asked = []
+    original = coll.store.bm25_for
+    monkeypatch.setattr(coll.store, "bm25_for", lambda q, ids: asked.append(list(ids)) or original(q, ids))
+    saved = []
+    for query in ["cats purr near dogs", "bees buzz", "item3 fish swim", "birds"]:
+        asked.clear()
+        hits = coll.search(query, k=3, mode="hybrid")
+        vector = coll.embedder.embed_query(query)
+        dense = dict(coll.store.dense(vector, 6))
+        keyword = coll.store.bm25_scores(query)
+        lexical = dict(sorted(keyword.items(), key=lambda kv: (-kv[1], kv[0]))[:6])
+        ids = list(dense.keys() | lexical.keys())
+        full = retrieval.convex(coll.store.dense_scores(vector, ids), {i: keyword[i] for i in ids if i in keyword})
+        expected = retrieval.top_k(full, 3)
+        assert [h.chunk_id for h in hits] == [i for i, _ in expected]
+        assert [h.score for h in hits] == pytest.approx([s for _, s in expected], abs=1e-5)
+        assert [h.bm25_score for h in hits] == [keyword.get(i, 0.0) for i, _ in expected]
+        unknown = [i for i in dense if i not in lexical]
+        assert sum(map(len, asked)) <= len(unknown)
+        saved.append(len(unknown) - sum(map(len, asked)))
+    assert max(saved) > 0, "no lookup was ever skipped; the pruning was not exercised"

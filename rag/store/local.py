@@ -26,7 +26,11 @@ from rag.store.base import ChunkStore, DocumentInfo, Found, StoredChunk
 from rag.store.errors import storage_error
 from rag.store.lock import WriterLock
 from rag.store.manifest import check_manifest
+from rag.store.topk import top_k
 from rag.store.vector_index import VectorCache
+
+FULL_SCAN_DEPTH = 50  # keyword candidates from this many up: one pass over all matches, scores kept
+FEW_LOOKUPS = 8  # up to this many chunks: FTS5 looks each up by rowid instead of a pass over all matches
 
 
 class LocalStore(ChunkStore):
@@ -45,6 +49,8 @@ class LocalStore(ChunkStore):
         self._readers_lock = threading.Lock()
         self._vectors = VectorCache(self.path, self.dimension)
         self._dirty = False
+        self._scans: dict[tuple[str, int], dict[int, float]] = {}
+        self._scans_lock = threading.Lock()
 
     @property
     def lock_timeout(self) -> float:
@@ -217,10 +223,27 @@ class LocalStore(ChunkStore):
         return self._fresh_vectors().scores(query_vector, ids)
 
     def bm25(self, query: str, k: int) -> list[tuple[int, float]]:
-        return keywords.bm25_top(self._reader(), query, k)
+        db = self._reader()
+        if k < FULL_SCAN_DEPTH:
+            return keywords.bm25_top(db, query, k)
+        # A deep candidate list costs FTS5 a pass over every match anyway; keep the scores it computed,
+        # so the BM25 of the other retriever's candidates (bm25_for, next) costs no second pass.
+        scores = keywords.bm25_all(db, query)
+        with self._scans_lock:
+            self._scans[(query, self._read_generation(db))] = scores
+            while len(self._scans) > 16:
+                self._scans.pop(next(iter(self._scans)))
+        return top_k(scores, k)
 
     def bm25_for(self, query: str, ids: Sequence[int]) -> dict[int, float]:
-        return keywords.bm25_for(self._reader(), query, ids)
+        db = self._reader()
+        with self._scans_lock:
+            scores = self._scans.get((query, self._read_generation(db)))
+        if scores is None and len(ids) > FEW_LOOKUPS:
+            scores = keywords.bm25_all(db, query)  # one pass beats many rowid lookups (~1 ms each)
+        if scores is None:
+            return keywords.bm25_for(db, query, ids)
+        return {int(i): scores[int(i)] for i in ids if int(i) in scores}
 
     def bm25_scores(self, query: str) -> dict[int, float]:
         """BM25 of every chunk matching any word of `query` (for benchmarks that rank everything)."""
