@@ -172,6 +172,8 @@ def test_second_writer_waits_then_is_refused(settings, coll):
     )
     try:
         assert holder.stdout.readline().strip() == "locked"
+        # Reading needs no lock: while another process holds it, every mode still answers.
+        assert [other.search("cats purr", k=1, mode=m)[0].source for m in ("dense", "bm25", "hybrid")] == ["mem://cats"] * 3
         with pytest.raises(RagError, match="being written by another process"):
             other.add_documents([FAISS_DOC])
     finally:

@@ -27,6 +27,7 @@ NPROBE = 32  # lists searched per query, chosen for recall@10 >= 0.98 against ex
 TRAIN_PER_LIST = 40  # training sample: this many vectors per list
 MAX_LISTS = 1024  # a million vectors train in well under a minute on 2 cores; a query scans ~3% of them
 TRAIN_ITERATIONS = 10
+SAVE_SHARE = 0.05  # rewrite the saved index once this share of the collection changed since it was saved
 MAGIC = b"local-rag faiss\n"
 
 
@@ -203,14 +204,21 @@ class VectorCache:
 
     def save(self, db: sqlite3.Connection) -> None:
         """Write the index at the database's generation (the writer holds the writer lock), switching
-        between exact and IVF when the size calls for it, then shorten the change log."""
+        between exact and IVF when the size calls for it, then shorten the change log.
+
+        Skipped while the changes since the saved file are under SAVE_SHARE of the collection: a
+        reader catches up from the log, and a big index is not rewritten for each small change."""
         import faiss
 
         self.ensure(db, schema.generation(db))
-        if self._needs_other_kind():
-            index, generation = self.rebuild(db)
-            with self.lock:
-                self._index, self._generation = index, generation
+        with self._update:
+            other_kind = self._needs_other_kind()
+            if not other_kind and self._saved_is_close(db):
+                return
+            if other_kind:
+                index, generation = self.rebuild(db)
+                with self.lock:
+                    self._index, self._generation = index, generation
         with self.lock:
             payload = faiss.serialize_index(self._index)
             generation = self._generation
@@ -234,6 +242,14 @@ class VectorCache:
         for old in self.path.glob("faiss-*.index"):
             if old != target:
                 old.unlink(missing_ok=True)
+
+    def _saved_is_close(self, db: sqlite3.Connection) -> bool:
+        floor = schema.log_floor(db)
+        if not self.file(floor).exists():
+            return False
+        changed = db.execute("SELECT (SELECT COUNT(*) FROM chunks WHERE gen > ?) + (SELECT COUNT(*) FROM removed)",
+                             (floor,)).fetchone()[0]
+        return changed < SAVE_SHARE * self._index.ntotal
 
     def _needs_other_kind(self) -> bool:
         import faiss
