@@ -340,3 +340,33 @@ def test_hybrid_asks_bm25_only_for_candidates_that_can_matter_and_ranks_as_full_
         assert sum(map(len, asked)) <= len(unknown)
         saved.append(len(unknown) - sum(map(len, asked)))
     assert max(saved) > 0, "no lookup was ever skipped; the pruning was not exercised"
+
+
+def test_runtime_opens_one_collection_while_another_is_still_opening(settings, monkeypatch):
+    """A slow open (the first ONNX export, say) holds up only the callers of that collection."""
+    import threading
+
+    from rag import collection as collection_module
+    from ui.runtime import Runtime
+
+    entered, release = threading.Event(), threading.Event()
+    real_open = collection_module.Collection.open.__func__
+
+    def open_(cls, settings_, name=None, create=True):
+        if name == "slow":
+            entered.set()
+            release.wait(600)  # set by the test once "fast" is open; the load of a busy machine can take a while
+        return real_open(cls, settings_, name, create)
+
+    monkeypatch.setattr(collection_module.Collection, "open", classmethod(open_))
+    runtime = Runtime(settings)
+    slow = threading.Thread(target=runtime.collection, args=("slow",))
+    slow.start()
+    try:
+        assert entered.wait(30)
+        assert runtime.collection("fast").name == "fast"  # would wait for "slow" under one lock
+        assert not release.is_set() and slow.is_alive()
+    finally:
+        release.set()
+        slow.join(60)
+    assert runtime.collection("slow") is runtime.collection("slow")
