@@ -114,9 +114,9 @@ def latency(args) -> None:
         coll = build(args.index, size)
         built = time.perf_counter() - started
         opened = time.perf_counter()
-        coll.search(queries[0], 4, "hybrid")  # loads (or rebuilds) the vector index
+        coll.search(queries[0], 4, "hybrid")  # loads the model and the vector index (or rebuilds it)
         kind = type(coll.store._vectors._index).__name__
-        print(f"<!-- {coll.store.count_chunks():,} chunks ready in {built:.0f} s; first search (index load) "
+        print(f"<!-- {coll.store.count_chunks():,} chunks ready in {built:.0f} s; first search (model and index load) "
               f"{time.perf_counter() - opened:.1f} s; index {kind} -->")
         for q in queries[:10]:  # warm-up: page cache, sessions
             coll.search(q, 4, "hybrid")
