@@ -292,7 +292,7 @@ def test_large_collections_use_an_ivf_index_that_deletes_and_reloads(settings, m
     from rag.store import vector_index
 
     monkeypatch.setattr(vector_index, "EXACT_UP_TO", 40)
-    monkeypatch.setattr(vector_index, "NPROBE", 64)  # every list: results must equal exact search
+    monkeypatch.setattr(vector_index, "PROBE_SHARE", 1.0)  # every list: results must equal exact search
     coll = Collection.open(settings)
     docs = [Document(f"mem://n{i}", f"Note {i} about topic{i % 7} and item{i}.", f"N{i}") for i in range(90)]
     coll.add_documents(docs)
