@@ -80,10 +80,14 @@ def _trim(text: str, start: int, end: int) -> tuple[int, int]:
 def split_text(text: str, chunk_size: int = 500, chunk_overlap: int = 0) -> list[tuple[int, int]]:
     """(start, end) spans of chunks of at most `chunk_size` characters, whitespace trimmed."""
     _validate(chunk_size, chunk_overlap)
-    spans = []
+    spans: list[tuple[int, int]] = []
     for a, b in _split(text, 0, len(text), chunk_size, chunk_overlap):
         a, b = _trim(text, a, b)
-        if b > a:
+        if b <= a or (spans and b <= spans[-1][1]):  # empty, or inside the previous chunk once trimmed
+            continue
+        if spans and a <= spans[-1][0]:  # holds the previous chunk once trimmed: keep this one only
+            spans[-1] = (a, b)
+        else:
             spans.append((a, b))
     return spans
 

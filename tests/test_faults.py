@@ -6,6 +6,7 @@ process inside a user and mount namespace, on a real tiny tmpfs or a real read-o
 skip, saying why, where the system doesn't allow such namespaces.
 """
 
+import errno
 import importlib.util
 import json
 import os
@@ -85,13 +86,13 @@ def test_full_database_is_one_sentence_and_keeps_the_old_documents(settings, col
 
 
 def test_failed_cache_save_says_the_documents_are_saved(settings, coll, monkeypatch):
-    import faiss
+    from rag.store import vector_index
 
-    def full_disk(index, path):
-        raise RuntimeError(f"Error: 'ret == (size * 4)' failed: write error in {path}: 1 != 2 "
-                           "(No space left on device)")
+    def full_disk(path, payload):
+        path.write_bytes(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(faiss, "write_index", full_disk)
+    monkeypatch.setattr(vector_index, "_write_file", full_disk)
     with pytest.raises(RagError, match=r"documents are saved, but the search cache .* \(No space left on device\)"):
         coll.add_documents([DOGS])
     monkeypatch.undo()
@@ -109,6 +110,34 @@ def test_damaged_cache_file_is_rebuilt_from_the_database(settings, coll, damage)
     reopened = Collection.open(settings)
     assert reopened.search("purring", k=1, mode="dense")[0].source == "mem://cats"
     assert reopened.store.integrity_problems() == []
+
+
+def test_cache_file_that_fails_its_checksum_is_not_trusted(settings, coll):
+    """A file FAISS would read happily, but not the one saved for this generation: rebuilt, not used."""
+    import faiss
+    import numpy as np
+
+    coll.add_documents([DOGS])
+    coll.store.close()
+    (cache,) = (settings.index_dir / "default").glob("faiss-*.index")
+    data = bytearray(cache.read_bytes())
+    data[-1] ^= 0xFF  # one flipped bit in the vectors: FAISS alone would load it without a word
+    cache.write_bytes(bytes(data))
+    reopened = Collection.open(settings)
+    rebuilt = []
+    original = reopened.store._vectors.rebuild
+    reopened.store._vectors.rebuild = lambda db: rebuilt.append(1) or original(db)
+    assert reopened.search("purring", k=1, mode="dense")[0].source == "mem://cats"
+    assert rebuilt == [1] and reopened.store.integrity_problems() == []
+    reopened.store.close()
+    # A raw FAISS file of the right shape but other vectors, without our header, is refused too.
+    other = faiss.IndexIDMap2(faiss.IndexFlatIP(384))
+    other.add_with_ids(np.ones((2, 384), np.float32) / np.sqrt(384), np.array([1, 2]))
+    faiss.write_index(other, str(cache))
+    again = Collection.open(settings)
+    assert again.search("barking", k=1, mode="dense")[0].source == "mem://dogs"
+    assert again.store.integrity_problems() == []
+    again.store.close()
 
 
 # -- real tiny filesystems and read-only mounts, in a namespace ------------------------------------------

@@ -9,6 +9,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rag.chunking import split_document
@@ -171,6 +172,8 @@ def test_second_writer_waits_then_is_refused(settings, coll):
     )
     try:
         assert holder.stdout.readline().strip() == "locked"
+        # Reading needs no lock: while another process holds it, every mode still answers.
+        assert [other.search("cats purr", k=1, mode=m)[0].source for m in ("dense", "bm25", "hybrid")] == ["mem://cats"] * 3
         with pytest.raises(RagError, match="being written by another process"):
             other.add_documents([FAISS_DOC])
     finally:
@@ -184,3 +187,186 @@ def test_manifest_records_model_and_dimension(settings, coll):
     manifest = json.loads((settings.index_dir / "default" / "manifest.json").read_text())
     assert manifest["embedding_model"] == "sentence-transformers/all-MiniLM-L6-v2#onnx-int8"
     assert manifest["dimension"] == 384 and manifest["format_version"] == 1
+
+
+# -- chunk settings are part of a document's identity ---------------------------------------------
+
+
+def test_new_chunk_settings_rechunk_an_unchanged_source(coll):
+    assert coll.add_documents([CATS], chunk_size=50).chunks_added == 2
+    again = coll.add_documents([CATS], chunk_size=500)
+    assert (again.documents_replaced, again.chunks_added) == (1, 1)
+    assert coll.add_documents([CATS], chunk_size=500).documents_unchanged == 1
+    overlap = coll.add_documents([CATS], chunk_size=500, chunk_overlap=10)
+    assert overlap.documents_replaced == 1 and coll.store.integrity_problems() == []
+
+
+def test_chunks_longer_than_the_model_reads_are_warned_about(coll):
+    long_doc = Document("mem://long", " ".join(f"token{i}" for i in range(800)), "Long")
+    report = coll.add_documents([long_doc], chunk_size=5000)
+    (result,) = report.results
+    assert result.status == "added" and "longer than the 256 word pieces" in result.warning
+    assert report.warnings == [{"source": "mem://long", "warning": result.warning}]
+    fine = coll.add_documents([long_doc], chunk_size=500)
+    assert fine.warnings == [] and fine.results[0].warning == ""
+
+
+# -- reads never wait for a writer ----------------------------------------------------------------
+
+
+def test_search_and_other_writers_go_on_while_an_ingest_fetches_or_embeds(settings, coll):
+    """The ingest is paused between documents (where a fetch or an embedding would run): the writer
+    lock is free, searches answer, and a second writer with a short lock timeout gets through."""
+    import threading
+
+    coll.add_documents([CATS])
+    paused, resume = threading.Event(), threading.Event()
+
+    def slow_docs():
+        yield FAISS_DOC
+        paused.set()
+        resume.wait(30)
+        yield Document("mem://late", "Late arrivals are indexed too.", "Late")
+
+    ingest = threading.Thread(target=lambda: coll.add_documents(slow_docs()))
+    ingest.start()
+    try:
+        assert paused.wait(60)
+        other = Collection.open(settings)
+        other.store.lock_timeout = 0.3
+        assert other.search("cats purr", k=1, mode="hybrid")[0].source == "mem://cats"
+        assert other.add_documents([Document("mem://dogs", "Dogs bark.", "Dogs")]).documents_added == 1
+        assert coll.search("dogs bark", k=1, mode="bm25")[0].source == "mem://dogs"
+    finally:
+        resume.set()
+        ingest.join(60)
+    assert {d.source for d in coll.documents()} == {"mem://cats", "mem://faiss", "mem://dogs", "mem://late"}
+    assert coll.store.integrity_problems() == []
+
+
+def test_a_reader_never_sees_a_writers_uncommitted_rows(coll):
+    class Abort(Exception):
+        pass
+
+    coll.add_documents([CATS])
+    with pytest.raises(Abort):
+        with coll.store.writer(), coll.store._transaction() as db:
+            db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key='generation'")
+            db.execute("INSERT INTO documents(source, content_hash, text, added_at) VALUES (?, ?, ?, 0)",
+                       (FAISS_DOC.source, FAISS_DOC.content_hash, FAISS_DOC.text))
+            db.execute("INSERT INTO chunks(doc_id, ord, text, start, \"end\", vector) "
+                       "VALUES (last_insert_rowid(), 0, 'inner product', 0, 13, zeroblob(1536))")
+            assert db.execute("SELECT COUNT(*) FROM documents").fetchone()[0] == 2  # the writer sees them
+            assert [d.source for d in coll.documents()] == ["mem://cats"]
+            assert coll.search("inner product", k=5, mode="bm25") == []
+            assert coll.store.count_chunks() == 1
+            raise Abort
+    assert [d.source for d in coll.documents()] == ["mem://cats"]
+
+
+def test_another_writers_changes_are_applied_incrementally(settings, coll):
+    """A second process's ingest and delete reach this one's vector index through the change log,
+    without rebuilding it from every stored vector."""
+    coll.add_documents([CATS])
+    assert coll.search("purr", k=1, mode="dense")[0].source == "mem://cats"
+    rebuilds = []
+    original = coll.store._vectors.rebuild
+    coll.store._vectors.rebuild = lambda db: rebuilds.append(1) or original(db)
+    other = Collection.open(settings)
+    other.add_documents([FAISS_DOC], chunk_size=500)
+    assert coll.search("inner product of dense vectors", k=1, mode="dense")[0].source == "mem://faiss"
+    other.delete("mem://cats")
+    assert {h.source for h in coll.search("cats purr", k=5, mode="dense")} == {"mem://faiss"}
+    assert rebuilds == [] and coll.store.integrity_problems() == []
+    other.store.close()
+
+
+# -- the approximate index --------------------------------------------------------------------------
+
+
+def test_large_collections_use_an_ivf_index_that_deletes_and_reloads(settings, monkeypatch):
+    """IVF above the exact threshold (lowered here): same results as exact search when every list is
+    probed, removals applied, saved with its kind and reloaded."""
+    import faiss
+
+    from rag.store import vector_index
+
+    monkeypatch.setattr(vector_index, "EXACT_UP_TO", 40)
+    monkeypatch.setattr(vector_index, "PROBE_SHARE", 1.0)  # every list: results must equal exact search
+    coll = Collection.open(settings)
+    docs = [Document(f"mem://n{i}", f"Note {i} about topic{i % 7} and item{i}.", f"N{i}") for i in range(90)]
+    coll.add_documents(docs)
+    assert isinstance(coll.store._vectors._index, faiss.IndexIVFFlat)
+    ids, vectors = coll.store.vectors()
+    query = coll.embedder.embed_query("item42 topic0")
+    exact = ids[np.argsort(-(vectors @ query))[:5]].tolist()
+    assert [i for i, _ in coll.store.dense(query, 5)] == exact
+    assert coll.delete("mem://n42") and coll.store.integrity_problems() == []
+    assert "mem://n42" not in {h.source for h in coll.search("item42", k=5, mode="dense")}
+    coll.store.close()
+    reopened = Collection.open(settings)
+    assert reopened.search("item17 topic3", k=1, mode="hybrid")[0].source == "mem://n17"
+    assert isinstance(reopened.store._vectors._index, faiss.IndexIVFFlat)
+    assert reopened.store.integrity_problems() == []
+
+
+def test_hybrid_asks_bm25_only_for_candidates_that_can_matter_and_ranks_as_full_scoring_would(coll, monkeypatch):
+    """Short candidate lists, so the keyword list is cut: the fused top k must equal convex fusion over
+    every candidate with every BM25 score, while fewer BM25 lookups are made than candidates."""
+    from rag import retrieval
+
+    monkeypatch.setattr(retrieval, "CANDIDATES", 6)
+    topics = ["cats purr", "dogs bark", "birds sing", "fish swim", "cows moo", "bees buzz"]
+    coll.add_documents([Document(f"mem://{i}", f"{t} and {topics[(i + 1) % 6]} near item{i}.", t)
+                        for i, t in enumerate(topics * 4)])
+    asked = []
+    original = coll.store.bm25_for
+    monkeypatch.setattr(coll.store, "bm25_for", lambda q, ids: asked.append(list(ids)) or original(q, ids))
+    saved = []
+    for query in ["cats purr near dogs", "bees buzz", "item3 fish swim", "birds"]:
+        asked.clear()
+        hits = coll.search(query, k=3, mode="hybrid")
+        vector = coll.embedder.embed_query(query)
+        dense = dict(coll.store.dense(vector, 6))
+        keyword = coll.store.bm25_scores(query)
+        lexical = dict(sorted(keyword.items(), key=lambda kv: (-kv[1], kv[0]))[:6])
+        ids = list(dense.keys() | lexical.keys())
+        full = retrieval.convex(coll.store.dense_scores(vector, ids), {i: keyword[i] for i in ids if i in keyword})
+        expected = retrieval.top_k(full, 3)
+        assert [h.chunk_id for h in hits] == [i for i, _ in expected]
+        assert [h.score for h in hits] == pytest.approx([s for _, s in expected], abs=1e-5)
+        assert [h.bm25_score for h in hits] == [keyword.get(i, 0.0) for i, _ in expected]
+        unknown = [i for i in dense if i not in lexical]
+        assert sum(map(len, asked)) <= len(unknown)
+        saved.append(len(unknown) - sum(map(len, asked)))
+    assert max(saved) > 0, "no lookup was ever skipped; the pruning was not exercised"
+
+
+def test_runtime_opens_one_collection_while_another_is_still_opening(settings, monkeypatch):
+    """A slow open (the first ONNX export, say) holds up only the callers of that collection."""
+    import threading
+
+    from rag import collection as collection_module
+    from ui.runtime import Runtime
+
+    entered, release = threading.Event(), threading.Event()
+    real_open = collection_module.Collection.open.__func__
+
+    def open_(cls, settings_, name=None, create=True):
+        if name == "slow":
+            entered.set()
+            release.wait(600)  # set by the test once "fast" is open; the load of a busy machine can take a while
+        return real_open(cls, settings_, name, create)
+
+    monkeypatch.setattr(collection_module.Collection, "open", classmethod(open_))
+    runtime = Runtime(settings)
+    slow = threading.Thread(target=runtime.collection, args=("slow",))
+    slow.start()
+    try:
+        assert entered.wait(30)
+        assert runtime.collection("fast").name == "fast"  # would wait for "slow" under one lock
+        assert not release.is_set() and slow.is_alive()
+    finally:
+        release.set()
+        slow.join(60)
+    assert runtime.collection("slow") is runtime.collection("slow")

@@ -31,6 +31,7 @@ class Runtime:
         self.read_only = read_only
         self.max_upload_bytes = max_upload_mb * 1024 * 1024
         self._collections: dict[str, object] = {}
+        self._opening: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
         self._pool = None
         self.jobs = Jobs()
@@ -50,9 +51,18 @@ class Runtime:
 
         name = (name or self.settings.collection).strip()
         with self._lock:
-            if name not in self._collections:
-                self._collections[name] = Collection.open(self.settings, name, create=not self.read_only)
-            return self._collections[name]
+            if name in self._collections:
+                return self._collections[name]
+            opening = self._opening.setdefault(name, threading.Lock())
+        # Opening may take seconds (the first ONNX export): only callers of this name wait for it.
+        with opening:
+            with self._lock:
+                if name in self._collections:
+                    return self._collections[name]
+            coll = Collection.open(self.settings, name, create=not self.read_only)
+            with self._lock:
+                self._collections[name] = coll
+            return coll
 
     def existing_collection(self, name: str):
         """The named collection when it holds something, else a readable error pointing at step 1."""

@@ -1,0 +1,276 @@
+"""The local store: one collection directory with SQLite (the truth), FTS5 and a FAISS cache.
+
+Every change is one SQLite transaction that also bumps a generation counter. Readers use their own
+connection per thread, so each read sees a committed snapshot and never waits for a writer; the
+writer lock is held only while a batch commits. The FAISS cache follows the database through a
+change log and is saved as `faiss-<generation>.index` at the end of an ingest; a missing, older or
+damaged file is caught up or rebuilt from SQLite, so a process killed at any point leaves whole
+documents only.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from rag.documents import Chunk, Document
+from rag.store import integrity, keywords, schema
+from rag.store.base import ChunkStore, DocumentInfo, Found, StoredChunk
+from rag.store.errors import storage_error
+from rag.store.lock import WriterLock
+from rag.store.manifest import check_manifest
+from rag.store.topk import top_k
+from rag.store.vector_index import VectorCache
+
+FULL_SCAN_DEPTH = 50  # keyword candidates from this many up: one pass over all matches, scores kept
+FEW_LOOKUPS = 8  # up to this many chunks: FTS5 looks each up by rowid instead of a pass over all matches
+
+
+class LocalStore(ChunkStore):
+    """A collection directory: manifest.json, store.sqlite, faiss-<gen>.index and a writer lock."""
+
+    def __init__(self, path: Path, model_id: str, dimension: int | None, lock_timeout: float = 30.0):
+        """Open or create the collection at `path`; `dimension` may be None only when it exists."""
+        self.path = Path(path)
+        self.name = self.path.name
+        self.model_id = model_id
+        self.dimension = check_manifest(self.path, model_id, dimension)
+        self._db = schema.connect_writer(self.path)  # used only under the writer lock
+        self._writer_lock = WriterLock(self.path, lock_timeout)
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        self._vectors = VectorCache(self.path, self.dimension)
+        self._dirty = False
+        self._scans: dict[tuple[str, int], dict[int, float]] = {}
+        self._scans_lock = threading.Lock()
+
+    @property
+    def lock_timeout(self) -> float:
+        return self._writer_lock.timeout
+
+    @lock_timeout.setter
+    def lock_timeout(self, seconds: float) -> None:
+        self._writer_lock.timeout = seconds
+
+    def close(self) -> None:
+        with self._readers_lock:
+            for db in self._readers:
+                db.close()
+            self._readers.clear()
+        self._db.close()
+
+    # -- connections and generations -------------------------------------------------------------
+
+    def _reader(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = schema.connect_reader(self.path)
+            with self._readers_lock:
+                self._readers.append(db)
+            self._local.db, self._local.version, self._local.generation = db, None, -1
+        return db
+
+    def _read_generation(self, db: sqlite3.Connection) -> int:
+        """The generation this thread's connection sees, re-read only when another connection committed."""
+        version = db.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._local.version:
+            self._local.version, self._local.generation = version, schema.generation(db)
+        return self._local.generation
+
+    def generation(self) -> int:
+        return schema.generation(self._reader())
+
+    def _fresh_vectors(self) -> VectorCache:
+        db = self._reader()
+        self._vectors.ensure(db, self._read_generation(db))
+        return self._vectors
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    @contextmanager
+    def writer(self) -> Iterator["LocalStore"]:
+        """Hold the collection's writer lock (threads and processes) while a batch commits."""
+        with self._writer_lock.hold():
+            yield self
+
+    def checkpoint(self) -> None:
+        """Save the FAISS cache at the current generation, if anything changed since the last save."""
+        if not self._dirty:
+            return
+        with self._writer_lock.hold():
+            self._vectors.save(self._db)
+            self._dirty = False
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE … COMMIT; on failure roll back and turn database errors into a RagError."""
+        db = self._db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            yield db
+            db.execute("COMMIT")
+        except BaseException as exc:
+            # SQLite has already rolled back after some errors (a full disk among them).
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            if isinstance(exc, (sqlite3.Error, OSError)):
+                raise storage_error(self.path, exc) from None
+            raise
+
+    def _bump(self, db: sqlite3.Connection) -> int:
+        db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key='generation'")
+        return schema.generation(db)
+
+    def put_document(self, doc: Document, chunks: Sequence[Chunk], vectors: np.ndarray, chunking: str = "") -> int:
+        """Insert or replace `doc` with its chunks and vectors in one transaction."""
+        if len(chunks) != len(vectors):
+            raise ValueError("one vector per chunk is required")
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        with self._writer_lock.hold(), self._transaction() as db:
+            generation = self._bump(db)
+            self._delete_rows(db, doc.source, generation)
+            cur = db.execute(
+                "INSERT INTO documents(source, content_hash, title, metadata, pages, text, added_at, chunking) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (doc.source, doc.content_hash, doc.title, json.dumps(doc.metadata, default=str),
+                 json.dumps(doc.pages), doc.text, time.time(), chunking),
+            )
+            doc_id = cur.lastrowid
+            db.executemany(
+                'INSERT INTO chunks(doc_id, ord, text, start, "end", page, vector, gen) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+                ((doc_id, n, c.text, c.start, c.end, c.page, v.tobytes(), generation)
+                 for n, (c, v) in enumerate(zip(chunks, vectors))),
+            )
+        self._dirty = True
+        return len(chunks)
+
+    def delete_document(self, source: str) -> bool:
+        """Remove `source` and its chunks. False when it was not there."""
+        with self._writer_lock.hold(), self._transaction() as db:
+            if self._find(db, source) is None:
+                return False
+            self._delete_rows(db, source, self._bump(db))
+        self._dirty = True
+        return True
+
+    def _delete_rows(self, db: sqlite3.Connection, source: str, generation: int) -> None:
+        found = self._find(db, source)
+        if found is None:
+            return
+        db.execute("INSERT INTO removed(chunk_id, gen) SELECT id, ? FROM chunks WHERE doc_id=?", (generation, found.doc_id))
+        db.execute("DELETE FROM chunks WHERE doc_id=?", (found.doc_id,))
+        db.execute("DELETE FROM documents WHERE id=?", (found.doc_id,))
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def _find(db: sqlite3.Connection, source: str) -> Found | None:
+        row = db.execute("SELECT id, content_hash, chunking FROM documents WHERE source=?", (source,)).fetchone()
+        return Found(*row) if row else None
+
+    def find(self, source: str) -> Found | None:
+        return self._find(self._reader(), source)
+
+    def count_chunks(self) -> int:
+        return self._reader().execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
+
+    def chunk_count(self, source: str) -> int:
+        return self._reader().execute(
+            "SELECT COUNT(*) FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE d.source=?", (source,)
+        ).fetchone()[0]
+
+    def documents(self) -> list[DocumentInfo]:
+        rows = self._reader().execute(
+            "SELECT d.source, d.title, COUNT(c.id), d.content_hash, d.added_at, d.metadata "
+            "FROM documents d LEFT JOIN chunks c ON c.doc_id = d.id GROUP BY d.id ORDER BY d.added_at, d.id"
+        )
+        return [DocumentInfo(r[0], r[1], r[2], r[3], r[4], json.loads(r[5])) for r in rows]
+
+    def document(self, source: str) -> Document | None:
+        row = self._reader().execute(
+            "SELECT source, text, title, metadata, pages FROM documents WHERE source=?", (source,)
+        ).fetchone()
+        if row is None:
+            return None
+        pages = [tuple(p) for p in json.loads(row[4])]
+        return Document(source=row[0], text=row[1], title=row[2], metadata=json.loads(row[3]), pages=pages)
+
+    def chunks(self, ids: Sequence[int]) -> dict[int, StoredChunk]:
+        ids = [int(i) for i in ids]
+        if not ids:
+            return {}
+        rows = self._reader().execute(
+            'SELECT c.id, d.source, d.title, c.text, c.start, c."end", c.page FROM chunks c '
+            "JOIN documents d ON d.id = c.doc_id WHERE c.id IN (SELECT value FROM json_each(?))",
+            (json.dumps(ids),),
+        )
+        return {r[0]: StoredChunk(*r) for r in rows}
+
+    def dense(self, query_vector: np.ndarray, k: int) -> list[tuple[int, float]]:
+        return self._fresh_vectors().search(query_vector, k)
+
+    def dense_scores(self, query_vector: np.ndarray, ids: Sequence[int]) -> dict[int, float]:
+        if not len(ids):
+            return {}
+        return self._fresh_vectors().scores(query_vector, ids)
+
+    def bm25(self, query: str, k: int) -> list[tuple[int, float]]:
+        db = self._reader()
+        if k < FULL_SCAN_DEPTH:
+            return keywords.bm25_top(db, query, k)
+        # A deep candidate list costs FTS5 a pass over every match anyway; keep the scores it computed,
+        # so the BM25 of the other retriever's candidates (bm25_for, next) costs no second pass.
+        scores = keywords.bm25_all(db, query)
+        with self._scans_lock:
+            self._scans[(query, self._read_generation(db))] = scores
+            while len(self._scans) > 16:
+                self._scans.pop(next(iter(self._scans)))
+        return top_k(scores, k)
+
+    def bm25_for(self, query: str, ids: Sequence[int]) -> dict[int, float]:
+        db = self._reader()
+        with self._scans_lock:
+            scores = self._scans.get((query, self._read_generation(db)))
+        if scores is None and len(ids) > FEW_LOOKUPS:
+            scores = keywords.bm25_all(db, query)  # one pass beats many rowid lookups (~1 ms each)
+        if scores is None:
+            return keywords.bm25_for(db, query, ids)
+        return {int(i): scores[int(i)] for i in ids if int(i) in scores}
+
+    def bm25_scores(self, query: str) -> dict[int, float]:
+        """BM25 of every chunk matching any word of `query` (for benchmarks that rank everything)."""
+        return keywords.bm25_all(self._reader(), query)
+
+    def vectors(self, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        sql = "SELECT id, vector FROM chunks ORDER BY id" + (" LIMIT ?" if limit else "")
+        rows = self._reader().execute(sql, (limit,) if limit else ()).fetchall()
+        ids = np.array([r[0] for r in rows], dtype=np.int64)
+        vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), self.dimension)
+        return ids, vecs
+
+    def integrity_problems(self) -> list[str]:
+        """What is inconsistent between the database, the keyword index and the FAISS index (empty when sound)."""
+        db = self._reader()
+        fts_db = schema.connect_plain(self.path / "store.sqlite")  # FTS5's check is an INSERT command; it changes nothing
+        try:
+            problems = integrity.database_problems(db, fts_db)
+        finally:
+            fts_db.close()
+        db.execute("BEGIN")
+        try:
+            generation = schema.generation(db)
+            db_ids = {r[0] for r in db.execute("SELECT id FROM chunks")}
+        finally:
+            db.execute("COMMIT")
+        self._vectors.ensure(db, generation)
+        if self._vectors.generation == generation:  # else a writer moved on meanwhile; nothing to compare
+            problems += integrity.vector_problems(self._vectors.ids(), db_ids)
+        return problems
