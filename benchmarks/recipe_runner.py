@@ -26,7 +26,7 @@ class RecipeError(RuntimeError):
 
 def recipe_command(corpus_dir: str | os.PathLike, questions_path: str | os.PathLike, out_path: str | os.PathLike,
                    exclude_titles: Iterable[str] = (), limit: int | None = None,
-                   python: str | os.PathLike = RECIPE_PYTHON) -> list[str]:
+                   python: str | os.PathLike = RECIPE_PYTHON, n_threads_batch: int | None = None) -> list[str]:
     """The command line that runs recipe_reference.py with the recipe environment's python."""
     command = [str(python), str(RECIPE_SCRIPT), "--corpus", str(corpus_dir), "--questions", str(questions_path),
                "--out", str(out_path)]
@@ -35,13 +35,16 @@ def recipe_command(corpus_dir: str | os.PathLike, questions_path: str | os.PathL
         command += ["--exclude-titles", ",".join(titles)]
     if limit is not None:
         command += ["--limit", str(int(limit))]
+    if n_threads_batch:
+        command += ["--n-threads-batch", str(int(n_threads_batch))]
     return command
 
 
 def run_recipe(corpus_dir: str | os.PathLike, questions_path: str | os.PathLike,
                exclude_titles: Iterable[str] = (), limit: int | None = None, *,
                python: str | os.PathLike = RECIPE_PYTHON, out_path: str | os.PathLike | None = None,
-               log_path: str | os.PathLike | None = None, echo: bool = True) -> list[dict]:
+               log_path: str | os.PathLike | None = None, echo: bool = True,
+               n_threads_batch: int | None = None) -> list[dict]:
     """Answer the questions through the recipe; one dict per question, in file order:
     {"id", "answer", "sources", "seconds", "error"} (error is None, or the recipe's error with an empty answer).
 
@@ -54,7 +57,7 @@ def run_recipe(corpus_dir: str | os.PathLike, questions_path: str | os.PathLike,
     with tempfile.TemporaryDirectory(prefix="recipe-") as tmp:
         out = Path(out_path) if out_path is not None else Path(tmp) / "answers.jsonl"
         out.unlink(missing_ok=True)  # a file left by an earlier run must not pass for this one's
-        command = recipe_command(corpus_dir, questions_path, out, exclude_titles, limit, python)
+        command = recipe_command(corpus_dir, questions_path, out, exclude_titles, limit, python, n_threads_batch)
         tail = _run(command, Path(log_path) if log_path is not None else Path(tmp) / "recipe.log", echo)
         if not out.is_file():
             raise RecipeError("The recipe reference failed before writing its answers:\n" + "".join(tail))
