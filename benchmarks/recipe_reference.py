@@ -33,6 +33,7 @@ import json
 import os
 import socket
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -62,6 +63,18 @@ def refuse_remote_connections() -> None:
         return original(sock, address)
 
     socket.socket.connect = connect
+
+
+def exit_with_parent() -> None:
+    """End this process when the one that started it goes away, so a killed benchmark leaves no recipe running."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(2)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 def corpus_files(corpus: Path) -> dict[str, Path]:
@@ -161,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
 
     os.environ.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", ANONYMIZED_TELEMETRY="False")
     refuse_remote_connections()
+    exit_with_parent()
     files = corpus_files(args.corpus)
     excluded = parse_titles(args.exclude_titles, set(files))
     questions = read_questions(args.questions, args.limit)
