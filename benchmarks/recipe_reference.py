@@ -17,7 +17,7 @@ every core by default, and on a machine already busy with other work those threa
 It needs the recipe's own packages, so it runs in benchmarks/.venv-recipe (make bench-recipe-venv);
 the app's benchmarks call it through recipe_runner.run_recipe. From the repository root:
     benchmarks/.venv-recipe/bin/python benchmarks/recipe_reference.py --corpus DIR \
-        --questions FILE.jsonl --out FILE.jsonl [--limit N] [--exclude-titles T1,T2...]
+        --questions FILE.jsonl --out FILE.jsonl [--limit N] [--exclude-titles T1,T2...] [--n-threads-batch 1]
 
 Each question gives one JSON line {"id", "answer", "sources", "seconds", "error"}: the chunk texts the
 model was given, the seconds of the chain's call, and the error text when the recipe raised (then the
