@@ -184,7 +184,10 @@ def cmd_collections(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m rag", description="Local retrieval-augmented generation.")
+    from rag import limits
+
+    parser = argparse.ArgumentParser(prog="python -m rag", description="Local retrieval-augmented generation.",
+                                     epilog=limits.describe())
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

@@ -432,3 +432,14 @@ def test_ingest_progress_only_moves_forward_and_names_what_it_counts():
     values = [v for v, _ in seen]
     assert values == sorted(values) and 0 <= values[0] and values[-1] <= 1
     assert seen[0][1] == "1/5 fetch · 0 of 3 sources · a" and "of 1 splits" in seen[3][1]
+
+
+def test_too_many_uploads_at_once_are_refused_in_one_sentence(tmp_path):
+    from rag import limits
+    from ui.library import Library
+    from ui.state import Session
+
+    runtime = ScriptedRuntime(ScriptedGenerator("x"), FakeCollection([]), index_dir=tmp_path)
+    files = [str(tmp_path / f"note{i}.txt") for i in range(limits.MAX_UPLOADS + 1)]
+    status, *rest = Library(runtime).ingest("", files, 500, 0, Session())
+    assert f"over the limit of {limits.MAX_UPLOADS}" in status and status.count(".") <= 2

@@ -7,6 +7,7 @@ import re
 
 import gradio as gr
 
+from rag import limits
 from rag.errors import RagError
 from ui import formatting as fmt
 from ui.runtime import Runtime
@@ -72,6 +73,7 @@ class Library:
     def ingest(self, urls_text, files, chunk_size, chunk_overlap, session: Session, progress=gr.Progress()):
         """Fetch, extract, chunk, embed and index the given URLs and uploads, with per-stage progress."""
         self.runtime.require_writable("ingesting")
+        limits.check_count("uploaded files", len(files or []), limits.MAX_UPLOADS, "ingest them in several batches.")
         urls, bad = parse_urls(urls_text)
         sources, refused = list(urls), []
         for path in files or []:
@@ -99,6 +101,7 @@ class Library:
     def quick_add(self, urls_text, session: Session, progress=gr.Progress()):
         """Add web pages from beside the chat, with the Ingest step's default chunking."""
         self.runtime.require_writable("ingesting")
+        limits.check_count("uploaded files", len(files or []), limits.MAX_UPLOADS, "ingest them in several batches.")
         urls, bad = parse_urls(urls_text)
         if not urls:
             raise RagError("Type the http(s) address of a web page to add." + _bad_note(bad))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-MAX_QUESTION_CHARS = 2000
+from rag.limits import MAX_QUESTION_CHARS  # noqa: F401 - the limit has one source, rag.limits
+
 MAX_K = 20  # the most chunks Search, Chat, Summarize and Compare retrieve
 
 
