@@ -9,7 +9,8 @@ For each real article in ../shared/data/articles (two long blog posts), in one r
             (chunking, choosing the passages, the model)
 Faithfulness: the article's own section headings (its <h2> elements, read from the HTML, independent of
 the chain) and which of them the summary names (a heading counts when one of its content words, lightly
-stemmed, is in the summary).
+stemmed, is in the summary), for the model's own text and for the whole summary, which ends with the
+headings the chain found in the extracted text (its outline).
 """
 
 from __future__ import annotations
@@ -72,8 +73,11 @@ def main() -> int:
     from rag.models import resolve_model
     from rag.settings import load_settings
 
-    print("| article | tokens | raw read + 256 s | ours s | ours / raw | strategy | sections named |")
-    print("| --- | ---: | ---: | ---: | ---: | --- | ---: |")
+    from rag.chains import OUTLINE_LEAD
+
+    print("| article | tokens | raw read + 256 s | ours s | ours / raw | strategy | sections named: model's text "
+          "| with the outline |")
+    print("| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: |")
     with tempfile.TemporaryDirectory() as tmp:
         settings = load_settings(index_dir=Path(tmp), temperature=0.0)
         coll = Collection.open(settings, name="articles")
@@ -91,10 +95,12 @@ def main() -> int:
                 documents=[(doc.title or doc.source, doc.text)]).run()
             ours = time.perf_counter() - t0
             heads = sections(page)
-            hit = [h for h in heads if named(result.answer, h)]
+            own = result.answer.split(OUTLINE_LEAD)[0]
+            hit = [h for h in heads if named(own, h)]
+            whole = [h for h in heads if named(result.answer, h)]
             summaries[page.parent.name] = (result.answer, heads, hit)
             print(f"| {page.parent.name} | {tokens:,} | {raw:.1f} | {ours:.1f} | {ours / raw:.2f} | "
-                  f"{result.strategy} | {len(hit)} of {len(heads)} |", flush=True)
+                  f"{result.strategy} | {len(hit)} of {len(heads)} | {len(whole)} of {len(heads)} |", flush=True)
         generator.close()
     for name, (summary, heads, hit) in summaries.items():
         print(f"\n{name}\n  sections: {'; '.join(heads)}\n  named: {'; '.join(hit)}\n  summary: {summary}")

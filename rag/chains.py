@@ -44,6 +44,7 @@ class ChainResult:
     abstained: bool = False                               # the chain said the documents don't answer
     stopped: bool = False                                 # the reader stopped the stream; the answer is partial
     notes: list[str] = field(default_factory=list)        # sentences for the reader: cuts, fallbacks, additions
+    outline: list[str] = field(default_factory=list)      # a summarised document's own headings
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -427,13 +428,15 @@ class SummarizeChain(_Base):
                            retrieved=[_hit_dict(h) for h in hits])
         docs = self._join(texts)
         budget = self._budget(P.render(self.prompts.summarize, docs=""), "summary prompt")
+        if documents:  # whole documents: their own headings follow the summary, as an outline
+            base.outline = [h for _, text in texts for h in headings(text)]
         if self._text_tokens(docs) <= budget:
             base.strategy = "stuff"
-            return self._stream(P.render(self.prompts.summarize, docs=docs), base, started)
+            return self._stream(P.render(self.prompts.summarize, docs=docs), base, started, check=_add_outline)
         base.strategy = strategy
         if strategy == "central":
             docs = self._central(texts, budget, base, progress)
-            return self._stream(P.render(self.prompts.summarize, docs=docs), base, started)
+            return self._stream(P.render(self.prompts.summarize, docs=docs), base, started, check=_add_outline)
         return self._map_reduce(texts, budget, base, started, progress)
 
     @staticmethod
@@ -543,6 +546,15 @@ class SummarizeChain(_Base):
         cut = cut if cut > 0 else len(text) // 2
         return self._split(text[:cut].strip(), budget) + self._split(text[cut:].strip(), budget)
 
+
+def _add_outline(result: ChainResult) -> None:
+    """The document's headings after the model's summary, said to be the document's own."""
+    if result.outline:
+        result.answer = f"{result.answer}\n\n{OUTLINE_LEAD}{'; '.join(result.outline)}."
+        result.notes.append("The list of sections is the document's own headings, not the model's words.")
+
+
+OUTLINE_LEAD = "Sections of the document: "
 
 _BOILERPLATE = frozenset({"citation", "citations", "references", "useful resources", "acknowledgements",
                           "acknowledgments", "contents", "table of contents", "share", "comments"})

@@ -212,3 +212,15 @@ def test_a_five_turn_conversation_on_a_real_article_keeps_each_turns_subject(set
     finally:
         generator.close()
     assert [q for q, _ in history] == turns  # history holds the user's words, never a rewrite
+
+
+def test_a_whole_document_summary_ends_with_the_documents_own_headings():
+    from rag.chains import SummarizeChain
+
+    text = ("Basic Prompting\nZero-shot and few-shot learning are the two most basic approaches.\n"
+            "Chain-of-Thought\nChain-of-thought prompting asks the model for reasoning steps first.")
+    gen = ScriptedGenerator(["It is about prompting."], n_ctx=400)
+    result = SummarizeChain(RecordingSearch([]), gen).summarize(documents=[("Prompting", text)]).run()
+    assert result.outline == ["Basic Prompting", "Chain-of-Thought"]
+    assert result.answer == "It is about prompting.\n\nSections of the document: Basic Prompting; Chain-of-Thought."
+    assert any("document's own headings" in n for n in result.notes)
