@@ -3,6 +3,7 @@
     python benchmarks/bench_answers.py                  # all 477 questions, recipe measured in the same run
     python benchmarks/bench_answers.py --limit 100      # every n-th answerable question, for quick checks
     python benchmarks/bench_answers.py --no-recipe      # ours only
+    RAG_THREADS=1 python benchmarks/bench_answers.py    # both systems read prompts on one thread (a busy machine)
 
 Data: ../shared/data/qa/squad-train-subset (45 Wikipedia articles, 477 SQuAD train questions with gold
 answers). The articles of a fixed, seeded draw are left out of the corpus until 60 of their questions are
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import re
 import statistics
@@ -188,7 +190,8 @@ def run_reference(questions: list[dict], left_out: list[str], rows_out: Path | N
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "questions.jsonl"
         path.write_text("".join(json.dumps(q) + "\n" for q in questions), encoding="utf-8")
-        answers = run_recipe(DATA / "corpus", path, left_out, None)
+        threads = int(os.environ["RAG_THREADS"]) if os.environ.get("RAG_THREADS") else None
+        answers = run_recipe(DATA / "corpus", path, left_out, None, n_threads_batch=threads)
     rows = []
     for a in answers:
         q = by_id[a["id"]]
