@@ -6,6 +6,7 @@ so its logic is testable with a scripted generator and a list of hits.
 
 from __future__ import annotations
 
+import re
 import time
 
 import numpy as np
@@ -315,7 +316,13 @@ class QAChain(_Base):
             result.notes.append(f"The model answered \"{result.answer}\", but no source sentence supports it.")
             result.answer = P.NO_ANSWER
             return
-        valid = [n for n in cited(result.answer) if 1 <= n <= len(texts)]
+        numbers = cited(result.answer)
+        wrong = [n for n in numbers if not 1 <= n <= len(texts)]
+        if wrong:  # a citation of a source that was not given is removed, and the reader told
+            result.answer = re.sub(r"\s*\[(" + "|".join(map(str, wrong)) + r")\]", "", result.answer).strip()
+            result.notes.append(f"The citation {', '.join(f'[{n}]' for n in wrong)} named no source given to "
+                                "the model and was removed.")
+        valid = [n for n in numbers if 1 <= n <= len(texts)]
         if not valid:
             n = support.sources()[0]
             result.answer = f"{result.answer.rstrip()} [{n}]"

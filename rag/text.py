@@ -33,10 +33,24 @@ def stem(word: str) -> str:
     return word
 
 
+# A full stop after these (or after a single letter, as in "J. Smith" or "U.S.") ends no sentence.
+_ABBREVIATIONS = frozenset("al e.g i.e etc vs fig figs no nos eq eqs approx ca cf dr mr mrs ms st jr sr prof inc ltd "
+                           "co corp dept est vol pp ed eds".split())
+
+
+def _abbreviation_before(text: str, end: int) -> bool:
+    """Whether the word ending at `end` (just before a full stop) is an abbreviation."""
+    word = text[:end].rsplit(None, 1)[-1].lstrip("([\"'").lower() if text[:end].strip() else ""
+    return len(word) == 1 and word.isalpha() or word in _ABBREVIATIONS or word.rstrip(".") in _ABBREVIATIONS
+
+
 def sentences(text: str) -> list[tuple[int, int]]:
     """(start, end) offsets of the sentences of `text`, whitespace trimmed, empty ones dropped."""
     spans, start = [], 0
     for match in _SENTENCE_END.finditer(text):
+        stop = match.start()
+        if text[stop - 1:stop] == "." and "\n" not in match.group() and _abbreviation_before(text, stop - 1):
+            continue
         spans.append((start, match.start() if text[match.start()] in "\n \t\r" else match.end()))
         start = match.end()
     spans.append((start, len(text)))

@@ -224,3 +224,16 @@ def test_a_whole_document_summary_ends_with_the_documents_own_headings():
     assert result.outline == ["Basic Prompting", "Chain-of-Thought"]
     assert result.answer == "It is about prompting.\n\nSections of the document: Basic Prompting; Chain-of-Thought."
     assert any("document's own headings" in n for n in result.notes)
+
+
+def test_abbreviations_do_not_end_a_sentence():
+    text = "Self-consistency sampling (Wang et al. 2022a) samples many outputs. Dr. J. Smith agrees, e.g. here."
+    assert [text[a:b] for a, b in sentences(text)] == [
+        "Self-consistency sampling (Wang et al. 2022a) samples many outputs.", "Dr. J. Smith agrees, e.g. here."]
+
+
+def test_a_citation_of_a_source_that_was_not_given_is_removed_and_said():
+    chain, _ = _chain("Saint Bernadette Soubirous [9].", [Hit(1, 0.9, "grotto.txt", LOURDES, dense_score=0.6)])
+    result = chain.ask("To whom did Mary appear?").run()
+    assert "[9]" not in result.answer and result.answer.endswith("[1]")
+    assert any("[9] named no source" in n for n in result.notes)

@@ -15,7 +15,7 @@ import pytest
 from e2e_harness import ARGS, CHROMIUM, AppProcess, LocalSite
 from test_e2e_browser import ARTICLE, Shots
 
-# Long enough that a summary of it is made piece by piece (map-reduce), which takes minutes on a CPU.
+# Long enough that a summary of it takes a long pass of the model on a CPU (its central passages fill the context).
 ALMANAC = "<!doctype html><html><head><title>Harbour almanac</title></head><body><article><h1>Harbour almanac</h1>" + \
     "".join(f"<p>Day {i}: the ferry left at {6 + i % 5} o'clock, the tide turned at {i % 12} and the keeper of "
             f"light number {i} logged {i * 3} ships, a wind of force {i % 9} and {i % 4} hours of rain.</p>"

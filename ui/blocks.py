@@ -226,7 +226,8 @@ def _stoppable(gen: Generation, step: str, triggers: list, fn, inputs, outputs, 
 def _summarize_tab(gen: Generation, session):
     with gr.Tab("3 · Summarize", id="summarize", elem_id="tab-summarize"):
         gr.Markdown("Summarise what a query retrieves, or whole documents. Short inputs are *stuffed* into one "
-                    "prompt; long ones are summarised piece by piece and then combined (*map-reduce*).",
+                    "prompt; for a long one the model reads its most *central* passages, in order, in one pass, "
+                    "and the summary ends with the document's own section headings.",
                     elem_classes=["step-note"])
         with gr.Row():
             with gr.Column(scale=3):

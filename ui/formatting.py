@@ -414,7 +414,10 @@ def evidence_md(evidence: Sequence, turn: int) -> str:
 def standalone_md(result) -> str:
     if result.standalone_question and result.standalone_question != result.question:
         return f"**Standalone question:** {escape_markdown(result.standalone_question)}"
-    return f"**Question:** {escape_markdown(result.question)} _(first question: used as it is)_"
+    rewrite = [n for n in getattr(result, "notes", None) or [] if "rewrite" in n]
+    if rewrite:  # a follow-up whose rewrite was refused: say why, in the chain's words
+        return f"**Question:** {escape_markdown(result.question)} _({escape_markdown(one_line(rewrite[0], 400))})_"
+    return f"**Question:** {escape_markdown(result.question)} _(used as typed)_"
 
 
 def result_timings_md(result) -> str:
@@ -425,8 +428,11 @@ def result_timings_md(result) -> str:
 def done_note(backend: str, result) -> str:
     note = (f"Answered by **{escape_markdown(backend)}** from **{len(result.sources)}** of {len(result.retrieved)} "
             f"retrieved chunks in {fmt_seconds((result.timings or {}).get('total_s'))}.")
+    notes = [n for n in getattr(result, "notes", None) or [] if "rewrite" not in n]
+    if notes:  # what the chain did to the answer: a citation added, a loop cut, a question cut, an abstention
+        note += " " + " ".join(escape_markdown(one_line(n, 300)) for n in notes)
     if getattr(result, "abstained", False):
-        note += " The model found no answer in the sources."
+        return note + " The sources listed are the closest passages."
     return note + " Click a [n] in the answer to open its passage."
 
 

@@ -161,7 +161,7 @@ class Generation:
             for source in sources:
                 doc = coll.document(source)
                 documents.append((doc.title or doc.source, doc.text))
-        yield "Reading the sources (long ones are summarised piece by piece first)…", "", ""
+        yield "Reading the sources (of a long one, its most central passages)…", "", ""
         try:
             answer = chain.summarize(query or None, documents=documents)
         except Stopped:
