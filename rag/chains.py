@@ -304,6 +304,7 @@ class QAChain(_Base):
     def _ground(self, result: ChainResult) -> None:
         """Evidence for each answer sentence; the citation added when the model gave none; abstention
         when nothing supports the answer."""
+        result.answer = result.answer.replace("**", "").strip()  # the bold that marked the key sentence, copied
         if _says_no_answer(result.answer):
             result.abstained = True
             return
