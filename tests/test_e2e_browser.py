@@ -161,7 +161,9 @@ def test_notebook_end_to_end(app, browser, site, workdir):
     page.locator("#apply-settings").click()
     page.wait_for_selector("#settings-applied >> text=gpt4all")
     ask(page, "When was the lighthouse automated?", "gpt4all")
-    assert "Standalone question" in text_of(page, "#standalone")
+    # The follow-up was rewritten, or the rewrite was refused (it dropped the user's words) and the reason shown.
+    standalone = text_of(page, "#standalone")
+    assert "Standalone question" in standalone or "was not used" in standalone, standalone
 
     # Export the conversation with its sources.
     page.locator("#export-btn").click()

@@ -101,7 +101,6 @@ class Library:
     def quick_add(self, urls_text, session: Session, progress=gr.Progress()):
         """Add web pages from beside the chat, with the Ingest step's default chunking."""
         self.runtime.require_writable("ingesting")
-        limits.check_count("uploaded files", len(files or []), limits.MAX_UPLOADS, "ingest them in several batches.")
         urls, bad = parse_urls(urls_text)
         if not urls:
             raise RagError("Type the http(s) address of a web page to add." + _bad_note(bad))
