@@ -1,28 +1,16 @@
-"""Turns errors in a callback into messages in the page, so the app keeps serving; stops work nobody
-waits for; and, under --auth, puts a login in front of the Gradio routes that lack one."""
+"""Stops work nobody waits for, and, under --auth, puts a login in front of the Gradio routes that lack
+one. (Errors become status-line sentences in ui/status.py.)"""
 
 from __future__ import annotations
 
 import functools
 import inspect
-import logging
 from typing import Callable
 
 import gradio as gr
 
 from rag.errors import RagError
 from rag.interrupt import stop_when
-
-log = logging.getLogger("local-rag.ui")
-
-
-def _as_gradio_error(exc: Exception) -> gr.Error:
-    if isinstance(exc, gr.Error):
-        return exc
-    if isinstance(exc, RagError):
-        return gr.Error(str(exc), print_exception=False)
-    log.exception("Unexpected error in a callback")
-    return gr.Error(f"Something went wrong ({exc.__class__.__name__}: {exc}). The app is still running.")
 
 
 class ClientGone(RagError):
@@ -78,14 +66,14 @@ def _watch_progress(args: tuple, kwargs: dict, check: Callable[[], None] | None)
     return tuple(watched(a) for a in args), {k: watched(v) for k, v in kwargs.items()}
 
 
-def user_errors(fn):
-    """Show `RagError` (and anything unexpected) as a readable gr.Error, for plain and generator callbacks.
+def watched(fn):
+    """`fn` (a plain or generator callback) with work nobody waits for stopped.
 
-    Work nobody waits for stops: Gradio 6.31 ends a generator callback at its next yield once its
-    client cancels or leaves, but runs a plain callback in its thread to the end, and a generator
-    between two yields (a map-reduce summary) likewise. So while the callback runs, the client check
-    is installed for `rag.interrupt.checkpoint()` (between sources, embedding groups, map calls and
-    streamed pieces) and runs before each gr.Progress report.
+    Gradio 6.31 ends a generator callback at its next yield once its client cancels or leaves, but
+    runs a plain callback in its thread to the end, and a generator between two yields (a map-reduce
+    summary) likewise. So while the callback runs, the client check is installed for
+    `rag.interrupt.checkpoint()` (between sources, embedding groups, map calls and streamed pieces)
+    and runs before each gr.Progress report. Errors pass through to the caller's own handling.
     """
     if inspect.isgeneratorfunction(fn):
 
@@ -93,9 +81,8 @@ def user_errors(fn):
         def gen_wrapper(*args, **kwargs):
             check = _client_check()
             args, kwargs = _watch_progress(args, kwargs, check)
-            steps = None
+            steps = fn(*args, **kwargs)
             try:
-                steps = fn(*args, **kwargs)
                 while True:
                     with stop_when(check):  # set and reset within one resumption: each runs in its own context
                         try:
@@ -103,11 +90,8 @@ def user_errors(fn):
                         except StopIteration:
                             return
                     yield value
-            except Exception as exc:  # noqa: BLE001 - every failure must reach the user as a message
-                raise _as_gradio_error(exc) from exc
             finally:
-                if steps is not None:
-                    steps.close()
+                steps.close()
 
         return gen_wrapper
 
@@ -115,11 +99,8 @@ def user_errors(fn):
     def wrapper(*args, **kwargs):
         check = _client_check()
         args, kwargs = _watch_progress(args, kwargs, check)
-        try:
-            with stop_when(check):
-                return fn(*args, **kwargs)
-        except Exception as exc:  # noqa: BLE001
-            raise _as_gradio_error(exc) from exc
+        with stop_when(check):
+            return fn(*args, **kwargs)
 
     return wrapper
 

@@ -14,9 +14,8 @@ import logging
 import gradio as gr
 
 from rag.errors import RagError
-from rag.interrupt import stop_when
 from ui import formatting as fmt
-from ui.guard import _client_check, _watch_progress
+from ui.guard import watched
 
 log = logging.getLogger("local-rag.ui")
 
@@ -41,38 +40,22 @@ def errors_in_status(count: int, status: int = 0):
     """Wrap a callback with `count` outputs: on failure, output `status` gets the sentence, the others stay."""
 
     def decorate(fn):
+        run = watched(fn)  # work nobody waits for stops at rag's checkpoints
         if inspect.isgeneratorfunction(fn):
 
             @functools.wraps(fn)
             def gen_wrapper(*args, **kwargs):
-                # Work nobody waits for stops: the client check runs at rag's checkpoints and progress reports.
-                check = _client_check()
-                args, kwargs = _watch_progress(args, kwargs, check)
-                steps = None
                 try:
-                    steps = fn(*args, **kwargs)
-                    while True:
-                        with stop_when(check):  # set and reset within one resumption
-                            try:
-                                value = next(steps)
-                            except StopIteration:
-                                return
-                        yield value
+                    yield from run(*args, **kwargs)
                 except Exception as exc:  # noqa: BLE001 - every failure must reach the user as a sentence
                     yield _failed(count, status, exc)
-                finally:
-                    if steps is not None:
-                        steps.close()
 
             return gen_wrapper
 
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
-            check = _client_check()
-            args, kwargs = _watch_progress(args, kwargs, check)
             try:
-                with stop_when(check):
-                    return fn(*args, **kwargs)
+                return run(*args, **kwargs)
             except Exception as exc:  # noqa: BLE001
                 return _failed(count, status, exc)
 
