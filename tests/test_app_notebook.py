@@ -120,6 +120,36 @@ def test_stop_on_summarize_ends_the_map_step(tmp_path):
     assert len(gen.prompts) == 1 and gen.closed == 1
 
 
+def test_stop_reaches_the_backends_own_checkpoints_before_its_first_piece(tmp_path):
+    """llama.cpp evaluates a long prompt before its first token; Stop must reach the checks it makes
+    between slices of that evaluation (rag.interrupt), not wait for a piece."""
+    from rag.interrupt import checkpoint
+    from ui.generation import job_key
+    from ui.state import Session
+
+    holder = {"checks": 0}
+
+    class SlowPromptGenerator(StoppingGenerator):
+        def stream(self, messages, **params):
+            self.prompts.append(self.format_prompt(messages))
+            for _ in range(1000):  # prompt slices, each after a check: the press arrives during the third
+                checkpoint()
+                holder["checks"] += 1
+                if holder["checks"] == 3:
+                    holder["runtime"].jobs.stop(job_key(None, "chat"))
+            yield "never reached"
+
+    gen = SlowPromptGenerator("")
+    generation, runtime = _generation(gen, [hit(text="The storm lasted eleven days.")], tmp_path)
+    holder["runtime"] = runtime
+    runtime.jobs.start(job_key(None, "chat"))
+    session = Session()
+    *_, last = generation.chat("How long was the storm?", session)
+    assert "Stopped before the first token" in last[1]
+    assert holder["checks"] == 3, "the slice after the press must not be evaluated"
+    assert session.turns[0].stopped and session.turns[0].answer == ""
+
+
 def test_new_conversation_stops_the_running_answer(tmp_path):
     from ui.generation import job_key
     from ui.state import Session
