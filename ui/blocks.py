@@ -16,6 +16,7 @@ from ui.state import MAX_K, ChatSettings, Session
 MODEL_GROUP = "model"
 MODES = ["hybrid", "dense", "bm25"]
 TABS = ("ingest", "search", "summarize", "chat", "compare")
+TAB_KEY = "local-rag-notebook-tab"  # where assets/notebook.js keeps the last tab clicked
 
 
 _LOGO = (
@@ -76,8 +77,8 @@ def build_app(runtime: Runtime) -> gr.Blocks:
         with gr.Accordion("📚 Sources that Summarize, Chat and Compare read", open=False, elem_id="sources-panel"):
             sources = gr.CheckboxGroup(show_label=False, choices=[], elem_id="sources")
             sources_note = gr.Markdown(elem_id="sources-note")
-        # The tab the person is on, kept in this browser, so a reload opens it again.
-        last_tab = gr.BrowserState("", storage_key="local-rag-notebook-tab")
+        # The tab the person last clicked, kept in this browser by assets/notebook.js, read on each load.
+        last_tab = gr.Textbox(visible=False, elem_id="last-tab")
 
         with gr.Tabs(overflow_behavior="wrap") as tabs:
             ingest_tab = _ingest_tab(library, session, collection, docs_note, writable)
@@ -85,8 +86,6 @@ def build_app(runtime: Runtime) -> gr.Blocks:
             summary_docs = _summarize_tab(gen, session)
             chat = _chat_tab(gen, convs, library, session, writable, docs_note, ingest_tab["table"])
             _compare_tab(gen, session, backends)
-        for tab in tabs.children:
-            tab.select(None, None, last_tab, js=f"() => {tab.id!r}", queue=False, show_progress="hidden")
         # Summarize offers only the ticked documents, so it reads what Chat and Compare read.
         sources.input(gen.choose_sources, [sources, session], [sources_note, session], show_progress="hidden").then(
             gen.document_choices, [session, summary_docs], summary_docs, show_progress="hidden")
@@ -107,7 +106,8 @@ def build_app(runtime: Runtime) -> gr.Blocks:
         for changed in ingest_tab["changed"] + chat["changed"]:
             changed.then(gen.document_choices, session, summary_docs, show_progress="hidden").then(
                 gen.source_choices, session, sources, show_progress="hidden")
-        demo.load(library.collection_choices, session, collection, show_progress="hidden").then(
+        demo.load(None, None, last_tab, js=f"() => localStorage.getItem({TAB_KEY!r}) || ''").then(
+            library.collection_choices, session, collection, show_progress="hidden").then(
             library.refresh, session, [docs_note, ingest_tab["table"]], show_progress="hidden"
         ).then(gen.document_choices, session, summary_docs, show_progress="hidden").then(
             convs.restore, session, restore[0], show_progress="hidden").then(
