@@ -15,6 +15,7 @@ from ui.state import MAX_K, ChatSettings, Session
 # Every model call joins this group, so simultaneous users queue for the one model in memory.
 MODEL_GROUP = "model"
 MODES = ["hybrid", "dense", "bm25"]
+ANSWER_STYLES = ["auto", "quote", "free"]
 TABS = ("ingest", "search", "summarize", "chat", "compare")
 TAB_KEY = "local-rag-notebook-tab"  # where assets/notebook.js keeps the last tab clicked
 
@@ -43,7 +44,7 @@ def _initial_session(runtime: Runtime) -> Session:
     s = runtime.settings
     chat = ChatSettings(
         backend=s.backend, model=s.model, temperature=s.temperature, max_tokens=s.max_tokens,
-        n_ctx=s.n_ctx, k=s.k, mode=s.mode,
+        n_ctx=s.n_ctx, k=s.k, mode=s.mode, answer_style=s.answer_style,
     )
     return Session(collection=s.collection, chat=chat)
 
@@ -136,6 +137,9 @@ def _settings_panel(gen: Generation, session, runtime: Runtime, writable: bool, 
             k = gr.Number(value=s.k, label=f"Chunks to retrieve (k, 1 to {MAX_K})",
                           interactive=writable, elem_id="settings-k")
             mode = gr.Radio(MODES, value=s.mode, label="Retrieval mode", interactive=writable)
+            answer_style = gr.Radio(ANSWER_STYLES, value=s.answer_style, label="Answer style (quote: words of the "
+                                    "best-matching source sentence; auto: quote with small models)",
+                                    interactive=writable, elem_id="answer-style")
         with gr.Row():
             temperature = gr.Slider(0, 1.5, value=s.temperature, step=0.05, label="Temperature",
                                     interactive=writable)
@@ -148,7 +152,7 @@ def _settings_panel(gen: Generation, session, runtime: Runtime, writable: bool, 
         with gr.Row():
             apply = gr.Button("Apply settings", interactive=writable, elem_id="apply-settings", scale=0)
             applied = gr.Markdown(elem_id="settings-applied")
-    form = [backend, model, temperature, max_tokens, n_ctx, k, mode, template]
+    form = [backend, model, temperature, max_tokens, n_ctx, k, mode, answer_style, template]
     apply.click(gen.apply_settings, [*form, session], [applied, model_line, session, *form]).then(
         gen.model_picker, session, [model, tiny_note], show_progress="hidden")
     return model

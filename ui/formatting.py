@@ -446,7 +446,7 @@ def settings_line(chosen) -> str:
     return (
         f"Applied: **{escape_markdown(chosen.backend)}** · model **{escape_markdown(chosen.model or 'default')}** · "
         f"temperature {chosen.temperature:g} · max {chosen.max_tokens} tokens · context {chosen.n_ctx} · "
-        f"k={chosen.k} · {chosen.mode}"
+        f"k={chosen.k} · {chosen.mode} · answers: {chosen.answer_style}"
     )
 
 

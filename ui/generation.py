@@ -92,7 +92,7 @@ class Generation:
         yield shown, self._loading_note(chat.backend), *blank, session
         generator = StoppableGenerator(self.runtime.generator(chat), job)
         chain = ChatChain(scoped_search(coll, session.sources), generator, k=chat.k, mode=chat.mode, prompts=_prompts(chat),
-                          max_tokens=chat.max_tokens)
+                          max_tokens=chat.max_tokens, style=chat.answer_style)
         step = "Rewriting the follow-up as a standalone question, then retrieving…" if history else "Retrieving…"
         yield shown, step, *blank, session
         try:
@@ -223,7 +223,7 @@ class Generation:
             try:
                 generator = StoppableGenerator(self.runtime.generator(chat, backend=backend), job)
                 chain = QAChain(lambda *_a, **_k: hits, generator, k=chat.k, mode=chat.mode,
-                                prompts=_prompts(chat), max_tokens=chat.max_tokens)
+                                prompts=_prompts(chat), max_tokens=chat.max_tokens, style=chat.answer_style)
                 answer = chain.ask(question)
                 for piece in answer:
                     text += piece
@@ -293,16 +293,19 @@ class Generation:
     def template_hint(self) -> str:
         return "Use {context} and {question}, e.g.\nAnswer from the context.\n\n{context}\n\nQuestion: {question}"
 
-    def apply_settings(self, backend, model, temperature, max_tokens, n_ctx, k, mode, template, session: Session):
+    def apply_settings(self, backend, model, temperature, max_tokens, n_ctx, k, mode, answer_style, template,
+                       session: Session):
         """Keep valid settings in this user's session; a refused one is said and the form shows what is in use."""
         try:
-            chosen = self._checked_settings(backend, model, temperature, max_tokens, n_ctx, k, mode, template)
+            chosen = self._checked_settings(backend, model, temperature, max_tokens, n_ctx, k, mode, answer_style,
+                                            template)
         except Exception as exc:  # noqa: BLE001 - refused: say why and put back the settings in use
             return (error_line(exc), self.model_line(session.chat), session, *settings_values(session.chat))
         session.chat = chosen
         return (fmt.settings_line(chosen), self.model_line(chosen), session, *settings_values(chosen))
 
-    def _checked_settings(self, backend, model, temperature, max_tokens, n_ctx, k, mode, template) -> ChatSettings:
+    def _checked_settings(self, backend, model, temperature, max_tokens, n_ctx, k, mode, answer_style,
+                          template) -> ChatSettings:
         self.runtime.require_writable("changing settings")
         from rag.generators import generator_class
         from rag.prompts import Prompts
@@ -318,6 +321,7 @@ class Generation:
         chosen = ChatSettings(
             backend=backend, model=(model or "").strip(), temperature=float(temperature),
             max_tokens=int(max_tokens), n_ctx=int(n_ctx), k=check_k(k), mode=mode, template=template,
+            answer_style=check_answer_style(answer_style),
         )
         if chosen.model:
             from rag.models import resolve_model
@@ -403,7 +407,16 @@ def _is_default_model(model: str) -> bool:
 
 def settings_values(chat: ChatSettings) -> tuple:
     """The settings form's values, in the order of its fields."""
-    return (chat.backend, chat.model, chat.temperature, chat.max_tokens, chat.n_ctx, chat.k, chat.mode, chat.template)
+    return (chat.backend, chat.model, chat.temperature, chat.max_tokens, chat.n_ctx, chat.k, chat.mode,
+            chat.answer_style, chat.template)
+
+
+def check_answer_style(style: str) -> str:
+    from rag.quote import STYLES
+
+    if style not in STYLES:
+        raise RagError(f"Answer style {style!r} is not one of {', '.join(STYLES)}; choose one of them.")
+    return style
 
 
 def _prompts(chat: ChatSettings):

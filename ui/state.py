@@ -21,6 +21,7 @@ class ChatSettings:
     k: int = 4
     mode: str = "hybrid"
     template: str = ""
+    answer_style: str = "auto"  # rag/quote.py: quote with small models, else the model writes
 
 
 @dataclass

@@ -72,6 +72,7 @@ class LlamaCppGenerator(Generator):
     same way as the previous one only evaluates its new tail."""
 
     name = "llamacpp"
+    supports_grammar = True
 
     def __init__(self, model_path: str | os.PathLike, *, prompt_cache_mb: int = 256, **kwargs):
         super().__init__(model_path, **kwargs)
@@ -114,7 +115,7 @@ class LlamaCppGenerator(Generator):
                 chunks = self._model().create_completion(
                     prompt, max_tokens=max_tokens, temperature=p.temperature, top_p=p.top_p, top_k=p.top_k,
                     min_p=0.0, repeat_penalty=p.repeat_penalty, seed=p.seed, stop=list(p.stop), stream=True,
-                    stopping_criteria=self._lib.StoppingCriteriaList([counter]))
+                    stopping_criteria=self._lib.StoppingCriteriaList([counter]), grammar=self._grammar(p.grammar))
                 for chunk in chunks:
                     choice = chunk["choices"][0]
                     if choice["text"]:
@@ -123,6 +124,14 @@ class LlamaCppGenerator(Generator):
                     finish = choice.get("finish_reason") or finish
             finally:
                 self.last_stats = timer.finish(_completion_tokens(counter.n, max_tokens, finish, p.stop), finish)
+
+    def _grammar(self, text: str | None):
+        if not text:
+            return None
+        try:
+            return self._lib.LlamaGrammar.from_string(text, verbose=False)
+        except ValueError:
+            raise RagError("The reply's grammar could not be parsed; check its GBNF rules.") from None
 
     def forget_prompts(self) -> None:
         """Empty the KV cache and the saved prompt states, so the next prompt is evaluated cold."""
