@@ -142,17 +142,22 @@ def open_corpus(left_out: list[str], index_dir: Path):
 
 def calibrate(questions: list[dict], left_out: list[str], index_dir: Path) -> str:
     """Retrieval alone (no model): how often each relevance threshold would abstain, on every question."""
-    from rag.chains import RELEVANCE
+    from rag.chains import KEY_RELEVANCE, RELEVANCE
+    from rag.evidence import key_sentence
 
     settings, coll = open_corpus(left_out, index_dir)
     rows = []
     for q in questions:
         hits = coll.search(q["question"], k=settings.k, mode=settings.mode)
+        key = key_sentence(q["question"], [h.text for h in hits], coll.embedder.embed) if hits else None
         rows.append({"answers": q["answers"], "top_dense": max((h.dense_score or 0.0 for h in hits), default=0.0),
+                     "key": key.score if key else 1.0,
+                     "key_holds": bool(key and q["answers"] and contains(key.text, q["answers"])),
                      "recall": contains(" ".join(h.text for h in hits), q["answers"]) if q["answers"] else None})
     ans = [r for r in rows if r["answers"]]
     lines = [f"context recall at k={settings.k} (all answerable): {_mean(r['recall'] for r in ans):.3f}",
-             f"relevance threshold in use: {RELEVANCE}", calibration(rows)]
+             f"the best-matching sentence holds a gold answer: {_mean(r['key_holds'] for r in ans):.3f}",
+             f"thresholds in use: chunk {RELEVANCE}, sentence {KEY_RELEVANCE}", calibration(rows)]
     return "\n".join(lines)
 
 
@@ -205,12 +210,20 @@ def run_reference(questions: list[dict], left_out: list[str], rows_out: Path | N
 
 
 def calibration(rows: list[dict]) -> str:
-    """Abstention rates if the chain abstained below each relevance threshold (top retrieved cosine)."""
-    ans = [r["top_dense"] for r in rows if r["answers"]]
-    unans = [r["top_dense"] for r in rows if not r["answers"]]
-    lines = ["| threshold | abstain (unanswerable) | abstain (answerable) |", "| ---: | ---: | ---: |"]
-    for t in [x / 100 for x in range(20, 62, 2)]:
-        lines.append(f"| {t:.2f} | {_mean(v < t for v in unans):.3f} | {_mean(v < t for v in ans):.3f} |")
+    """Abstention rates, unanswerable / answerable, if the chain abstained when the best chunk's cosine is
+    under the row's threshold or the best sentence's score is under the column's."""
+    ans = [r for r in rows if r["answers"]]
+    unans = [r for r in rows if not r["answers"]]
+    columns = [x / 100 for x in range(36, 48, 2)] + [0.0]
+
+    def rate(group, chunk, sentence):
+        return _mean(r["top_dense"] < chunk or r["key"] < sentence for r in group)
+
+    lines = ["| chunk \\ sentence | " + " | ".join(f"{c:.2f}" if c else "none" for c in columns) + " |",
+             "| ---: |" + " ---: |" * len(columns)]
+    for chunk in [x / 100 for x in range(34, 52, 2)]:
+        lines.append(f"| {chunk:.2f} | " + " | ".join(
+            f"{rate(unans, chunk, c):.2f} / {rate(ans, chunk, c):.3f}" for c in columns) + " |")
     return "\n".join(lines)
 
 

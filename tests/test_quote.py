@@ -110,5 +110,5 @@ def test_the_default_model_quotes_a_run_of_the_best_sentence_and_cites_it(settin
     quoted, cite = re.fullmatch(r"(.+) \[(\d)\]", result.answer).groups()
     assert int(cite) == evidence["n"]
     assert f" {quoted} " in f" {evidence['text']} "  # whole words of the sentence, in order, nothing else
-    assert len(quoted.split()) <= 12 and "Quoted from source" in result.notes[-1]
+    assert len(quoted.split()) <= 16 and "Quoted from source" in result.notes[-1]
     assert free.style == "free"
