@@ -20,3 +20,24 @@ def shared_data(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is absent: the shared data sits beside the checkout, not in a user's clone")
     return path
+
+
+@pytest.fixture(scope="session")
+def milvus_server(tmp_path_factory):
+    """One milvus-lite server on 127.0.0.1 for the session's Milvus tests (started only when one asks)."""
+    pytest.importorskip("milvus_lite", reason="the Milvus store's tests need milvus-lite (requirements.txt)")
+    from tests.milvus_server import MilvusLiteServer
+
+    server = MilvusLiteServer(tmp_path_factory.mktemp("milvus-lite") / "data").start()
+    yield server
+    server.kill()
+
+
+@pytest.fixture(params=["local", "milvus"])
+def store_settings(request, settings):
+    """Settings on each store the contract tests cover: the local directory, and a milvus-lite server."""
+    if request.param == "local":
+        return settings
+    server = request.getfixturevalue("milvus_server")
+    server.drop_all()
+    return settings.replace(store=server.uri)
