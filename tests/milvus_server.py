@@ -38,11 +38,22 @@ class MilvusLiteServer:
                 raise RuntimeError(f"milvus-lite exited: {self.log.read()[-2000:].decode(errors='replace')}")
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                self._answer()  # listening is not yet serving: it may still be reading its data back
                 return self
-            except OSError:
+            except Exception:  # noqa: BLE001 - not up yet, whatever the client says
                 time.sleep(0.1)
         self.kill()
         raise RuntimeError("milvus-lite did not start in time")
+
+    def _answer(self) -> None:
+        from pymilvus import MilvusClient
+
+        client = MilvusClient(uri=f"http://127.0.0.1:{self.port}", timeout=5)
+        try:
+            for name in client.list_collections():
+                client.describe_collection(name)
+        finally:
+            client.close()
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         if self.proc is not None and self.proc.poll() is None:

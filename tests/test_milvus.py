@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import urllib.request
 import sys
 from pathlib import Path
 
@@ -74,12 +75,14 @@ def test_a_refused_token_is_one_sentence():
     assert "refused the token" in str(error) and "RAG_MILVUS_TOKEN" in str(error)
 
 
-def test_no_server_is_one_sentence_after_bounded_retries(settings):
+def test_no_server_is_one_sentence_after_bounded_retries(settings, monkeypatch):
+    from rag.store import milvus_client
     from tests.openai_server import free_port
 
     down = settings.replace(store=f"milvus://127.0.0.1:{free_port()}")
     with pytest.raises(RagError, match=r"cannot be reached; start it or check RAG_STORE"):
         Collection.open(down)
+    monkeypatch.setattr(milvus_client, "BACKOFF", (0.01,))
     with pytest.raises(RagError, match="cannot be reached"):
         list_collections(down)
 
@@ -203,3 +206,44 @@ def test_embedded_engine_keeps_a_collection_in_a_path(tmp_path):
                              text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
         assert out.returncode == 0, out.stderr[-2000:]
         assert out.stdout.strip().splitlines()[-1] == "mem://cats"
+
+
+# -- many instances ----------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_two_app_instances_share_one_collection_and_outlive_a_server_restart(tmp_path, milvus_server):
+    """An upload ingested in one app is found by the other; with Milvus down, a search says so in one
+    sentence and the app keeps serving; once the server is back, searches work again."""
+    from gradio_client import handle_file
+
+    from tests.e2e_harness import AppProcess, gradio_client
+
+    milvus_server.drop_all()
+    notes = tmp_path / "lighthouse.txt"
+    notes.write_text("The lighthouse on Quillon is kept by Ingrid Halvorsen; its lamp is painted red.\n")
+    apps = [AppProcess(tmp_path, "--store", milvus_server.uri, index_dir=tmp_path / f"index{n}") for n in (0, 1)]
+    try:
+        for app in apps:
+            app.wait_ready()
+        writer, reader = (gradio_client(app, workdir=tmp_path / f"client{n}") for n, app in enumerate(apps))
+        for client in (writer, reader):
+            client.predict("team", api_name="/choose_collection")
+        summary, *_ = writer.predict("", [handle_file(str(notes))], 500, 0, api_name="/ingest")
+        assert "**1** added" in summary
+        note, hits, *_ = reader.predict("Who keeps the lighthouse?", 4, "hybrid", api_name="/search")
+        assert "Ingrid Halvorsen" in hits
+
+        milvus_server.kill()
+        try:
+            note, hits, *_ = reader.predict("Who keeps the lighthouse?", 4, "hybrid", api_name="/search")
+            assert "cannot be reached" in note and "Ingrid" not in hits
+            with urllib.request.urlopen(apps[1].url, timeout=10) as page:
+                assert page.status == 200
+        finally:
+            milvus_server.start()
+        note, hits, *_ = reader.predict("Who keeps the lighthouse?", 4, "hybrid", api_name="/search")
+        assert "Ingrid Halvorsen" in hits, note
+    finally:
+        for app in apps:
+            app.stop()

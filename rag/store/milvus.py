@@ -73,6 +73,7 @@ class MilvusStore(ChunkStore):
         self._names = {kind: physical_name(name, kind) for kind in KINDS}
         self._write_lock = threading.RLock()
         self._swept = False
+        self._dirty = False
         self.dimension = self._open(dimension)
 
     def _open(self, dimension: int | None) -> int:
@@ -142,6 +143,14 @@ class MilvusStore(ChunkStore):
                 self._swept = True
             yield self
 
+    def checkpoint(self) -> None:
+        """Seal the chunks written since the last batch (one flush per ingest): unsealed rows are searched
+        without their index (lite rebuilds its BM25 index over them on every search: 400 ms, not 16, for
+        4,700 chunks), and Milvus flushes on its own only after a while."""
+        if self._dirty:
+            self._call(lambda: self.client.flush(self._names["chunks"]))
+            self._dirty = False
+
     def put_document(self, doc: Document, chunks: Sequence[Chunk], vectors: np.ndarray, chunking: str = "") -> int:
         """Write `doc` under a new version, make it current with one upsert, then drop the old version."""
         if len(chunks) != len(vectors):
@@ -156,6 +165,7 @@ class MilvusStore(ChunkStore):
             self._upsert_docs([row, self._head_row(version)])
             if old is not None:
                 self._drop_version(old.doc_id)
+            self._dirty = True
         return len(chunks)
 
     def delete_document(self, source: str) -> bool:
@@ -167,6 +177,7 @@ class MilvusStore(ChunkStore):
             self._call(lambda: self.client.delete(self._names["docs"], ids=[doc_key(source)]))
             self._upsert_docs([self._head_row(new_version())])
             self._drop_version(old.doc_id)
+            self._dirty = True
         return True
 
     def sweep(self, older_than: float = SWEEP_AFTER) -> int:

@@ -16,10 +16,13 @@ from typing import Callable, TypeVar
 
 from rag.errors import RagError
 
-SCHEMES = ("milvus://", "milvus+https://", "milvus+lite://")
 # A call that may be repeated safely (reads, upserts, deletes) is tried again after each of these pauses.
-BACKOFF = (0.3, 1.0)  # pauses between the tries: three tries in all
+BACKOFF = (0.25, 0.75, 1.5)  # the pauses between tries: four tries in all, 2.5 s
 CONNECT_TIMEOUT = 5.0  # seconds to open a connection
+# gRPC waits up to two minutes between reconnects to a server that went away; a restarted server should
+# answer the next search, so it tries again within a second.
+_GRPC_OPTIONS = {"grpc.initial_reconnect_backoff_ms": 200, "grpc.min_reconnect_backoff_ms": 200,
+                 "grpc.max_reconnect_backoff_ms": 1000}
 # MilvusException codes: the server could not be reached, or the call timed out on the way.
 _UNREACHABLE = {2}  # connect failed
 _AUTH_WORDS = ("auth", "token", "credential", "password", "unauthenticated", "permission denied")
@@ -132,7 +135,7 @@ class Connection:
             client = self._clients.get(key)
             if client is None:
                 client = self.retry(lambda: MilvusClient(uri=self.address.uri, token=self.token,
-                                                         timeout=CONNECT_TIMEOUT))
+                                                         timeout=CONNECT_TIMEOUT, grpc_options=_GRPC_OPTIONS))
                 self._clients[key] = client
             return client
 
@@ -141,7 +144,8 @@ class Connection:
 
         A server that restarted has its collections released: `reload` loads them, and the call is repeated.
         """
-        for pause in (*BACKOFF, None):
+        pauses = list(BACKOFF)
+        while True:
             try:
                 return call()
             except RagError:
@@ -149,12 +153,11 @@ class Connection:
             except Exception as exc:  # pymilvus raises its own and gRPC's errors
                 if reload is not None and released(exc):
                     reload()
-                    reload = None
+                    reload = None  # once: a collection that will not stay loaded is an error to report
                     continue
-                if pause is None or not unreachable(exc):
+                if not pauses or not unreachable(exc):
                     raise explain(self.address, exc) from None
-                time.sleep(pause)
-        raise explain(self.address, TimeoutError("no answer"))  # only after a reload and every retry
+                time.sleep(pauses.pop(0))
 
     def once(self, call: Callable[[], T]) -> T:
         """`call()` without retries (an insert repeated after a lost reply would add its rows twice)."""
