@@ -67,6 +67,17 @@ def test_collection_names_map_both_ways():
     assert logical_name(physical_name("a", "chunks")) is None and logical_name("other_docs") is None
 
 
+def test_the_token_comes_from_the_variable_or_the_first_line_of_its_file(tmp_path):
+    from rag.store.milvus_client import read_token
+
+    (tmp_path / "token").write_text("root:Milvus\nignored\n")
+    assert read_token(load_settings(environ={"RAG_MILVUS_TOKEN_FILE": str(tmp_path / "token")})) == "root:Milvus"
+    assert read_token(load_settings(environ={"RAG_MILVUS_TOKEN": "key", "RAG_MILVUS_TOKEN_FILE": "/none"})) == "key"
+    assert "s3cr3t" not in repr(load_settings(environ={"RAG_MILVUS_TOKEN": "s3cr3t"}))
+    with pytest.raises(RagError, match="Cannot read a Milvus token"):
+        read_token(load_settings(environ={"RAG_MILVUS_TOKEN_FILE": str(tmp_path / "missing")}))
+
+
 def test_a_refused_token_is_one_sentence():
     class Refused(Exception):
         code, message = 1800, "auth check failure, please check username and password are correct"
