@@ -133,7 +133,8 @@ def test_replaced_documents_never_crowd_out_the_top_k(milvus_settings, monkeypat
     version = milvus.new_version()
     ghost = Document("mem://0", "cats cats cats", "ghost")
     chunks = split_document(ghost, 500, 0)
-    coll.store._insert("chunks", coll.store._chunk_rows(ghost, chunks, coll.embedder.embed(["cats cats cats"]), version))
+    vectors = coll.embedder.embed(["cats cats cats"])
+    coll.store._insert("chunks", coll.store._chunk_rows(ghost, chunks, vectors, version))
     hits = coll.search("cats", k=3, mode="bm25")
     assert len(hits) == 3 and all(h.title != "ghost" for h in hits)
 

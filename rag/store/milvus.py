@@ -110,7 +110,7 @@ class MilvusStore(ChunkStore):
 
     def _head(self) -> dict | None:
         rows = self._call(lambda: self.client.get(self._names["docs"], ids=[HEAD_KEY],
-                                                       output_fields=["version", "metadata"]))
+                                                  output_fields=["version", "metadata"]))
         return rows[0] if rows else None
 
     def _create(self, dimension: int) -> None:
@@ -199,8 +199,9 @@ class MilvusStore(ChunkStore):
             raise RagError(f"The metadata of {doc.source!r} is longer than the {MAX_VARCHAR} bytes a Milvus store "
                            "keeps per document.")
         title = doc.title[:2000]
-        return {"id": doc_key(doc.source), "source": doc.source, "version": version, "content_hash": doc.content_hash, "chunking": chunking,
-                "title": title, "metadata": metadata, "added_at": time.time(), "chunks": chunks, "_v": PLACEHOLDER}
+        return {"id": doc_key(doc.source), "source": doc.source, "version": version, "content_hash": doc.content_hash,
+                "chunking": chunking, "title": title, "metadata": metadata, "added_at": time.time(), "chunks": chunks,
+                "_v": PLACEHOLDER}
 
     def _head_row(self, version: int) -> dict:
         return {"id": HEAD_KEY, "source": "", "version": version, "content_hash": "", "chunking": "", "title": "",

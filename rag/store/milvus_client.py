@@ -20,11 +20,11 @@ from rag.errors import RagError
 BACKOFF = (0.25, 0.75, 1.5)  # the pauses between tries: four tries in all, 2.5 s
 CONNECT_TIMEOUT = 5.0  # seconds to open a connection
 # gRPC waits up to two minutes between reconnects to a server that went away; a restarted server should
-# answer the next search, so it tries again within a second.
+# answer the next search, so it tries again within a second. Keep-alive pings only during calls: an idle
+# app pinging every 10 s is sent away by servers that allow one ping in 5 minutes (milvus-lite's "too_many_pings").
 _GRPC_OPTIONS = {"grpc.initial_reconnect_backoff_ms": 200, "grpc.min_reconnect_backoff_ms": 200,
-                 "grpc.max_reconnect_backoff_ms": 1000}
-# MilvusException codes: the server could not be reached, or the call timed out on the way.
-_UNREACHABLE = {2}  # connect failed
+                 "grpc.max_reconnect_backoff_ms": 1000, "grpc.keepalive_permit_without_calls": 0}
+_UNREACHABLE = {2}  # MilvusException's code for "could not connect"
 _AUTH_WORDS = ("auth", "token", "credential", "password", "unauthenticated", "permission denied")
 
 T = TypeVar("T")

@@ -1,10 +1,11 @@
 """A collection's three Milvus collections, their schemas, names and manifest.
 
-Collection `name` is kept in `rag_<name>_docs` (one row per document, keyed by a hash of its source: the current
-version and what `documents()` lists; one more row holds the manifest and the last change), `rag_<name>_chunks` (chunk text with a BM25
-function, vectors, offsets, pages; each row tagged with its document's version) and `rag_<name>_texts`
-(each version's whole text and pages, in pieces). Milvus names allow letters, digits and '_', so the
-'-', '.' and '_' of our names are written as '_h', '_d' and '__'.
+Collection `name` is kept in `rag_<name>_docs` (one row per document, keyed by a hash of its source:
+the current version and what `documents()` lists; one more row holds the manifest and the last
+change), `rag_<name>_chunks` (chunk text with a BM25 function, vectors, offsets, pages; each row tagged
+with its document's version) and `rag_<name>_texts` (each version's whole text and pages, in pieces).
+Milvus names allow letters, digits and '_', so the '-', '.' and '_' of our names are written as '_h',
+'_d' and '__'.
 """
 
 from __future__ import annotations
