@@ -33,11 +33,15 @@ def milvus_server(tmp_path_factory):
     server.kill()
 
 
-@pytest.fixture(params=["local", "milvus"])
-def store_settings(request, settings):
-    """Settings on each store the contract tests cover: the local directory, and a milvus-lite server."""
+@pytest.fixture(params=["local", "milvus", "milvus-embedded"])
+def store_settings(request, settings, tmp_path):
+    """Settings on each store the contract tests cover: the local directory, a milvus-lite server, and
+    milvus-lite embedded in this process (a path of the test's own)."""
     if request.param == "local":
         return settings
+    if request.param == "milvus-embedded":
+        pytest.importorskip("milvus_lite", reason="the Milvus store's tests need milvus-lite (requirements.txt)")
+        return settings.replace(store=f"milvus+lite://{tmp_path / 'milvus.db'}")
     server = request.getfixturevalue("milvus_server")
     server.drop_all()
     return settings.replace(store=server.uri)

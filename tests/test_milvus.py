@@ -226,7 +226,8 @@ def test_embedded_engine_keeps_a_collection_in_a_path(tmp_path):
 @pytest.mark.slow
 def test_two_app_instances_share_one_collection_and_outlive_a_server_restart(tmp_path, milvus_server):
     """An upload ingested in one app is found by the other; with Milvus down, a search says so in one
-    sentence and the app keeps serving; once the server is back, searches work again."""
+    sentence and the app keeps serving; once the server is back, searches work again; with the first
+    app stopped, the second serves on."""
     from gradio_client import handle_file
 
     from tests.e2e_harness import AppProcess, gradio_client
@@ -256,6 +257,9 @@ def test_two_app_instances_share_one_collection_and_outlive_a_server_restart(tmp
             milvus_server.start()
         note, hits, *_ = reader.predict("Who keeps the lighthouse?", 4, "hybrid", api_name="/search")
         assert "Ingrid Halvorsen" in hits, note
+        apps[0].stop()  # the other instance goes on alone
+        note, hits, *_ = reader.predict("What colour is the lamp?", 4, "bm25", api_name="/search")
+        assert "painted red" in hits, note
     finally:
         for app in apps:
             app.stop()
