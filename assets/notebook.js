@@ -14,6 +14,12 @@
     box.dispatchEvent(new Event("input", { bubbles: true }));
     setTimeout(() => open.click(), 0);
   }, true);
+  // Remember the tab the person clicks (its button is "tab-<id>-button"), so a reload opens it again.
+  // Only clicks count: Gradio also reports the first tab as selected when the page is built.
+  document.addEventListener("click", (event) => {
+    const tab = event.target.closest && event.target.closest('button[role="tab"][id^="tab-"][id$="-button"]');
+    if (tab) localStorage.setItem("local-rag-notebook-tab", tab.id.slice(4, -7));
+  }, true);
   // Scroll the viewer to the highlighted passage whenever a new one is shown.
   new MutationObserver(() => {
     const mark = document.querySelector("#passage mark#cited");

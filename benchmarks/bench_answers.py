@@ -162,7 +162,7 @@ def run_ours(questions: list[dict], left_out: list[str], index_dir: Path, rows_o
 
     settings, coll = open_corpus(left_out, index_dir)
     generator = get_generator(settings.backend, settings)
-    chain = QAChain(coll, generator, k=settings.k, mode=settings.mode)
+    chain = QAChain(coll, generator, k=settings.k, mode=settings.mode, style=settings.answer_style)
     rows = []
     try:
         for i, q in enumerate(questions, 1):

@@ -17,8 +17,9 @@ from rag import limits
 from rag import prompts as P
 from rag.interrupt import checkpoint
 from rag.errors import RagError
-from rag.evidence import Embed, cited, find_support, key_sentence
+from rag.evidence import Embed, Evidence, cited, find_support, key_sentence
 from rag.generators.base import Generator
+from rag.quote import quotes_by_default, span_grammar
 from rag.repetition import LoopGuard
 from rag.text import content_words, stem
 
@@ -46,6 +47,7 @@ class ChainResult:
     stopped: bool = False                                 # the reader stopped the stream; the answer is partial
     notes: list[str] = field(default_factory=list)        # sentences for the reader: cuts, fallbacks, additions
     outline: list[str] = field(default_factory=list)      # a summarised document's own headings
+    style: str = "free"                                   # "quote": the answer is a run of a source sentence
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -150,7 +152,7 @@ class _Base:
         return self.generator.count_tokens(text) - self.generator.count_tokens("")
 
     def _stream(self, prompt: str, base: ChainResult, started: float,
-                check: Callable[[ChainResult], None] | None = None) -> Answer:
+                check: Callable[[ChainResult], None] | None = None, **params) -> Answer:
         """Stream the reply to `prompt`; a loop is cut where it began, and `check` looks at the result."""
         gen, t0 = self.generator, time.perf_counter()
         messages = self.messages(prompt)
@@ -159,7 +161,7 @@ class _Base:
         guard, written = LoopGuard(), []
 
         def pieces() -> Iterator[str]:
-            stream = gen.stream(messages, max_tokens=self.max_tokens, stop=self.stop or None)
+            stream = gen.stream(messages, max_tokens=self.max_tokens, stop=self.stop or None, **params)
             try:
                 for piece in stream:
                     written.append(piece)
@@ -211,8 +213,11 @@ def _sources(chosen: list) -> list[dict]:
 
 
 # Abstain without asking the model when the best retrieved chunk is less similar than this to the
-# question (cosine, MiniLM): calibrated on the shared SQuAD subset (benchmarks/bench_answers.py --calibrate).
-RELEVANCE = 0.46
+# question (cosine, MiniLM), or when the best source sentence scores less than KEY_RELEVANCE against it
+# (evidence.key_sentence). Calibrated together on the shared SQuAD subset, retrieval only
+# (benchmarks/bench_answers.py --calibrate): 77% abstention on unanswerable questions, 6.5% on answerable.
+RELEVANCE = 0.40
+KEY_RELEVANCE = 0.42
 # A question may take at most this share of the context; a longer one is cut, and the reader told.
 QUESTION_SHARE = 0.25
 
@@ -222,7 +227,14 @@ class QAChain(_Base):
     answer sentence's evidence in the sources, cite it, and abstain when the documents don't answer."""
 
     relevance = RELEVANCE
+    key_relevance = KEY_RELEVANCE
     stop = ("\n\n",)  # an answer is one short paragraph; what follows a blank line is commentary
+
+    def __init__(self, search, generator: Generator, *, style: str = "auto", **kwargs):
+        super().__init__(search, generator, **kwargs)
+        path = getattr(generator, "model_path", None)
+        size = path.stat().st_size if path is not None and path.is_file() else None
+        self.quotes = quotes_by_default(style, size, bool(getattr(generator, "supports_grammar", False)))
 
     @property
     def system(self) -> str:
@@ -244,14 +256,19 @@ class QAChain(_Base):
         prompt, chosen = self._pack(self.prompts.qa, hits, question=standalone)
         base = ChainResult(question=question, standalone_question=standalone, sources=_sources(chosen),
                            retrieved=[_hit_dict(h) for h in hits], notes=notes)
-        if not self._relevant(hits):
+        key = key_sentence(standalone, [h.text for h in chosen], _embedder_of(self.source)) if chosen else None
+        if not self._relevant(hits, key):
             return self._abstain(base, prompt, started)
-        return self._stream(self._point_out(prompt, standalone, chosen), base, started, check=self._ground)
+        pointed = self._point_out(prompt, standalone, chosen, key)
+        if self.quotes and key is not None:
+            base.style = "quote"
+            return self._stream(pointed, base, started, check=lambda result: self._cite_quote(result, key),
+                                grammar=span_grammar(key.text))
+        return self._stream(pointed, base, started, check=self._ground)
 
-    def _point_out(self, prompt: str, question: str, chosen: list) -> str:
+    def _point_out(self, prompt: str, question: str, chosen: list, key: Evidence | None) -> str:
         """The prompt with the source sentence that best matches the question marked in bold inside its
         source (a small model answers from it more often), when that still fits the context."""
-        key = key_sentence(question, [h.text for h in chosen], _embedder_of(self.source))
         if key is None:
             return prompt
         blocks = []
@@ -283,11 +300,25 @@ class QAChain(_Base):
         documents = getattr(self.source, "documents", None)
         return callable(documents) and not documents()
 
-    def _relevant(self, hits: list) -> bool:
+    def _relevant(self, hits: list, key: Evidence | None) -> bool:
+        """Whether retrieval found something close enough to the question to answer from: the best
+        chunk by cosine, and the best sentence by cosine and shared words (where the question has words)."""
         if not hits:
             return False
         scores = [h.dense_score for h in hits if getattr(h, "dense_score", None) is not None]
-        return not scores or max(scores) >= self.relevance
+        if scores and max(scores) < self.relevance:
+            return False
+        # The sentence threshold was calibrated on scores with the embedding; word overlap alone is not it.
+        calibrated = key is not None and _embedder_of(self.source) is not None
+        return not calibrated or key.score >= self.key_relevance
+
+    def _cite_quote(self, result: ChainResult, key: Evidence) -> None:
+        """A quoted answer cites the sentence it was taken from, which is its evidence."""
+        quoted = result.answer.strip()
+        result.answer = f"{quoted} [{key.n}]"
+        result.evidence = [{**key.to_dict(), "sentence": 0}]
+        result.notes.append(f"Quoted from source [{key.n}]: with a small model the answer is the words it chose "
+                            "from the source sentence that best matches the question (answer style: quote).")
 
     def _abstain(self, base: ChainResult, prompt: str, started: float) -> Answer:
         base.prompt, base.prompt_tokens = self.generator.format_prompt(self.messages(prompt)), 0

@@ -29,6 +29,9 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("models", help="list the models on this machine and the recommended ones")
     p.add_argument("--download", metavar="NAME", help="download a catalogue model into the models dir")
     p.add_argument("--n-ctx", type=int, metavar="N", help="context size for the RAM figures (default: each model's)")
+    p.add_argument("--answer-style", choices=["auto", "quote", "free"],
+                   help="quote: the answer is a run of words from the best-matching source sentence; free: the "
+                   "model writes it; auto (default): quote with small models (RAG_ANSWER_STYLE)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_models)
 
@@ -60,7 +63,8 @@ def _settings(args):
     return load_settings(index_dir=args.index, store=args.store, collection=args.collection, backend=args.backend,
                          model=args.model, k=args.k, mode=args.mode, max_tokens=args.max_tokens,
                          temperature=args.temperature, seed=args.seed, n_ctx=args.n_ctx, base_url=args.base_url,
-                         api_key_file=args.api_key_file, request_timeout=args.timeout)
+                         api_key_file=args.api_key_file, request_timeout=args.timeout,
+                         answer_style=getattr(args, "answer_style", None))
 
 
 def _open(args):
@@ -130,7 +134,8 @@ def cmd_ask(args) -> int:
     settings, coll, generator = _open(args)
     try:
         chain_cls = ChatChain if args.chat else QAChain
-        chain = chain_cls(coll, generator, k=settings.k, mode=settings.mode, max_tokens=settings.max_tokens)
+        chain = chain_cls(coll, generator, k=settings.k, mode=settings.mode, max_tokens=settings.max_tokens,
+                          style=settings.answer_style)
         if not args.questions:
             _emit(chain.ask(args.question), args.json)
             return 0

@@ -28,3 +28,17 @@ def stop_when(check: Callable[[], None] | None) -> Iterator[None]:
         yield
     finally:
         _check.reset(token)
+
+
+@contextmanager
+def stop_also_when(check: Callable[[], None]) -> Iterator[None]:
+    """Run the block with `check` called at every checkpoint, before any check already installed."""
+    outer = _check.get()
+
+    def both() -> None:
+        check()
+        if outer is not None:
+            outer()
+
+    with stop_when(both):
+        yield

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from rag import limits
 from rag.errors import RagError
+from rag.quote import STYLES as ANSWER_STYLES
 
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -62,6 +63,9 @@ class Settings:
     max_tokens: int = 256
     seed: int = 0
     stop: tuple[str, ...] = ()
+    # How QA answers are written: "quote" (a run of words from the best-matching source sentence, held
+    # to it by a grammar), "free", or "auto" (quote with small models; rag/quote.py)
+    answer_style: str = "auto"
     # The openai backend: a server speaking the OpenAI Chat Completions API
     base_url: str = ""
     api_key: str = field(default="", repr=False)
@@ -82,6 +86,9 @@ def check_bounds(settings: Settings) -> None:
     """RagError for the first setting outside its range in `rag.limits`."""
     for name, bound in limits.SETTINGS.items():
         bound.check(getattr(settings, name), name)
+    if settings.answer_style not in ANSWER_STYLES:
+        raise RagError(f"Answer style {settings.answer_style!r} is not one of {', '.join(ANSWER_STYLES)}; "
+                       "choose one of them.")
     most = int(settings.chunk_size * limits.MAX_OVERLAP_FRACTION)
     if settings.chunk_overlap > most:
         raise RagError(f"Chunk overlap (chunk_overlap) {settings.chunk_overlap} is more than half the chunk size "
@@ -107,6 +114,7 @@ _ENV = {
     "RAG_OPENAI_API_KEY": ("api_key", str),
     "RAG_OPENAI_API_KEY_FILE": ("api_key_file", Path),
     "RAG_REQUEST_TIMEOUT": ("request_timeout", float),
+    "RAG_ANSWER_STYLE": ("answer_style", str),
 }
 
 

@@ -120,6 +120,36 @@ def test_stop_on_summarize_ends_the_map_step(tmp_path):
     assert len(gen.prompts) == 1 and gen.closed == 1
 
 
+def test_stop_reaches_the_backends_own_checkpoints_before_its_first_piece(tmp_path):
+    """llama.cpp evaluates a long prompt before its first token; Stop must reach the checks it makes
+    between slices of that evaluation (rag.interrupt), not wait for a piece."""
+    from rag.interrupt import checkpoint
+    from ui.generation import job_key
+    from ui.state import Session
+
+    holder = {"checks": 0}
+
+    class SlowPromptGenerator(StoppingGenerator):
+        def stream(self, messages, **params):
+            self.prompts.append(self.format_prompt(messages))
+            for _ in range(1000):  # prompt slices, each after a check: the press arrives during the third
+                checkpoint()
+                holder["checks"] += 1
+                if holder["checks"] == 3:
+                    holder["runtime"].jobs.stop(job_key(None, "chat"))
+            yield "never reached"
+
+    gen = SlowPromptGenerator("")
+    generation, runtime = _generation(gen, [hit(text="The storm lasted eleven days.")], tmp_path)
+    holder["runtime"] = runtime
+    runtime.jobs.start(job_key(None, "chat"))
+    session = Session()
+    *_, last = generation.chat("How long was the storm?", session)
+    assert "Stopped before the first token" in last[1]
+    assert holder["checks"] == 3, "the slice after the press must not be evaluated"
+    assert session.turns[0].stopped and session.turns[0].answer == ""
+
+
 def test_new_conversation_stops_the_running_answer(tmp_path):
     from ui.generation import job_key
     from ui.state import Session
@@ -149,13 +179,41 @@ def test_closing_the_tab_stops_its_work_and_forgets_its_jobs():
 # ---------------------------------------------------------------- errors, settings, odd values
 
 
-@pytest.mark.parametrize("k, message", [(5000, "got 5000"), (-3, "got -3"), (0, "got 0"), (2.5, "got 2.5")])
+@pytest.mark.parametrize("k, message", [(5000, "got 5000"), (101, "got 101"), (-3, "got -3"), (0, "got 0"),
+                                        (2.5, "got 2.5")])
 def test_odd_k_is_refused_out_loud_not_clamped(k, message):
     from ui.search import check_k
 
-    with pytest.raises(RagError, match=f"from 1 to 20; {message}"):
+    with pytest.raises(RagError, match=f"from 1 to 100; {message}"):
         check_k(k)
-    assert check_k(20) == 20 and check_k(1.0) == 1
+    assert check_k(100) == 100 and check_k(1.0) == 1
+
+
+def test_the_k_fields_readme_and_limits_agree():
+    """One range for k: the limit in rag.limits, the fields' labels, and the README's table and text."""
+    from rag.limits import SETTINGS
+    from ui.state import MAX_K
+
+    bound = SETTINGS["k"]
+    assert (bound.low, bound.high) == (1, MAX_K)
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    assert f"| chunks to retrieve (k) | 1–{MAX_K} |" in readme and f"k must be 1 to {MAX_K}" in readme
+    assert "1 to 20" not in readme
+
+
+def test_a_wide_k_with_some_sources_ticked_stays_within_the_limit(tmp_path):
+    """The pool searched for the ticked documents never asks the collection for more than k's limit."""
+    from ui.generation import scoped_search
+
+    asked = []
+
+    class Coll:
+        def search(self, query, k, mode):
+            asked.append(k)
+            return [hit(source="a.html", text=f"t{i}") for i in range(k)]
+
+    assert len(scoped_search(Coll(), ["a.html"])("q", k=40, mode="hybrid")) == 40
+    assert asked == [100]
 
 
 def test_search_with_odd_k_says_so_and_keeps_the_hits(settings):
@@ -173,12 +231,105 @@ def test_a_refused_setting_is_put_back_in_the_form(tmp_path):
     generation, _ = _generation(ScriptedGenerator("x"), [], tmp_path)
     session = Session()
     before = session.chat
-    out = generation.apply_settings("llamacpp", "no-such-model.gguf", 0.5, 64, 2048, 4, "hybrid", "", session)
+    out = generation.apply_settings("llamacpp", "no-such-model.gguf", 0.5, 64, 2048, 4, "hybrid", "auto", "", session)
     status, model_line, kept, *form = out
     assert "no-such-model" in status and status.startswith("⚠️")
     assert kept.chat is before and form[1] == "" and form[5] == before.k
-    out = generation.apply_settings("llamacpp", "", 0.5, 64, 2048, 5000, "hybrid", "", session)
-    assert "got 5000" in out[0] and out[-3] == before.k
+    out = generation.apply_settings("llamacpp", "", 0.5, 64, 2048, 5000, "hybrid", "auto", "", session)
+    assert "got 5000" in out[0] and out[-4] == before.k  # k, then mode, answer style and template
+
+
+def test_the_model_picker_offers_models_found_on_disk_and_the_catalogue(tmp_path, monkeypatch):
+    from rag.models import CATALOGUE
+    from tests.conftest import SHARED_DATA
+    from ui.state import Session
+
+    stories = SHARED_DATA / "models" / "stories260K.gguf"
+    if not stories.exists():
+        pytest.skip("needs stories260K from the shared data")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no other tool's models
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.delenv("HF_HOME", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+    monkeypatch.delenv("OLLAMA_MODELS", raising=False)
+    generation, runtime = _generation(ScriptedGenerator("x"), [], tmp_path)
+    runtime.settings.models_dir.mkdir(parents=True)
+    (runtime.settings.models_dir / "stories260K.gguf").write_bytes(stories.read_bytes())
+    session = Session()
+
+    picker, note = generation.model_picker(session)
+    values = [value for _, value in picker["choices"]]
+    assert values[0] == "" and "stories260K" in values and "llama-3.2-3b" in values
+    label = dict((v, lbl) for lbl, v in picker["choices"])["stories260K"]
+    assert "MB" in label and "RAM" in label and "models dir" in label
+    assert "catalogue, not downloaded" in dict((v, lbl) for lbl, v in picker["choices"])["llama-3.2-3b"]
+    # The tiny default is in use: the note says answers will be weak and how to pick another.
+    assert note["visible"] and "weak" in note["value"] and "stories260K" in note["value"]
+    assert "Settings" in note["value"]
+
+    out = generation.apply_settings("llamacpp", "stories260K", 0.2, 64, 2048, 4, "hybrid", "auto", "", session)
+    assert session.chat.model == "stories260K", out[0]
+    picker, note = generation.model_picker(session)
+    assert picker["value"] == "stories260K" and note["visible"] is False
+    # A typed path is accepted and stays shown as typed.
+    typed = str(runtime.settings.models_dir / "stories260K.gguf")
+    generation.apply_settings("llamacpp", typed, 0.2, 64, 2048, 4, "hybrid", "auto", "", session)
+    picker, _ = generation.model_picker(session)
+    assert session.chat.model == typed and picker["value"] == typed and typed in [v for _, v in picker["choices"]]
+    assert set(CATALOGUE) - {"smollm2-135m"} <= {v for _, v in generation.model_picker(Session())[0]["choices"]}
+
+
+def test_no_models_found_points_at_the_catalogue(tmp_path, monkeypatch):
+    from ui.state import Session
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    for name in ("HF_HUB_CACHE", "HF_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME", "OLLAMA_MODELS"):
+        monkeypatch.delenv(name, raising=False)
+    generation, _ = _generation(ScriptedGenerator("x"), [], tmp_path)
+    _, note = generation.model_picker(Session())
+    assert note["visible"] and "--download" in note["value"]
+
+
+def test_reload_opens_the_tab_the_person_was_on_else_chat_with_a_conversation():
+    from ui.blocks import landing_tab
+    from ui.state import Session, Turn
+
+    with_turns = Session(turns=[Turn("q", answer="a")])
+    assert landing_tab("search", with_turns).selected == "search"
+    assert landing_tab("", with_turns).selected == "chat"
+    assert landing_tab("nonsense", Session()) == SKIP
+    assert landing_tab(None, Session()) == SKIP
+
+
+def test_summarize_offers_and_reads_only_the_ticked_documents(tmp_path):
+    from ui.state import Session
+
+    class Library(FakeCollection):
+        def documents(self):
+            from types import SimpleNamespace
+
+            return [SimpleNamespace(source=s, title=s.upper()) for s in ("a.html", "b.html")]
+
+    generation, runtime = _generation(ScriptedGenerator("A summary."), [hit()], tmp_path)
+    runtime.coll = Library([hit()])
+    session = Session()
+    assert [v for _, v in generation.document_choices(session)["choices"]] == ["a.html", "b.html"]
+    generation.choose_sources(["b.html"], session)
+    offered = generation.document_choices(session, ["a.html", "b.html"])
+    assert [v for _, v in offered["choices"]] == ["b.html"] and offered["value"] == ["b.html"]
+    # A document unticked since it was chosen is refused in a sentence, not summarised.
+    runtime.jobs.start(None)
+    *_, last = generation.summarize("", ["a.html"], session)
+    assert "not ticked in Sources" in last[0]
+
+
+def test_a_new_question_empties_the_passage_viewer():
+    from ui.generation import Generation
+
+    generation = Generation(ScriptedRuntime(ScriptedGenerator("x"), FakeCollection([])))
+    assert generation.viewer_for_question("What next?") == fmt.VIEWER_EMPTY
+    assert generation.viewer_for_question("  ") == SKIP
 
 
 def test_unexpected_errors_are_a_sentence_too():

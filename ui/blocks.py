@@ -15,6 +15,9 @@ from ui.state import MAX_K, ChatSettings, Session
 # Every model call joins this group, so simultaneous users queue for the one model in memory.
 MODEL_GROUP = "model"
 MODES = ["hybrid", "dense", "bm25"]
+ANSWER_STYLES = ["auto", "quote", "free"]
+TABS = ("ingest", "search", "summarize", "chat", "compare")
+TAB_KEY = "local-rag-notebook-tab"  # where assets/notebook.js keeps the last tab clicked
 
 
 _LOGO = (
@@ -41,9 +44,16 @@ def _initial_session(runtime: Runtime) -> Session:
     s = runtime.settings
     chat = ChatSettings(
         backend=s.backend, model=s.model, temperature=s.temperature, max_tokens=s.max_tokens,
-        n_ctx=s.n_ctx, k=s.k, mode=s.mode,
+        n_ctx=s.n_ctx, k=s.k, mode=s.mode, answer_style=s.answer_style,
     )
     return Session(collection=s.collection, chat=chat)
+
+
+def landing_tab(last: str | None, session: Session):
+    """The tab a (re)loaded page opens: the one the person was on, else Chat when a conversation is open."""
+    if last in TABS:
+        return gr.Tabs(selected=last)
+    return gr.Tabs(selected="chat") if session.turns else gr.skip()
 
 
 def build_app(runtime: Runtime) -> gr.Blocks:
@@ -63,18 +73,23 @@ def build_app(runtime: Runtime) -> gr.Blocks:
             )
             docs_note = gr.Markdown(elem_classes=["step-out"], elem_id="docs-note")
         model_line = gr.Markdown(gen.model_line(_initial_session(runtime).chat), elem_id="model-in-use")
-        settings = _settings_panel(gen, session, runtime, writable, backends, model_line)
+        tiny_note = gr.Markdown(visible=False, elem_id="tiny-model-note", elem_classes=["step-out"])
+        model = _settings_panel(gen, session, runtime, writable, backends, model_line, tiny_note)
         with gr.Accordion("📚 Sources that Summarize, Chat and Compare read", open=False, elem_id="sources-panel"):
             sources = gr.CheckboxGroup(show_label=False, choices=[], elem_id="sources")
             sources_note = gr.Markdown(elem_id="sources-note")
-        sources.input(gen.choose_sources, [sources, session], [sources_note, session], show_progress="hidden")
+        # The tab the person last clicked, kept in this browser by assets/notebook.js, read on each load.
+        last_tab = gr.Textbox(visible=False, elem_id="last-tab")
 
-        with gr.Tabs(overflow_behavior="wrap"):
+        with gr.Tabs(overflow_behavior="wrap") as tabs:
             ingest_tab = _ingest_tab(library, session, collection, docs_note, writable)
             _search_tab(search, session, runtime)
             summary_docs = _summarize_tab(gen, session)
             chat = _chat_tab(gen, convs, library, session, writable, docs_note, ingest_tab["table"])
             _compare_tab(gen, session, backends)
+        # Summarize offers only the ticked documents, so it reads what Chat and Compare read.
+        sources.input(gen.choose_sources, [sources, session], [sources_note, session], show_progress="hidden").then(
+            gen.document_choices, [session, summary_docs], summary_docs, show_progress="hidden")
 
         restore = ([chat["chatbot"], chat["status"], chat["title"], session],
                    [chat["conversations"]])
@@ -83,6 +98,7 @@ def build_app(runtime: Runtime) -> gr.Blocks:
         ).then(library.collection_choices, session, collection, show_progress="hidden").then(
             gen.document_choices, session, summary_docs, show_progress="hidden"
         ).then(convs.restore, session, restore[0], show_progress="hidden").then(
+            _empty_viewer, None, chat["viewer"], show_progress="hidden").then(
             convs.choices, session, restore[1], show_progress="hidden").then(
             gen.source_choices, session, sources, show_progress="hidden")
         # Once an answer has loaded the model, the line under the collection names its file.
@@ -91,29 +107,39 @@ def build_app(runtime: Runtime) -> gr.Blocks:
         for changed in ingest_tab["changed"] + chat["changed"]:
             changed.then(gen.document_choices, session, summary_docs, show_progress="hidden").then(
                 gen.source_choices, session, sources, show_progress="hidden")
-        demo.load(library.collection_choices, session, collection, show_progress="hidden").then(
+        demo.load(None, None, last_tab, js=f"() => localStorage.getItem({TAB_KEY!r}) || ''").then(
+            library.collection_choices, session, collection, show_progress="hidden").then(
             library.refresh, session, [docs_note, ingest_tab["table"]], show_progress="hidden"
         ).then(gen.document_choices, session, summary_docs, show_progress="hidden").then(
             convs.restore, session, restore[0], show_progress="hidden").then(
+            landing_tab, [last_tab, session], tabs, show_progress="hidden").then(
             convs.choices, session, restore[1], show_progress="hidden").then(
-            gen.source_choices, session, sources, show_progress="hidden")
+            gen.source_choices, session, sources, show_progress="hidden").then(
+            gen.model_picker, session, [model, tiny_note], show_progress="hidden")
         demo.unload(gen.end_session)
     demo.queue(default_concurrency_limit=4, max_size=64)
     return demo
 
 
-def _settings_panel(gen: Generation, session, runtime: Runtime, writable: bool, backends: list[str], model_line):
-    """One place for the settings that Summarize, Chat and Compare use."""
+def _settings_panel(gen: Generation, session, runtime: Runtime, writable: bool, backends: list[str], model_line,
+                    tiny_note):
+    """One place for the settings that Summarize, Chat and Compare use; returns the model picker."""
     s = runtime.settings
     with gr.Accordion("⚙ Settings for Summarize, Chat and Compare", open=False, elem_id="settings"):
         with gr.Row():
             backend = gr.Dropdown(backends, value=s.backend, label="Backend", interactive=writable,
                                   elem_id="backend")
-            model = gr.Textbox(value=s.model, label="Model (name or GGUF path; empty = default)",
-                               interactive=writable, elem_id="model")
-            k = gr.Number(value=s.k, precision=0, label=f"Chunks to retrieve (k, 1 to {MAX_K})",
+            # Filled on page load with the models found on this machine; a typed name or path is accepted too.
+            model = gr.Dropdown(choices=[(s.model or "default", s.model)], value=s.model, allow_custom_value=True,
+                                label="Model (one found on this machine, or type a GGUF path)", filterable=True,
+                                interactive=writable, elem_id="model", scale=2)
+            # No rounding here (precision): 2.5 reaches check_k and is refused out loud.
+            k = gr.Number(value=s.k, label=f"Chunks to retrieve (k, 1 to {MAX_K})",
                           interactive=writable, elem_id="settings-k")
             mode = gr.Radio(MODES, value=s.mode, label="Retrieval mode", interactive=writable)
+            answer_style = gr.Radio(ANSWER_STYLES, value=s.answer_style, label="Answer style (quote: words of the "
+                                    "best-matching source sentence; auto: quote with small models)",
+                                    interactive=writable, elem_id="answer-style")
         with gr.Row():
             temperature = gr.Slider(0, 1.5, value=s.temperature, step=0.05, label="Temperature",
                                     interactive=writable)
@@ -126,8 +152,10 @@ def _settings_panel(gen: Generation, session, runtime: Runtime, writable: bool, 
         with gr.Row():
             apply = gr.Button("Apply settings", interactive=writable, elem_id="apply-settings", scale=0)
             applied = gr.Markdown(elem_id="settings-applied")
-    form = [backend, model, temperature, max_tokens, n_ctx, k, mode, template]
-    apply.click(gen.apply_settings, [*form, session], [applied, model_line, session, *form])
+    form = [backend, model, temperature, max_tokens, n_ctx, k, mode, answer_style, template]
+    apply.click(gen.apply_settings, [*form, session], [applied, model_line, session, *form]).then(
+        gen.model_picker, session, [model, tiny_note], show_progress="hidden")
+    return model
 
 
 def _ingest_tab(library: Library, session, collection, docs_note, writable: bool) -> dict:
@@ -193,7 +221,7 @@ def _search_tab(search: Search, session, runtime: Runtime) -> None:
         with gr.Row(equal_height=True):
             query = gr.Textbox(label="Query", scale=4, elem_id="search-query", submit_btn=False,
                                placeholder="What would you like to find?")
-            k = gr.Number(value=runtime.settings.k, precision=0, label=f"k (1 to {MAX_K})", scale=1,
+            k = gr.Number(value=runtime.settings.k, label=f"k (1 to {MAX_K})", scale=1,
                           elem_id="search-k")
             mode = gr.Radio(MODES, value=runtime.settings.mode, label="Mode", scale=2, elem_id="search-mode")
             go = gr.Button("Search", variant="primary", scale=1, elem_id="search-btn")
@@ -233,7 +261,8 @@ def _summarize_tab(gen: Generation, session):
             with gr.Column(scale=3):
                 query = gr.Textbox(label="Query (leave empty to summarise the chosen documents)",
                                    elem_id="summary-query")
-                docs = gr.Dropdown(label="Documents", multiselect=True, choices=[], elem_id="summary-docs")
+                docs = gr.Dropdown(label="Documents (those ticked under 📚 Sources)", multiselect=True, choices=[],
+                                   elem_id="summary-docs")
             with gr.Column(scale=1):
                 go = gr.Button("Summarize", variant="primary", elem_id="summarize-btn")
                 stop = gr.Button("Stop", variant="stop", elem_id="summary-stop")
@@ -300,28 +329,36 @@ def _chat_tab(gen: Generation, convs: Conversations, library: Library, session, 
     # The question box empties at once and the job is registered (so Stop works even while the answer
     # waits in the queue); the queued answer then streams into the chat. API clients call /ask with the
     # question, then /chat in the same session to stream the answer.
-    event = gr.on([send.click, question.submit], gen.take_question, question, [question, asked], queue=False,
-                  show_progress="hidden", api_name="ask").then(gen.chat, [asked, session], outputs,
-                                                                 concurrency_id=MODEL_GROUP, concurrency_limit=1,
-                                                                 api_name="chat")
+    taken = gr.on([send.click, question.submit], gen.take_question, question, [question, asked], queue=False,
+                  show_progress="hidden", api_name="ask")
+    event = taken.then(gen.chat, [asked, session], outputs, concurrency_id=MODEL_GROUP, concurrency_limit=1,
+                       api_name="chat")
+    # A passage from an earlier answer would pass for one of the new answer's: the viewer empties.
+    taken.then(gen.viewer_for_question, asked, viewer, queue=False, show_progress="hidden")
     stop.click(gen.stop("chat"), None, None, queue=False, show_progress="hidden")
     listed = event.then(convs.panel, session, [conversations, title], show_progress="hidden")
     # The chat's own bin starts a new conversation too, so the screen and the session never disagree.
-    chatbot.clear(gen.clear, session, outputs, cancels=[event]).then(
-        convs.choices, session, conversations, show_progress="hidden").then(lambda: "", None, title)
-    new.click(gen.clear, session, outputs, cancels=[event]).then(
-        convs.choices, session, conversations, show_progress="hidden").then(lambda: "", None, title)
+    for cleared in (chatbot.clear, new.click):
+        cleared(gen.clear, session, outputs, cancels=[event]).then(
+            convs.choices, session, conversations, show_progress="hidden").then(
+            lambda: ("", fmt.VIEWER_EMPTY), None, [title, viewer], show_progress="hidden")
     export.click(gen.export, session, [export_file, status])
-    conversations.input(convs.open, [conversations, session], [chatbot, status, title, session], cancels=[event])
+    conversations.input(convs.open, [conversations, session], [chatbot, status, title, session], cancels=[event]).then(
+        _empty_viewer, None, viewer, show_progress="hidden")
     rename.click(convs.rename, [title, session], [status, title]).then(
         convs.choices, session, conversations, show_progress="hidden")
     delete.click(convs.delete, session, [chatbot, status, title, session], cancels=[event]).then(
-        convs.choices, session, conversations, show_progress="hidden")
+        convs.choices, session, conversations, show_progress="hidden").then(
+        _empty_viewer, None, viewer, show_progress="hidden")
     cite_open.click(convs.open_citation, [cite_ref, session], viewer, show_progress="hidden")
     added = quick_btn.click(library.quick_add, [quick_urls, session], [status, quick_urls, docs_note, table],
                             concurrency_id="ingest", concurrency_limit=1)
     return {"chatbot": chatbot, "status": status, "title": title, "conversations": conversations,
-            "changed": [added], "listed": listed}
+            "changed": [added], "listed": listed, "viewer": viewer}
+
+
+def _empty_viewer() -> str:
+    return fmt.VIEWER_EMPTY
 
 
 def _compare_tab(gen: Generation, session, backends: list[str]) -> None:

@@ -436,11 +436,17 @@ def done_note(backend: str, result) -> str:
     return note + " Click a [n] in the answer to open its passage."
 
 
+def found_model_label(model) -> str:
+    """A model found on disk, as the model picker lists it: name, quantisation, size, RAM, where."""
+    return (f"{one_line(model.name, 80)} · {model.quantisation} · {model.size_mb:,} MB · needs {model.ram_mb:,} MB "
+            f"RAM · {model.source}")
+
+
 def settings_line(chosen) -> str:
     return (
         f"Applied: **{escape_markdown(chosen.backend)}** · model **{escape_markdown(chosen.model or 'default')}** · "
         f"temperature {chosen.temperature:g} · max {chosen.max_tokens} tokens · context {chosen.n_ctx} · "
-        f"k={chosen.k} · {chosen.mode}"
+        f"k={chosen.k} · {chosen.mode} · answers: {chosen.answer_style}"
     )
 
 

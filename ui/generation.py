@@ -15,7 +15,7 @@ from ui import formatting as fmt
 from ui.jobs import StoppableGenerator, Stopped
 from ui.runtime import Runtime
 from ui.search import check_k, check_query
-from ui.state import ChatSettings, Session, Turn
+from ui.state import MAX_K, ChatSettings, Session, Turn
 from ui.status import error_line, errors_in_status
 
 CHAT_OUTPUTS = 7  # chatbot, status, standalone, prompt, usage, timings, session
@@ -63,6 +63,11 @@ class Generation:
         self.runtime.jobs.start(job_key(request, "chat"))
         return "", question
 
+    def viewer_for_question(self, question: str):
+        """The passage viewer once a question is sent: emptied, since the new answer has its own sources
+        (an empty question changes nothing on screen)."""
+        return fmt.VIEWER_EMPTY if (question or "").strip() else gr.skip()
+
     def _job(self, request, step: str):
         return self.runtime.jobs.current(job_key(request, step))
 
@@ -87,7 +92,7 @@ class Generation:
         yield shown, self._loading_note(chat.backend), *blank, session
         generator = StoppableGenerator(self.runtime.generator(chat), job)
         chain = ChatChain(scoped_search(coll, session.sources), generator, k=chat.k, mode=chat.mode, prompts=_prompts(chat),
-                          max_tokens=chat.max_tokens)
+                          max_tokens=chat.max_tokens, style=chat.answer_style)
         step = "Rewriting the follow-up as a standalone question, then retrieving…" if history else "Retrieving…"
         yield shown, step, *blank, session
         try:
@@ -147,7 +152,11 @@ class Generation:
         coll = self.runtime.existing_collection(session.collection)
         query = (query or "").strip()
         if not query and not sources:
-            raise RagError("Type a query, or choose one or more documents, to summarise.")
+            raise RagError("Type a query, or choose one or more of the ticked documents, to summarise.")
+        unticked = [s for s in sources or [] if session.sources is not None and s not in session.sources]
+        if not query and unticked:
+            raise RagError(f"{fmt.display_source(unticked[0])} is not ticked in Sources; tick it there, or choose "
+                           "another document.")
         if query:
             query = check_query(query)
         chat = session.chat
@@ -214,7 +223,7 @@ class Generation:
             try:
                 generator = StoppableGenerator(self.runtime.generator(chat, backend=backend), job)
                 chain = QAChain(lambda *_a, **_k: hits, generator, k=chat.k, mode=chat.mode,
-                                prompts=_prompts(chat), max_tokens=chat.max_tokens)
+                                prompts=_prompts(chat), max_tokens=chat.max_tokens, style=chat.answer_style)
                 answer = chain.ask(question)
                 for piece in answer:
                     text += piece
@@ -269,27 +278,34 @@ class Generation:
                 f"Chat, Summarize and Compare read **{len(ticked)}** of {len(documents)} documents.")
         return note, session
 
-    def document_choices(self, session: Session):
+    def document_choices(self, session: Session, chosen: list[str] | None = None):
+        """Summarize's documents: those ticked in Sources, keeping the ones still chosen there."""
         if session.collection not in self.runtime.collection_names():
             return gr.update(choices=[], value=[])
-        documents = self.runtime.collection(session.collection).documents()
-        return gr.update(choices=[(fmt.one_line(d.title or d.source), d.source) for d in documents], value=[])
+        documents = [d for d in self.runtime.collection(session.collection).documents()
+                     if session.sources is None or d.source in session.sources]
+        offered = {d.source for d in documents}
+        return gr.update(choices=[(fmt.one_line(d.title or d.source), d.source) for d in documents],
+                         value=[c for c in chosen or [] if c in offered])
 
     # -- settings ----------------------------------------------------------------------------------
 
     def template_hint(self) -> str:
         return "Use {context} and {question}, e.g.\nAnswer from the context.\n\n{context}\n\nQuestion: {question}"
 
-    def apply_settings(self, backend, model, temperature, max_tokens, n_ctx, k, mode, template, session: Session):
+    def apply_settings(self, backend, model, temperature, max_tokens, n_ctx, k, mode, answer_style, template,
+                       session: Session):
         """Keep valid settings in this user's session; a refused one is said and the form shows what is in use."""
         try:
-            chosen = self._checked_settings(backend, model, temperature, max_tokens, n_ctx, k, mode, template)
+            chosen = self._checked_settings(backend, model, temperature, max_tokens, n_ctx, k, mode, answer_style,
+                                            template)
         except Exception as exc:  # noqa: BLE001 - refused: say why and put back the settings in use
             return (error_line(exc), self.model_line(session.chat), session, *settings_values(session.chat))
         session.chat = chosen
         return (fmt.settings_line(chosen), self.model_line(chosen), session, *settings_values(chosen))
 
-    def _checked_settings(self, backend, model, temperature, max_tokens, n_ctx, k, mode, template) -> ChatSettings:
+    def _checked_settings(self, backend, model, temperature, max_tokens, n_ctx, k, mode, answer_style,
+                          template) -> ChatSettings:
         self.runtime.require_writable("changing settings")
         from rag.generators import generator_class
         from rag.prompts import Prompts
@@ -305,12 +321,45 @@ class Generation:
         chosen = ChatSettings(
             backend=backend, model=(model or "").strip(), temperature=float(temperature),
             max_tokens=int(max_tokens), n_ctx=int(n_ctx), k=check_k(k), mode=mode, template=template,
+            answer_style=check_answer_style(answer_style),
         )
         if chosen.model:
             from rag.models import resolve_model
 
-            resolve_model(chosen.model, self.runtime.settings.models_dir)  # fails now with the names that exist
+            resolve_model(chosen.model, self.runtime.settings.models_dir,  # fails now with the names that exist
+                          offered_only=getattr(self.runtime.settings, "models_offered_only", False))
         return chosen
+
+    def model_picker(self, session: Session):
+        """The model list (the default, the GGUF models found on this machine, the catalogue), and a
+        note while the tiny default model answers, saying how to pick a bigger one."""
+        from rag.models import CATALOGUE, DEFAULT_MODEL, discover
+
+        found = [m for m in discover(self.runtime.settings.models_dir, session.chat.n_ctx) if m.source != "default"]
+        names = {m.name for m in found}
+        files = {m.path.name for m in found}
+        missing = [e for e in CATALOGUE.values() if e.name != DEFAULT_MODEL and e.filename not in files]
+        choices = ([(f"{DEFAULT_MODEL} (the default; tiny)", "")] + [(fmt.found_model_label(m), m.name) for m in found]
+                   + [(f"{e.name} · catalogue, not downloaded ({e.size_mb:,} MB)", e.name) for e in missing
+                      if e.name not in names])
+        if session.chat.model and session.chat.model not in {value for _, value in choices}:
+            choices.append((session.chat.model, session.chat.model))  # a typed path stays shown as typed
+        return gr.update(choices=choices, value=session.chat.model), self._tiny_model_note(session.chat, found)
+
+    def _tiny_model_note(self, chat: ChatSettings, found: list):
+        if chat.backend == "openai" or not _is_default_model(chat.model):
+            return gr.update(value="", visible=False)
+        from rag.models import DEFAULT_MODEL
+
+        if found:
+            offer = (f"**{len(found)}** found on this machine, such as "
+                     + ", ".join(f"`{fmt.one_line(m.name, 60)}`" for m in found[:3]))
+        else:
+            offer = ("none was found on this machine; `python -m rag models --download llama-3.2-3b` fetches a good "
+                     "one (2 GB), or choose one marked *catalogue* to see how")
+        return gr.update(visible=True, value=(
+            f"**You are on the tiny default model, {DEFAULT_MODEL}: its answers will be weak.** It is here so the "
+            f"notebook works offline on a first run. Pick a bigger model under **⚙ Settings → Model**: {offer}."))
 
     def model_line_of(self, session: Session) -> str:
         return self.model_line(session.chat)
@@ -338,16 +387,36 @@ def scoped_search(coll, sources: list[str] | None):
         raise RagError("No document is ticked in Sources; tick at least one for Chat, Summarize and Compare to read.")
 
     def search(query: str, k: int = 4, mode: str = "hybrid"):
-        # Retrieve a wide pool, then keep the ticked documents' best k, ranked again from 1.
-        hits = [h for h in coll.search(query, k=max(100, 25 * k), mode=mode) if h.source in chosen][:k]
+        # Retrieve the widest pool the k limit allows, then keep the ticked documents' best k, ranked again.
+        hits = [h for h in coll.search(query, k=MAX_K, mode=mode) if h.source in chosen][:k]
         return [dataclasses.replace(h, rank=i) for i, h in enumerate(hits, 1)]
 
     return search
 
 
+def _is_default_model(model: str) -> bool:
+    """Whether `model` (a name or path from the settings) is the tiny default chat model."""
+    from pathlib import Path
+
+    from rag.models import CATALOGUE, DEFAULT_MODEL
+
+    spec = (model or "").strip()
+    return spec in ("", DEFAULT_MODEL) or Path(spec).name == CATALOGUE[DEFAULT_MODEL].filename \
+        or spec == CATALOGUE[DEFAULT_MODEL].filename.removesuffix(".gguf")
+
+
 def settings_values(chat: ChatSettings) -> tuple:
     """The settings form's values, in the order of its fields."""
-    return (chat.backend, chat.model, chat.temperature, chat.max_tokens, chat.n_ctx, chat.k, chat.mode, chat.template)
+    return (chat.backend, chat.model, chat.temperature, chat.max_tokens, chat.n_ctx, chat.k, chat.mode,
+            chat.answer_style, chat.template)
+
+
+def check_answer_style(style: str) -> str:
+    from rag.quote import STYLES
+
+    if style not in STYLES:
+        raise RagError(f"Answer style {style!r} is not one of {', '.join(STYLES)}; choose one of them.")
+    return style
 
 
 def _prompts(chat: ChatSettings):

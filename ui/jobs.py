@@ -2,14 +2,18 @@
 
 Gradio's own `cancels=` only stops waiting for a callback: a model call already inside llama.cpp
 (the rewrite of a follow-up, the map step of a long summary) runs on for minutes. Here Stop sets
-an event that the model's token stream checks; the stream is closed (GeneratorExit reaches the
-backend, which frees the model) and the callback ends with a status line saying what was kept.
+an event that the model's token stream checks, between pieces and, through `rag.interrupt`, at the
+backend's own checkpoints (llama.cpp's prompt evaluation, slice by slice); the stream is closed
+(GeneratorExit reaches the backend, which frees the model) and the callback ends with a status line
+saying what was kept.
 """
 
 from __future__ import annotations
 
 import threading
 from typing import Iterator
+
+from rag.interrupt import stop_also_when
 
 
 class Stopped(Exception):
@@ -85,7 +89,13 @@ class StoppableGenerator:
         self._job.check()
         pieces = self._inner.stream(messages, **params)
         try:
-            for piece in pieces:
+            while True:
+                # Installed for one resumption at a time: each may run in another thread's context.
+                with stop_also_when(self._job.check):
+                    try:
+                        piece = next(pieces)
+                    except StopIteration:
+                        return
                 self._job.check()
                 self.tokens += 1
                 yield piece

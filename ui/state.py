@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from rag.limits import MAX_QUESTION_CHARS  # noqa: F401 - the limit has one source, rag.limits
+from rag.limits import MAX_QUESTION_CHARS, SETTINGS  # noqa: F401 - the limits have one source, rag.limits
 
-MAX_K = 20  # the most chunks Search, Chat, Summarize and Compare retrieve
+MAX_K = int(SETTINGS["k"].high)  # the most chunks Search, Chat, Summarize and Compare retrieve
 
 
 @dataclass
@@ -21,6 +21,7 @@ class ChatSettings:
     k: int = 4
     mode: str = "hybrid"
     template: str = ""
+    answer_style: str = "auto"  # rag/quote.py: quote with small models, else the model writes
 
 
 @dataclass

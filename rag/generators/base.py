@@ -36,6 +36,7 @@ class GenerationParams:
     stop: tuple[str, ...] = ()
     top_k: int = 40
     repeat_penalty: float = 1.1
+    grammar: str | None = None  # GBNF the reply must match; only where supports_grammar
 
 
 @dataclass
@@ -91,6 +92,8 @@ class Generator(ABC):
     name: ClassVar[str] = ""
     # Whether the backend loads a GGUF file here (False for a model served elsewhere).
     needs_model_file: ClassVar[bool] = True
+    # Whether stream() can hold the reply to a grammar (GenerationParams.grammar).
+    supports_grammar: ClassVar[bool] = False
 
     def __init__(self, model_path: str | os.PathLike | None, *, n_ctx: int = 2048, n_threads: int | None = None,
                  n_batch: int = 512, n_gpu_layers: int = 0, models_dir: str | os.PathLike | None = None,
@@ -146,6 +149,9 @@ class Generator(ABC):
             raise RagError(f"Unknown generation parameter(s) {', '.join(sorted(unknown))}; "
                            f"available: {', '.join(asdict(self.defaults))}.")
         values["stop"] = tuple(values["stop"] or ())
+        if values["grammar"] and not self.supports_grammar:
+            raise RagError(f"The {self.name} backend cannot hold a reply to a grammar; choose the free answer "
+                           "style or the llamacpp backend.")
         return GenerationParams(**values)
 
     def format_prompt(self, messages: list[Message]) -> str:

@@ -7,6 +7,7 @@ from typing import Iterator
 
 from rag.errors import RagError
 from rag.generators.base import Generator, Message, StatsTimer
+from rag.interrupt import checkpoint
 
 
 class _TokenCounter:
@@ -27,6 +28,33 @@ def _completion_tokens(calls: int, max_tokens: int, finish: str, stops: tuple[st
     return max(0, n - 1) if finish == "stop" and not stops else max(0, n)
 
 
+def eval_step(model_bytes: int, n_batch: int) -> int:
+    """Prompt tokens evaluated between two interrupt checks: 64 for a model up to 128 MB (about a
+    quarter of a second of work on two busy cores), halved for each doubling of the model, never
+    under 16 (smaller batches waste the CPU). Fixed per model, so a prompt is always cut the same way."""
+    step, size = 64, 128 << 20
+    while step > 16 and model_bytes > size:
+        step, size = step // 2, size * 2
+    return max(1, min(n_batch, step))
+
+
+def _interruptible(llama_cpp):
+    """llama-cpp-python's Llama, but evaluating a prompt in slices with `checkpoint()` before each,
+    so Stop ends a long prompt's evaluation within a slice instead of after the whole prompt.
+
+    A stopped evaluation leaves the slices done in the KV cache, matched as a prefix by the next call."""
+
+    class Llama(llama_cpp.Llama):
+        eval_step = 64
+
+        def eval(self, tokens) -> None:
+            for i in range(0, len(tokens), self.eval_step):
+                checkpoint()
+                super().eval(tokens[i:i + self.eval_step])
+
+    return Llama
+
+
 def _prompt_cache(llama_cpp, capacity_bytes: int):
     """llama-cpp-python's RAM cache, but counting the logits each saved state also holds
     (the stock one counts only the KV bytes, which lets memory grow far past its capacity)."""
@@ -44,6 +72,7 @@ class LlamaCppGenerator(Generator):
     same way as the previous one only evaluates its new tail."""
 
     name = "llamacpp"
+    supports_grammar = True
 
     def __init__(self, model_path: str | os.PathLike, *, prompt_cache_mb: int = 256, **kwargs):
         super().__init__(model_path, **kwargs)
@@ -54,13 +83,14 @@ class LlamaCppGenerator(Generator):
             raise RagError("The llamacpp backend needs llama-cpp-python; run `pip install llama-cpp-python`.") from None
         self._lib = llama_cpp
         try:
-            self._llm = llama_cpp.Llama(
+            self._llm = _interruptible(llama_cpp)(
                 model_path=str(self.model_path), n_ctx=self.n_ctx, n_batch=self.n_batch,
                 n_threads=self.n_threads, n_threads_batch=self.n_threads,
                 n_gpu_layers=self.n_gpu_layers, seed=self.defaults.seed, verbose=False)
         except (ValueError, RuntimeError, OSError) as exc:
             raise RagError(f"llama.cpp could not load {self.model_path.name} ({str(exc)[:120]}); check that it "
                            "is a complete GGUF model of an architecture this llama-cpp-python supports.") from None
+        self._llm.eval_step = eval_step(self.model_path.stat().st_size, self.n_batch)
         if prompt_cache_mb > 0:
             # Saved KV states keyed by tokens: a chat follow-up finds its answer prompt's shared
             # beginning even though the condense call ran in between.
@@ -85,7 +115,7 @@ class LlamaCppGenerator(Generator):
                 chunks = self._model().create_completion(
                     prompt, max_tokens=max_tokens, temperature=p.temperature, top_p=p.top_p, top_k=p.top_k,
                     min_p=0.0, repeat_penalty=p.repeat_penalty, seed=p.seed, stop=list(p.stop), stream=True,
-                    stopping_criteria=self._lib.StoppingCriteriaList([counter]))
+                    stopping_criteria=self._lib.StoppingCriteriaList([counter]), grammar=self._grammar(p.grammar))
                 for chunk in chunks:
                     choice = chunk["choices"][0]
                     if choice["text"]:
@@ -94,6 +124,14 @@ class LlamaCppGenerator(Generator):
                     finish = choice.get("finish_reason") or finish
             finally:
                 self.last_stats = timer.finish(_completion_tokens(counter.n, max_tokens, finish, p.stop), finish)
+
+    def _grammar(self, text: str | None):
+        if not text:
+            return None
+        try:
+            return self._lib.LlamaGrammar.from_string(text, verbose=False)
+        except ValueError:
+            raise RagError("The reply's grammar could not be parsed; check its GBNF rules.") from None
 
     def forget_prompts(self) -> None:
         """Empty the KV cache and the saved prompt states, so the next prompt is evaluated cold."""
