@@ -80,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=env_value(os.environ, "RAG_PORT", int, 7860),
                         help="port (RAG_PORT)")
     parser.add_argument("--index-dir", help="where collections live (RAG_INDEX_DIR)")
+    parser.add_argument("--store", help="where collections live, if not in --index-dir: milvus://host:port, "
+                        "milvus+https://host or milvus+lite:///path.db (RAG_STORE); the token comes from "
+                        "RAG_MILVUS_TOKEN or RAG_MILVUS_TOKEN_FILE")
     parser.add_argument("--collection", help="collection selected at start (RAG_COLLECTION)")
     parser.add_argument("--backend", help="generation backend: llamacpp, gpt4all or openai (RAG_BACKEND)")
     parser.add_argument("--model", help="generation model name or GGUF path; with openai, the server's model (RAG_MODEL)")
@@ -123,8 +126,8 @@ def configure(argv: list[str] | None = None, environ: dict | None = None) -> tup
     )
     limits.PORT.check(launch.port)
     limits.UPLOAD_MB.check(launch.max_upload_mb)
-    overrides = dict(index_dir=args.index_dir, collection=args.collection, backend=args.backend, model=args.model,
-                     max_tokens=args.max_tokens, base_url=args.base_url)
+    overrides = dict(index_dir=args.index_dir, store=args.store, collection=args.collection, backend=args.backend,
+                     model=args.model, max_tokens=args.max_tokens, base_url=args.base_url)
     settings = load_settings(environ, **overrides)
     # Guests must not be able to make this machine fetch addresses on its own network.
     if launch.exposed and not args.allow_private_urls:

@@ -1,6 +1,6 @@
 """Kill -9 an ingesting process at random moments, many times in a row, and count what survives.
 
-    python benchmarks/bench_faults.py [--kills 20] [--docs 40] [--seed 0]
+    python benchmarks/bench_faults.py [--kills 20] [--docs 40] [--seed 0] [--store URI | --milvus-lite]
 
 Each round starts a child that re-ingests every document in a new version (so each write replaces
 an old one) and prints each source as soon as its transaction has committed; the child is killed
@@ -10,6 +10,9 @@ however fast the machine is). After every kill the collection
 must open, pass `Store.integrity_problems() == []`, hold every document the child reported finished
 (in the version it wrote) and every other one in its previous or new version, whole. The child's
 stdout reaches us after the commit, so "finished" never over-reports.
+
+`--store milvus://host:port` runs the same rounds on a Milvus store (the collection "default" there is
+replaced); `--milvus-lite` starts a milvus-lite server on 127.0.0.1 for the run.
 """
 
 from __future__ import annotations
@@ -43,13 +46,18 @@ def make_doc(i: int, version: int) -> Document:
 # -- the child ----------------------------------------------------------------------------------
 
 
-def child(index_dir: str, version: int, docs: int) -> None:
-    """Ingest every document in `version`, printing `done <source>` after each commit."""
-    import rag.collection as collection
+def _settings(index_dir, store: str = ""):
     from rag.settings import load_settings
 
+    return load_settings(environ={}, index_dir=str(index_dir), store=store)
+
+
+def child(index_dir: str, version: int, docs: int, store: str = "") -> None:
+    """Ingest every document in `version`, printing `done <source>` after each commit."""
+    import rag.collection as collection
+
     collection.EMBED_GROUP = 8  # write often, so kills land between and inside transactions
-    coll = collection.Collection.open(load_settings(environ={}, index_dir=index_dir))
+    coll = collection.Collection.open(_settings(index_dir, store))
     coll.embedder.embed(["warm up"])
 
     def progress(stage: str, done: int, total: int, source: str | None) -> None:
@@ -81,11 +89,11 @@ class Kill:
     delay: float
 
 
-def run_child(index_dir: Path, version: int, docs: int, kill: Kill | None) -> Round:
+def run_child(index_dir: Path, version: int, docs: int, kill: Kill | None, store: str = "") -> Round:
     """Run one child and kill it as `kill` says (None: let it finish)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, __file__, "--child", str(index_dir), str(version), str(docs)],
-                            stdout=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen([sys.executable, __file__, "--child", str(index_dir), str(version), str(docs),
+                             *(["--store", store] if store else [])], stdout=subprocess.PIPE, text=True, env=env)
     lines: list[str] = []
     ready = threading.Event()  # the child is ready and, when killing, has committed enough documents
     ended: list[float] = []
@@ -127,12 +135,11 @@ def run_child(index_dir: Path, version: int, docs: int, kill: Kill | None) -> Ro
     return result
 
 
-def check(index_dir: Path, result: Round, expected: dict[str, str], docs: int) -> dict[str, str]:
+def check(index_dir: Path, result: Round, expected: dict[str, str], docs: int, store: str = "") -> dict[str, str]:
     """Open the collection and record problems in `result`; return source -> hash as stored now."""
     from rag.collection import Collection
-    from rag.settings import load_settings
 
-    coll = Collection.open(load_settings(environ={}, index_dir=index_dir))
+    coll = Collection.open(_settings(index_dir, store))
     try:
         result.problems += coll.store.integrity_problems()
         stored = {d.source: d for d in coll.documents()}
@@ -153,15 +160,17 @@ def check(index_dir: Path, result: Round, expected: dict[str, str], docs: int) -
         coll.store.close()
 
 
-def kill_rounds(index_dir: Path, kills: list[Kill], docs: int, log=print) -> list[Round]:
+def kill_rounds(index_dir: Path, kills: list[Kill], docs: int, log=print, store: str = "") -> list[Round]:
     """Kill one child per entry; documents a killed child committed are what the next round expects."""
+    from rag.store.locate import collection_exists
+
     expected: dict[str, str] = {}
-    if (index_dir / "default" / "manifest.json").exists():
-        expected = check(index_dir, Round(0), {}, docs)
+    if collection_exists(_settings(index_dir, store), "default"):
+        expected = check(index_dir, Round(0), {}, docs, store)
     rounds = []
     for n, kill in enumerate(kills, start=1):
-        result = run_child(index_dir, n, docs, kill)
-        now = check(index_dir, result, expected, docs)
+        result = run_child(index_dir, n, docs, kill, store)
+        now = check(index_dir, result, expected, docs, store)
         expected.update(now)  # committed but killed before it could say so is still committed
         rounds.append(result)
         where = "after the ingest ended" if result.completed else f"after {len(result.finished)}/{docs} documents"
@@ -175,21 +184,33 @@ def main() -> int:
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--docs", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--store", default="", help="a Milvus store to run on (its collection 'default' is replaced)")
+    parser.add_argument("--milvus-lite", action="store_true", help="start a milvus-lite server on 127.0.0.1 for it")
     parser.add_argument("--child", nargs=3, metavar=("INDEX", "VERSION", "DOCS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child[0], int(args.child[1]), int(args.child[2]))
+        child(args.child[0], int(args.child[1]), int(args.child[2]), args.store)
         return 0
     import tempfile
 
     rng = random.Random(args.seed)
     with tempfile.TemporaryDirectory() as tmp:
         index_dir = Path(tmp) / "index"
-        first = run_child(index_dir, 0, args.docs, None)  # every document in, so each later write replaces
-        print(f"first ingest: {len(first.finished)} documents unkilled in {first.seconds:.1f} s", flush=True)
-        gap = first.seconds / max(1, args.docs)  # about one document's time
-        kills = [Kill(rng.randrange(args.docs), rng.uniform(0, 2 * gap)) for _ in range(args.kills)]
-        rounds = kill_rounds(index_dir, kills, args.docs, log=lambda line: print(line, flush=True))
+        server = None
+        if args.milvus_lite:
+            from tests.milvus_server import MilvusLiteServer
+
+            server = MilvusLiteServer(Path(tmp) / "milvus").start()
+            args.store = server.uri
+        try:
+            first = run_child(index_dir, 0, args.docs, None, args.store)  # every document in: later writes replace
+            print(f"first ingest: {len(first.finished)} documents unkilled in {first.seconds:.1f} s", flush=True)
+            gap = first.seconds / max(1, args.docs)  # about one document's time
+            kills = [Kill(rng.randrange(args.docs), rng.uniform(0, 2 * gap)) for _ in range(args.kills)]
+            rounds = kill_rounds(index_dir, kills, args.docs, lambda line: print(line, flush=True), args.store)
+        finally:
+            if server is not None:
+                server.kill()
     survived = sum(not r.problems for r in rounds)
     lost = sum(p.endswith(" lost") for r in rounds for p in r.problems)
     mid = sum(not r.completed for r in rounds)

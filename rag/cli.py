@@ -16,11 +16,14 @@ from rag.settings import load_settings
 def _add_index_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--index", metavar="DIR", help="index directory (default: $RAG_INDEX_DIR or a per-user data dir)")
     parser.add_argument("--collection", metavar="NAME", help="collection name (default: 'default')")
+    parser.add_argument("--store", metavar="URI", help="where collections live: a directory, milvus://host:port, "
+                        "milvus+https://host or milvus+lite:///path.db (default: $RAG_STORE, else --index)")
 
 
 def settings_from_args(args: argparse.Namespace, **extra):
     """Settings from the environment with the flags that were given on top."""
-    return load_settings(index_dir=getattr(args, "index", None), collection=getattr(args, "collection", None), **extra)
+    return load_settings(index_dir=getattr(args, "index", None), collection=getattr(args, "collection", None),
+                         store=getattr(args, "store", None), **extra)
 
 
 def _print_json(data) -> None:

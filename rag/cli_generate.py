@@ -38,6 +38,7 @@ def register(subparsers) -> None:
 
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--index", metavar="DIR", help="index directory")
+    p.add_argument("--store", metavar="URI", help="a directory or milvus://host:port (RAG_STORE)")
     p.add_argument("--collection", metavar="NAME", help="collection name")
     p.add_argument("--backend", choices=available_backends())
     p.add_argument("--model", metavar="PATH|NAME",
@@ -59,10 +60,11 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 def _settings(args):
     from rag.settings import load_settings
 
-    return load_settings(index_dir=args.index, collection=args.collection, backend=args.backend, model=args.model,
-                         k=args.k, mode=args.mode, max_tokens=args.max_tokens, temperature=args.temperature,
-                         seed=args.seed, n_ctx=args.n_ctx, base_url=args.base_url, api_key_file=args.api_key_file,
-                         request_timeout=args.timeout, answer_style=getattr(args, "answer_style", None))
+    return load_settings(index_dir=args.index, store=args.store, collection=args.collection, backend=args.backend,
+                         model=args.model, k=args.k, mode=args.mode, max_tokens=args.max_tokens,
+                         temperature=args.temperature, seed=args.seed, n_ctx=args.n_ctx, base_url=args.base_url,
+                         api_key_file=args.api_key_file, request_timeout=args.timeout,
+                         answer_style=getattr(args, "answer_style", None))
 
 
 def _open(args):

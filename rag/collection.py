@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
@@ -17,7 +16,8 @@ from rag.errors import RagError
 from rag.interrupt import checkpoint
 from rag.retrieval import Retriever, SearchHit
 from rag.settings import Settings
-from rag.store import ChunkStore, DocumentInfo, Store, validate_collection_name
+from rag.store import ChunkStore, DocumentInfo, validate_collection_name
+from rag.store.locate import collection_exists, collection_names, open_store
 
 Progress = Callable[[str, int, int, "str | None"], None]
 # Chunks gathered before an embedding pass: big enough for full batches, small enough to write often.
@@ -71,15 +71,12 @@ def chunking_id(settings: Settings) -> str:
 
 
 def list_collections(settings: Settings) -> list[str]:
-    """Names of the collections under the index directory."""
-    root = Path(settings.index_dir)
-    if not root.is_dir():
-        return []
-    return sorted(p.name for p in root.iterdir() if (p / "manifest.json").is_file())
+    """Names of the collections in the store (the index directory, or the Milvus engine RAG_STORE names)."""
+    return collection_names(settings)
 
 
 class Collection:
-    """A named corpus on disk with its embedder; safe to share between threads."""
+    """A named corpus in a store with its embedder; safe to share between threads."""
 
     def __init__(self, settings: Settings, store: ChunkStore, embedder: Embedder | None = None):
         self.settings = settings
@@ -92,12 +89,11 @@ class Collection:
     def open(cls, settings: Settings, name: str | None = None, create: bool = True) -> "Collection":
         """Open collection `name` (default: settings.collection), creating it when `create` is true."""
         name = validate_collection_name(settings.collection if name is None else name)
-        path = Path(settings.index_dir) / name
-        if (path / "manifest.json").exists() or not create:
+        if not create or collection_exists(settings, name):
             model_id = embedder_model_id(settings.embedding_model, settings.embedding_backend)
-            return cls(settings, Store(path, model_id, None))
+            return cls(settings, open_store(settings, name, model_id, None))
         embedder = get_embedder(settings.embedding_model, settings.embedding_backend)
-        return cls(settings, Store(path, embedder.model_id, embedder.dimension), embedder)
+        return cls(settings, open_store(settings, name, embedder.model_id, embedder.dimension), embedder)
 
     @property
     def embedder(self) -> Embedder:

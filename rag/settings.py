@@ -31,6 +31,11 @@ class Settings:
     """Everything configurable, passed down explicitly; never a module-level singleton."""
 
     index_dir: Path = field(default_factory=_default_index_dir)
+    # Where collections live when not under index_dir: milvus://host:port, milvus+https://host or
+    # milvus+lite:///path.db (rag/store/milvus_client.py). Conversations and uploads stay under index_dir.
+    store: str = ""
+    milvus_token: str = field(default="", repr=False)
+    milvus_token_file: Path | None = None
     collection: str = "default"
     embedding_model: str = DEFAULT_EMBEDDING_MODEL
     embedding_backend: str = "onnx-int8"  # or "torch"; int8 is 2.3x faster, same nDCG (bench_embedding_backends.py)
@@ -92,6 +97,9 @@ def check_bounds(settings: Settings) -> None:
 
 _ENV = {
     "RAG_INDEX_DIR": ("index_dir", Path),
+    "RAG_STORE": ("store", str),
+    "RAG_MILVUS_TOKEN": ("milvus_token", str),
+    "RAG_MILVUS_TOKEN_FILE": ("milvus_token_file", Path),
     "RAG_COLLECTION": ("collection", str),
     "RAG_EMBEDDING_MODEL": ("embedding_model", str),
     "RAG_EMBEDDING_BACKEND": ("embedding_backend", str),
@@ -153,6 +161,9 @@ def load_settings(environ: dict | None = None, **overrides) -> Settings:
     unknown = sorted(set(values) - known)
     if unknown:
         raise RagError(f"Unknown setting(s) {', '.join(unknown)}; available: {', '.join(sorted(known))}.")
+    store = values.get("store") or ""
+    if store and "://" not in store:  # a directory: the local store there, as --index would say
+        values["index_dir"], values["store"] = store, ""
     if "index_dir" in values:
         values["index_dir"] = Path(values["index_dir"]).expanduser()
     return Settings(**values)

@@ -20,3 +20,28 @@ def shared_data(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is absent: the shared data sits beside the checkout, not in a user's clone")
     return path
+
+
+@pytest.fixture(scope="session")
+def milvus_server(tmp_path_factory):
+    """One milvus-lite server on 127.0.0.1 for the session's Milvus tests (started only when one asks)."""
+    pytest.importorskip("milvus_lite", reason="the Milvus store's tests need milvus-lite (requirements.txt)")
+    from tests.milvus_server import MilvusLiteServer
+
+    server = MilvusLiteServer(tmp_path_factory.mktemp("milvus-lite") / "data").start()
+    yield server
+    server.kill()
+
+
+@pytest.fixture(params=["local", "milvus", "milvus-embedded"])
+def store_settings(request, settings, tmp_path):
+    """Settings on each store the contract tests cover: the local directory, a milvus-lite server, and
+    milvus-lite embedded in this process (a path of the test's own)."""
+    if request.param == "local":
+        return settings
+    if request.param == "milvus-embedded":
+        pytest.importorskip("milvus_lite", reason="the Milvus store's tests need milvus-lite (requirements.txt)")
+        return settings.replace(store=f"milvus+lite://{tmp_path / 'milvus.db'}")
+    server = request.getfixturevalue("milvus_server")
+    server.drop_all()
+    return settings.replace(store=server.uri)

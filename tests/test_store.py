@@ -1,4 +1,8 @@
-"""The collection on disk with the real embedding model: dedupe, replace, delete, reopen, mismatch, crash."""
+"""The collection with the real embedding model: dedupe, replace, delete, reopen, mismatch, crash.
+
+Tests taking `coll` or `store_settings` are the store contract: they run on the local store and on a
+milvus-lite server (tests/milvus_server.py). Those taking `local_coll` test the local store's own parts.
+"""
 
 import json
 import os
@@ -24,7 +28,12 @@ FAISS_DOC = Document("mem://faiss", "FAISS searches dense vectors by inner produ
 
 
 @pytest.fixture
-def coll(settings):
+def coll(store_settings):
+    return Collection.open(store_settings)
+
+
+@pytest.fixture
+def local_coll(settings):
     return Collection.open(settings)
 
 
@@ -69,16 +78,17 @@ def test_delete_removes_document_and_vectors(coll):
     assert coll.store.integrity_problems() == []
 
 
-def test_reopen_from_disk_gives_the_same_results(settings, coll):
+def test_reopen_from_disk_gives_the_same_results(store_settings, coll):
     coll.add_documents([CATS, FAISS_DOC], chunk_size=50)
     before = [h.to_dict() for h in coll.search("cat sleeps", k=3)]
     coll.store.close()
-    reopened = Collection.open(settings)
+    reopened = Collection.open(store_settings)
     assert [h.to_dict() for h in reopened.search("cat sleeps", k=3)] == before
     assert [d.source for d in reopened.documents()] == ["mem://cats", "mem://faiss"]
 
 
-def test_stale_faiss_file_is_rebuilt_from_the_database(settings, coll):
+def test_stale_faiss_file_is_rebuilt_from_the_database(settings, local_coll):
+    coll = local_coll
     coll.add_documents([CATS, FAISS_DOC])
     coll.store.close()
     for f in (settings.index_dir / "default").glob("faiss-*.index"):
@@ -88,17 +98,17 @@ def test_stale_faiss_file_is_rebuilt_from_the_database(settings, coll):
     assert reopened.store.integrity_problems() == []
 
 
-def test_other_embedding_model_is_refused(settings, coll):
+def test_other_embedding_model_is_refused(store_settings, coll):
     coll.add_documents([CATS])
     with pytest.raises(RagError, match="was built with embedding model"):
-        Collection.open(settings.replace(embedding_model="intfloat/e5-small"))
+        Collection.open(store_settings.replace(embedding_model="intfloat/e5-small"))
 
 
-def test_collections_are_separate(settings):
-    Collection.open(settings, "alpha").add_documents([CATS])
-    Collection.open(settings, "beta").add_documents([FAISS_DOC])
-    assert list_collections(settings) == ["alpha", "beta"]
-    assert [d.source for d in Collection.open(settings, "beta").documents()] == ["mem://faiss"]
+def test_collections_are_separate(store_settings):
+    Collection.open(store_settings, "alpha").add_documents([CATS])
+    Collection.open(store_settings, "beta-2.x_y").add_documents([FAISS_DOC])
+    assert list_collections(store_settings) == ["alpha", "beta-2.x_y"]
+    assert [d.source for d in Collection.open(store_settings, "beta-2.x_y").documents()] == ["mem://faiss"]
 
 
 @pytest.mark.parametrize("name", ["", "../up", "a/b", ".hidden", "x" * 65])
@@ -107,10 +117,11 @@ def test_bad_collection_names_are_refused(settings, name):
         Collection.open(settings, name)
 
 
-def test_opening_a_missing_collection_for_reading_is_an_error(settings):
+def test_opening_a_missing_collection_for_reading_is_an_error(store_settings):
     with pytest.raises(RagError, match="ingest something"):
-        Collection.open(settings, "nothing", create=False)
-    assert not (settings.index_dir / "nothing").exists()
+        Collection.open(store_settings, "nothing", create=False)
+    assert not (store_settings.index_dir / "nothing").exists()
+    assert list_collections(store_settings) == []
 
 
 def test_document_text_and_pages_are_kept(coll):
@@ -129,7 +140,7 @@ CHILD = textwrap.dedent(
     from rag.documents import Document
     from rag.settings import load_settings
     c.EMBED_GROUP = 4  # write often, so the kill lands between and inside writes
-    coll = c.Collection.open(load_settings(environ={}, index_dir=sys.argv[1]))
+    coll = c.Collection.open(load_settings(environ={}, index_dir=sys.argv[1], store=sys.argv[2]))
     coll.embedder.embed(["warm up"])
     def docs():
         for i in range(40):
@@ -141,18 +152,20 @@ CHILD = textwrap.dedent(
 )
 
 
-def test_kill_during_ingest_leaves_whole_documents_only(settings, coll):
+def test_kill_during_ingest_leaves_whole_documents_only(store_settings, coll):
+    if store_settings.store.startswith("milvus+lite"):
+        pytest.skip("an embedded path is open in one process only; the server mode is the one to share")
     coll.add_documents([CATS])
     coll.store.close()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     for delay in (0.0, 0.4, 1.2):
-        child = subprocess.Popen([sys.executable, "-c", CHILD, str(settings.index_dir)], stdout=subprocess.PIPE,
-                                 text=True, env=env)
+        child = subprocess.Popen([sys.executable, "-c", CHILD, str(store_settings.index_dir), store_settings.store],
+                                 stdout=subprocess.PIPE, text=True, env=env)
         assert child.stdout.readline().strip() == "ready"
         time.sleep(delay)
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=30)
-        reopened = Collection.open(settings)
+        reopened = Collection.open(store_settings)
         assert reopened.store.integrity_problems() == []
         docs = {d.source: d for d in reopened.documents()}
         assert "mem://cats" in docs
@@ -161,7 +174,8 @@ def test_kill_during_ingest_leaves_whole_documents_only(settings, coll):
         reopened.store.close()
 
 
-def test_second_writer_waits_then_is_refused(settings, coll):
+def test_second_writer_waits_then_is_refused(settings, local_coll):
+    coll = local_coll
     coll.add_documents([CATS])
     other = Collection.open(settings)
     other.store.lock_timeout = 0.3
@@ -183,7 +197,7 @@ def test_second_writer_waits_then_is_refused(settings, coll):
     assert other.add_documents([FAISS_DOC]).documents_added == 1
 
 
-def test_manifest_records_model_and_dimension(settings, coll):
+def test_manifest_records_model_and_dimension(settings, local_coll):
     manifest = json.loads((settings.index_dir / "default" / "manifest.json").read_text())
     assert manifest["embedding_model"] == "sentence-transformers/all-MiniLM-L6-v2#onnx-int8"
     assert manifest["dimension"] == 384 and manifest["format_version"] == 1
@@ -214,7 +228,7 @@ def test_chunks_longer_than_the_model_reads_are_warned_about(coll):
 # -- reads never wait for a writer ----------------------------------------------------------------
 
 
-def test_search_and_other_writers_go_on_while_an_ingest_fetches_or_embeds(settings, coll):
+def test_search_and_other_writers_go_on_while_an_ingest_fetches_or_embeds(store_settings, coll):
     """The ingest is paused between documents (where a fetch or an embedding would run): the writer
     lock is free, searches answer, and a second writer with a short lock timeout gets through."""
     import threading
@@ -232,7 +246,7 @@ def test_search_and_other_writers_go_on_while_an_ingest_fetches_or_embeds(settin
     ingest.start()
     try:
         assert paused.wait(60)
-        other = Collection.open(settings)
+        other = Collection.open(store_settings)
         other.store.lock_timeout = 0.3
         assert other.search("cats purr", k=1, mode="hybrid")[0].source == "mem://cats"
         assert other.add_documents([Document("mem://dogs", "Dogs bark.", "Dogs")]).documents_added == 1
@@ -244,7 +258,9 @@ def test_search_and_other_writers_go_on_while_an_ingest_fetches_or_embeds(settin
     assert coll.store.integrity_problems() == []
 
 
-def test_a_reader_never_sees_a_writers_uncommitted_rows(coll):
+def test_a_reader_never_sees_a_writers_uncommitted_rows(local_coll):
+    coll = local_coll
+
     class Abort(Exception):
         pass
 
@@ -264,9 +280,10 @@ def test_a_reader_never_sees_a_writers_uncommitted_rows(coll):
     assert [d.source for d in coll.documents()] == ["mem://cats"]
 
 
-def test_another_writers_changes_are_applied_incrementally(settings, coll):
+def test_another_writers_changes_are_applied_incrementally(settings, local_coll):
     """A second process's ingest and delete reach this one's vector index through the change log,
     without rebuilding it from every stored vector."""
+    coll = local_coll
     coll.add_documents([CATS])
     assert coll.search("purr", k=1, mode="dense")[0].source == "mem://cats"
     rebuilds = []
@@ -310,9 +327,11 @@ def test_large_collections_use_an_ivf_index_that_deletes_and_reloads(settings, m
     assert reopened.store.integrity_problems() == []
 
 
-def test_hybrid_asks_bm25_only_for_candidates_that_can_matter_and_ranks_as_full_scoring_would(coll, monkeypatch):
+def test_hybrid_asks_bm25_only_for_candidates_that_can_matter_and_ranks_as_full_scoring_would(local_coll,
+                                                                                              monkeypatch):
     """Short candidate lists, so the keyword list is cut: the fused top k must equal convex fusion over
     every candidate with every BM25 score, while fewer BM25 lookups are made than candidates."""
+    coll = local_coll
     from rag import retrieval
 
     monkeypatch.setattr(retrieval, "CANDIDATES", 6)

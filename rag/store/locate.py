@@ -1,0 +1,46 @@
+"""Where collections live: a directory for the local store, or a Milvus engine (`settings.store`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rag.store.base import ChunkStore
+from rag.store.milvus_client import is_store_uri
+
+
+def on_milvus(settings) -> bool:
+    return bool(settings.store) and is_store_uri(settings.store)
+
+
+def open_store(settings, name: str, model_id: str, dimension: int | None) -> ChunkStore:
+    """Collection `name` in the store `settings` names, created when `dimension` is given."""
+    if on_milvus(settings):
+        from rag.store.milvus import MilvusStore
+        from rag.store.milvus_client import connect
+
+        return MilvusStore(connect(settings), name, model_id, dimension)
+    from rag.store.local import LocalStore
+
+    return LocalStore(Path(settings.index_dir) / name, model_id, dimension)
+
+
+def collection_exists(settings, name: str) -> bool:
+    if on_milvus(settings):
+        from rag.store.milvus import collection_exists as exists
+        from rag.store.milvus_client import connect
+
+        return exists(connect(settings), name)
+    return (Path(settings.index_dir) / name / "manifest.json").exists()
+
+
+def collection_names(settings) -> list[str]:
+    """Names of the collections in the store."""
+    if on_milvus(settings):
+        from rag.store.milvus import collection_names as names
+        from rag.store.milvus_client import connect
+
+        return names(connect(settings))
+    root = Path(settings.index_dir)
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if (p / "manifest.json").is_file())
