@@ -304,7 +304,7 @@ def test_read_only_server_refuses_changes_sent_straight_to_its_endpoints(guest, 
                                          api_name="/ingest")[0],
         "preview": lambda: client.predict("", [handle_file(str(upload))], api_name="/preview")[0],
         "delete": lambda: client.predict(notes, api_name="/delete")[1],
-        "settings": lambda: client.predict("gpt4all", "", 0.5, 64, 2048, 4, "hybrid", "",
+        "settings": lambda: client.predict("gpt4all", "", 0.5, 64, 2048, 4, "hybrid", "auto", "",
                                            api_name="/apply_settings")[0],
         "quick add": lambda: client.predict(f"{site.url}/private.html", api_name="/quick_add")[0],
     }
