@@ -374,6 +374,20 @@ def _says_no_answer(answer: str) -> bool:
                                    "sources do not", "sources don't"))
 
 
+# Words by which a follow-up points back at the conversation ("Which one needs it?", "And those?").
+_REFERRING = frozenset(
+    "it its it's they them their theirs this that these those one ones he him his she her hers former latter "
+    "above same other others such also then there".split()
+)
+
+
+def leans_on_history(question: str) -> bool:
+    """Whether a follow-up needs the previous turn to be understood: it refers back ("that", "one"), or
+    says too little (two content words or fewer) to be searched on its own."""
+    words = {w.lower() for w in re.findall(r"[A-Za-z']+", question)}
+    return bool(words & _REFERRING) or len(content_words(question)) <= 2
+
+
 def rewrite_problem(question: str, rewrite: str) -> str | None:
     """Why a follow-up's rewrite can't stand in for it, or None when it can: it must be a question, and
     keep the user's key terms."""
@@ -409,6 +423,10 @@ class ChatChain(QAChain):
         problem = rewrite_problem(question, rewrite) if rewrite != question else None
         if problem is None:
             return self._answer(question, rewrite, started)
+        if not leans_on_history(question):
+            note = (f"The follow-up's rewrite \"{rewrite}\" was not used ({problem}); your question was searched "
+                    "as you wrote it.")
+            return self._answer(question, question, started, notes=[note])
         note = (f"The follow-up's rewrite \"{rewrite}\" was not used ({problem}); your question was searched "
                 "together with the previous one.")
         query = f"{history[-1][0]} {question}"[-limits.MAX_QUESTION_CHARS:]

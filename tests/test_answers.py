@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rag.chains import ChatChain, QAChain, rewrite_problem
+from rag.chains import ChatChain, QAChain, leans_on_history, rewrite_problem
 from rag.errors import RagError
 from rag.evidence import cited, find_support
 from rag.prompts import NO_ANSWER
@@ -178,6 +178,23 @@ def test_a_bad_rewrite_falls_back_to_the_users_words_and_never_reaches_the_next_
     assert "Human: What is ReAct?" in condense_prompt
     assert "Task decomposition is done by LLM prompting" not in condense_prompt
     assert third.standalone_question == "What is Chain of Thought?"
+
+
+def test_a_follow_up_that_stands_on_its_own_is_searched_alone_when_its_rewrite_is_refused():
+    gen = ScriptedGenerator(lambda p: "The first answer, copied [1].", n_ctx=600, max_tokens=30)
+    search = RecordingSearch([Hit(1, 0.9, "cup.txt", "France won the 1998 World Cup.", dense_score=0.6)])
+    history = [("What is few-shot prompting?", "Examples in the prompt [1].")]
+    result = ChatChain(search, gen).ask("Who won the 1998 World Cup?", history).run()
+    assert search.queries[-1][0] == "Who won the 1998 World Cup?"
+    assert "searched as you wrote it" in result.notes[0]
+
+
+@pytest.mark.parametrize("question, leans", [
+    ("Which one needs human help?", True), ("What about that?", True), ("What is ReAct?", True),
+    ("Who won the 1998 World Cup?", False), ("How is chain-of-thought prompting evaluated?", False),
+])
+def test_which_follow_ups_lean_on_the_previous_turn(question, leans):
+    assert leans_on_history(question) is leans
 
 
 # ---- a real conversation: the default model on a real article

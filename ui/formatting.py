@@ -426,8 +426,12 @@ def result_timings_md(result) -> str:
 
 
 def done_note(backend: str, result) -> str:
-    note = (f"Answered by **{escape_markdown(backend)}** from **{len(result.sources)}** of {len(result.retrieved)} "
-            f"retrieved chunks in {fmt_seconds((result.timings or {}).get('total_s'))}.")
+    seconds = fmt_seconds((result.timings or {}).get("total_s"))
+    if getattr(result, "abstained", False) and not getattr(result, "prompt_tokens", 0):
+        note = f"Not answered: the model was not asked ({len(result.retrieved)} chunks retrieved in {seconds})."
+    else:
+        note = (f"Answered by **{escape_markdown(backend)}** from **{len(result.sources)}** of "
+                f"{len(result.retrieved)} retrieved chunks in {seconds}.")
     notes = [n for n in getattr(result, "notes", None) or [] if "rewrite" not in n]
     if notes:  # what the chain did to the answer: a citation added, a loop cut, a question cut, an abstention
         note += " " + " ".join(escape_markdown(one_line(n, 300)) for n in notes)
