@@ -106,7 +106,10 @@ class Library:
             raise RagError("Type the http(s) address of a web page to add." + _bad_note(bad))
         progress(0, desc="Opening the collection (the embedding model loads on first use)…")
         report = self.runtime.collection(session.collection).ingest(urls, progress=_progress_reporter(progress))
-        failed = [f"{fmt.escape_markdown(e['source'])}: {fmt.escape_markdown(e['error'])}" for e in report.errors]
+        # The error sentence names the address already; it is not repeated in front of it.
+        failed = [fmt.escape_markdown(e["error"].rstrip(".")) if e["source"] in e["error"]
+                  else f"{fmt.escape_markdown(e['source'])}: {fmt.escape_markdown(e['error'].rstrip('.'))}"
+                  for e in report.errors]
         titles = [fmt.escape_markdown(fmt.one_line(r.title or r.source, 80)) for r in report.results
                   if r.status != "failed"]
         line = (f"Added {', '.join(f'“{t}”' for t in titles)}. Ask a question about it." if titles else "")
@@ -119,7 +122,8 @@ class Library:
             return f"Collection **{fmt.escape_markdown(session.collection)}** is empty.", []
         documents = self.runtime.collection(session.collection).documents()
         chunks = sum(d.chunks for d in documents)
-        note = f"**{len(documents)}** documents · **{chunks}** splits in **{fmt.escape_markdown(session.collection)}**"
+        noun = "document" if len(documents) == 1 else "documents"
+        note = f"**{len(documents)}** {noun} · **{chunks}** splits in **{fmt.escape_markdown(session.collection)}**"
         return note, fmt.documents_rows(documents)
 
     @errors_in_status(2, status=0)
