@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
+from rag import limits
 from ui import formatting as fmt
 from ui.conversations import Conversations
 from ui.generation import Generation
@@ -143,10 +144,12 @@ def _settings_panel(gen: Generation, session, runtime: Runtime, writable: bool, 
         with gr.Row():
             temperature = gr.Slider(0, 1.5, value=s.temperature, step=0.05, label="Temperature",
                                     interactive=writable)
-            max_tokens = gr.Slider(8, 2048, value=s.max_tokens, step=8, label="Max new tokens",
+            # The ranges are rag/limits.py's, as the README lists them.
+            max_tokens = gr.Slider(limits.SETTINGS["max_tokens"].low, limits.SETTINGS["max_tokens"].high,
+                                   value=s.max_tokens, step=1, label="Max new tokens",
                                    interactive=writable, elem_id="max-tokens")
-            n_ctx = gr.Slider(512, 16384, value=s.n_ctx, step=256, label="Context size (tokens)",
-                              interactive=writable)
+            n_ctx = gr.Slider(limits.SETTINGS["n_ctx"].low, limits.SETTINGS["n_ctx"].high, value=s.n_ctx,
+                              step=128, label="Context size (tokens)", interactive=writable)
         template = gr.Textbox(label="Prompt template (empty = the model's default)", lines=4,
                               placeholder=gen.template_hint(), interactive=writable)
         with gr.Row():
