@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import re
 
+from rag.errors import RagError
+
 # The longest quote, in words: long enough for a name, a date with its event or a short list, and
 # under the recipe's median answer (18 to 21 words). On the shared SQuAD subset 12 words gave accuracy 0.35,
 # 16 words 0.50: the model mostly copies from the sentence's start and the answer often sits later.
@@ -51,11 +53,17 @@ def _literal(word: str) -> str:
     return '"' + re.sub(r'(["\\])', r"\\\1", word) + '"'
 
 
+def check_style(style: str) -> str:
+    """`style` when it is an answer style; a RagError naming the choices otherwise."""
+    if style not in STYLES:
+        raise RagError(f"Answer style {style!r} is not one of {', '.join(STYLES)}; choose one of them.")
+    return style
+
+
 def quotes_by_default(style: str, model_bytes: int | None, supports_grammar: bool) -> bool:
     """Whether a chain quotes: always for "quote" (where the backend can hold a model to a grammar),
     never for "free", and for "auto" when the model is small."""
-    if style not in STYLES:
-        raise ValueError(f"unknown answer style {style!r}")
+    check_style(style)
     if not supports_grammar or style == "free":
         return False
     return style == "quote" or (model_bytes is not None and model_bytes <= SMALL_MODEL_BYTES)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from rag import limits
 from rag.errors import RagError
-from rag.quote import STYLES as ANSWER_STYLES
+from rag.quote import check_style
 
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -86,9 +86,7 @@ def check_bounds(settings: Settings) -> None:
     """RagError for the first setting outside its range in `rag.limits`."""
     for name, bound in limits.SETTINGS.items():
         bound.check(getattr(settings, name), name)
-    if settings.answer_style not in ANSWER_STYLES:
-        raise RagError(f"Answer style {settings.answer_style!r} is not one of {', '.join(ANSWER_STYLES)}; "
-                       "choose one of them.")
+    check_style(settings.answer_style)
     most = int(settings.chunk_size * limits.MAX_OVERLAP_FRACTION)
     if settings.chunk_overlap > most:
         raise RagError(f"Chunk overlap (chunk_overlap) {settings.chunk_overlap} is more than half the chunk size "
@@ -167,3 +165,18 @@ def load_settings(environ: dict | None = None, **overrides) -> Settings:
     if "index_dir" in values:
         values["index_dir"] = Path(values["index_dir"]).expanduser()
     return Settings(**values)
+
+
+def read_secret(value: str, file, what: str) -> str:
+    """A secret given directly (`value`), else the first line of `file`, else none. `what` names it in
+    the error, as "an API key" or "a Milvus token"."""
+    if value:
+        return value.strip()
+    if not file:
+        return ""
+    path = Path(file).expanduser()
+    try:
+        return path.read_text(encoding="utf-8").strip().splitlines()[0].strip()
+    except (OSError, UnicodeDecodeError, IndexError):
+        noun = what.split()[-1]
+        raise RagError(f"Cannot read {what} from {path}; put the {noun} on its first line.") from None

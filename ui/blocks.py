@@ -5,6 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from rag import limits
+from rag.quote import STYLES
 from ui import formatting as fmt
 from ui.conversations import Conversations
 from ui.generation import Generation
@@ -16,7 +17,6 @@ from ui.state import MAX_K, ChatSettings, Session
 # Every model call joins this group, so simultaneous users queue for the one model in memory.
 MODEL_GROUP = "model"
 MODES = ["hybrid", "dense", "bm25"]
-ANSWER_STYLES = ["auto", "quote", "free"]
 TABS = ("ingest", "search", "summarize", "chat", "compare")
 TAB_KEY = "local-rag-notebook-tab"  # where assets/notebook.js keeps the last tab clicked
 
@@ -138,7 +138,7 @@ def _settings_panel(gen: Generation, session, runtime: Runtime, writable: bool, 
             k = gr.Number(value=s.k, label=f"Chunks to retrieve (k, 1 to {MAX_K})",
                           interactive=writable, elem_id="settings-k")
             mode = gr.Radio(MODES, value=s.mode, label="Retrieval mode", interactive=writable)
-            answer_style = gr.Radio(ANSWER_STYLES, value=s.answer_style, label="Answer style (quote: words of the "
+            answer_style = gr.Radio(list(STYLES), value=s.answer_style, label="Answer style (quote: words of the "
                                     "best-matching source sentence; auto: quote with small models)",
                                     interactive=writable, elem_id="answer-style")
         with gr.Row():

@@ -309,6 +309,7 @@ class Generation:
         self.runtime.require_writable("changing settings")
         from rag.generators import generator_class
         from rag.prompts import Prompts
+        from rag.quote import check_style
         from rag.retrieval import check_mode
 
         generator_class(backend)  # unknown names fail with the list of backends
@@ -321,7 +322,7 @@ class Generation:
         chosen = ChatSettings(
             backend=backend, model=(model or "").strip(), temperature=float(temperature),
             max_tokens=int(max_tokens), n_ctx=int(n_ctx), k=check_k(k), mode=mode, template=template,
-            answer_style=check_answer_style(answer_style),
+            answer_style=check_style(answer_style),
         )
         if chosen.model:
             from rag.models import resolve_model
@@ -410,13 +411,6 @@ def settings_values(chat: ChatSettings) -> tuple:
     return (chat.backend, chat.model, chat.temperature, chat.max_tokens, chat.n_ctx, chat.k, chat.mode,
             chat.answer_style, chat.template)
 
-
-def check_answer_style(style: str) -> str:
-    from rag.quote import STYLES
-
-    if style not in STYLES:
-        raise RagError(f"Answer style {style!r} is not one of {', '.join(STYLES)}; choose one of them.")
-    return style
 
 
 def _prompts(chat: ChatSettings):

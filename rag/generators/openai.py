@@ -17,6 +17,7 @@ from typing import Callable, Iterator
 
 from rag.errors import RagError
 from rag.generators.base import GenerationStats, Generator, Message, StatsTimer, _check_messages
+from rag.settings import read_secret
 
 # ChatML: used only to count a prompt's tokens, since the server applies its own template; the
 # context margin below covers the difference between the two.
@@ -31,15 +32,7 @@ _LOADING = ("n_ctx", "n_threads", "n_batch", "n_gpu_layers")
 
 def read_api_key(settings) -> str:
     """The key from RAG_OPENAI_API_KEY, else the first line of the key file, else none."""
-    if settings.api_key:
-        return settings.api_key.strip()
-    if not settings.api_key_file:
-        return ""
-    path = Path(settings.api_key_file).expanduser()
-    try:
-        return path.read_text(encoding="utf-8").strip().splitlines()[0].strip()
-    except (OSError, UnicodeDecodeError, IndexError):
-        raise RagError(f"Cannot read an API key from {path}; put the key on its first line.") from None
+    return read_secret(settings.api_key, settings.api_key_file, "an API key")
 
 
 def estimate_tokens(text: str) -> int:

@@ -58,16 +58,22 @@ def check_manifest(path: Path, model_id: str, dimension: int | None) -> int:
         raise RagError(f"Cannot read the index directory {path}: {exc.strerror}; check its permissions.")
     except (OSError, ValueError) as exc:
         raise RagError(f"The manifest of {path} cannot be read ({exc}); move that directory aside and re-ingest.")
+    return check_found(found, f"Index {path}", path.name, model_id, dimension)
+
+
+def check_found(found: dict, where: str, name: str, model_id: str, dimension: int | None) -> int:
+    """The dimension a stored manifest (`found`, read from `where`) records, or a RagError when it is of
+    another format or embedding model; every store checks its manifest here."""
     if found.get("format_version") != FORMAT_VERSION:
         raise RagError(
-            f"Index {path} has format version {found.get('format_version')}, this program reads "
+            f"{where} has format version {found.get('format_version')}, this program reads "
             f"{FORMAT_VERSION}; re-ingest into a new collection."
         )
     if dimension is None:
         dimension = found.get("dimension")
     if (found.get("embedding_model"), found.get("dimension")) != (model_id, dimension):
         raise RagError(
-            f"Collection {path.name!r} was built with embedding model {found.get('embedding_model')!r} "
+            f"Collection {name!r} was built with embedding model {found.get('embedding_model')!r} "
             f"(dimension {found.get('dimension')}), not {model_id!r} (dimension {dimension}); "
             "use the same model or a new collection (RAG_EMBEDDING_MODEL and RAG_EMBEDDING_BACKEND choose them)."
         )

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable, TypeVar
 
 from rag.errors import RagError
+from rag.settings import read_secret
 
 # A call that may be repeated safely (reads, upserts, deletes) is tried again after each of these pauses.
 BACKOFF = (0.25, 0.75, 1.5)  # the pauses between tries: four tries in all, 2.5 s
@@ -67,15 +68,7 @@ def parse_address(store: str) -> MilvusAddress:
 def read_token(settings) -> str:
     """The token from RAG_MILVUS_TOKEN, else the first line of the token file, else none ("user:password"
     for a cluster with authentication, an API key for Zilliz Cloud)."""
-    if settings.milvus_token:
-        return settings.milvus_token.strip()
-    if not settings.milvus_token_file:
-        return ""
-    path = Path(settings.milvus_token_file).expanduser()
-    try:
-        return path.read_text(encoding="utf-8").strip().splitlines()[0].strip()
-    except (OSError, UnicodeDecodeError, IndexError):
-        raise RagError(f"Cannot read a Milvus token from {path}; put the token on its first line.") from None
+    return read_secret(settings.milvus_token, settings.milvus_token_file, "a Milvus token")
 
 
 def _quiet_pymilvus() -> None:

@@ -13,9 +13,8 @@ from __future__ import annotations
 import hashlib
 import time
 
-from rag.errors import RagError
 from rag.store.keywords import STOPWORDS
-from rag.store.manifest import FORMAT_VERSION
+from rag.store.manifest import FORMAT_VERSION, check_found
 
 PREFIX = "rag_"
 KINDS = ("chunks", "texts", "docs")  # created in this order: the docs collection last, with the manifest
@@ -133,15 +132,4 @@ def new_manifest(model_id: str, dimension: int) -> dict:
 
 def check_manifest(name: str, found: dict, model_id: str, dimension: int | None) -> int:
     """The collection's dimension, or a RagError when its manifest is of another format or model."""
-    if found.get("format_version") != FORMAT_VERSION:
-        raise RagError(f"Collection {name!r} on the Milvus server has format version {found.get('format_version')}, "
-                       f"this program reads {FORMAT_VERSION}; re-ingest into a new collection.")
-    if dimension is None:
-        dimension = found.get("dimension")
-    if (found.get("embedding_model"), found.get("dimension")) != (model_id, dimension):
-        raise RagError(
-            f"Collection {name!r} was built with embedding model {found.get('embedding_model')!r} "
-            f"(dimension {found.get('dimension')}), not {model_id!r} (dimension {dimension}); "
-            "use the same model or a new collection (RAG_EMBEDDING_MODEL and RAG_EMBEDDING_BACKEND choose them)."
-        )
-    return dimension
+    return check_found(found, f"Collection {name!r} on the Milvus server", name, model_id, dimension)
