@@ -138,9 +138,9 @@ def _settings_panel(gen: Generation, session, runtime: Runtime, writable: bool, 
             k = gr.Number(value=s.k, label=f"Chunks to retrieve (k, 1 to {MAX_K})",
                           interactive=writable, elem_id="settings-k")
             mode = gr.Radio(MODES, value=s.mode, label="Retrieval mode", interactive=writable)
-            answer_style = gr.Radio(list(STYLES), value=s.answer_style, label="Answer style (quote: words of the "
-                                    "best-matching source sentence; auto: quote with small models)",
-                                    interactive=writable, elem_id="answer-style")
+            answer_style = gr.Radio(list(STYLES), value=s.answer_style, label="Answer style",
+                                    info="quote: words of the best-matching source sentence; auto: quote with "
+                                    "small models", interactive=writable, elem_id="answer-style")
         with gr.Row():
             temperature = gr.Slider(0, 1.5, value=s.temperature, step=0.05, label="Temperature",
                                     interactive=writable)
