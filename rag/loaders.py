@@ -229,28 +229,21 @@ def _pdf_file(data: bytes, name: str, settings: Settings) -> Document:
 
 def load_docx(data: bytes, name: str) -> Document:
     """Paragraphs and tables in document order; table rows become `cell | cell` lines."""
-    document = _open_docx(data, name)
+    import docx
     from docx.table import Table
 
-    blocks = []
-    for item in document.iter_inner_content():
-        text = _table_text(item) if isinstance(item, Table) else item.text.strip()
-        if text:
-            blocks.append(text)
-    if not blocks:
-        raise RagError(f"{name} has no text; it holds no paragraphs or tables with words.")
-    title = (document.core_properties.title or "").strip() or _docx_heading(document)
-    return Document(source=name, text="\n\n".join(blocks), title=title[:_TITLE_MAX])
-
-
-def _open_docx(data: bytes, name: str):
-    import docx
-
     try:
-        return docx.Document(io.BytesIO(data))
-    except Exception as exc:  # zip, XML and package errors all mean the same thing to a user
+        document = docx.Document(io.BytesIO(data))
+        blocks = [text for item in document.iter_inner_content()
+                  if (text := _table_text(item) if isinstance(item, Table) else item.text.strip())]
+        title = (document.core_properties.title or "").strip() or _docx_heading(document) if blocks else ""
+    except Exception as exc:  # zip, XML and package errors, on opening or on reading a part whose
+        # elements are missing (a document.xml without its body), all mean the same thing to a user
         raise RagError(f"{name} could not be read as a Word document ({type(exc).__name__}); "
                        "check that it is a complete .docx file.") from None
+    if not blocks:
+        raise RagError(f"{name} has no text; it holds no paragraphs or tables with words.")
+    return Document(source=name, text="\n\n".join(blocks), title=title[:_TITLE_MAX])
 
 
 def _table_text(table) -> str:
