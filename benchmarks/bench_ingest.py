@@ -1,4 +1,4 @@
-"""Ingest throughput of the whole pipeline (chunk, embed, SQLite + FTS5, FAISS, disk) in chunks/s,
+"""Ingest throughput of the whole pipeline (chunk, embed, SQLite, tantivy, FAISS, disk) in chunks/s,
 against bare encodes of the same chunks, alternating in the same run: the ONNX Runtime int8 session the
 pipeline embeds with by default (OnnxInt8Embedder.embed alone), and torch `SentenceTransformer.encode`.
 

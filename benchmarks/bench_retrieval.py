@@ -56,8 +56,7 @@ def candidate_lists(coll: Collection, queries: dict, qids: list[str]) -> dict:
         dense = [i for i, _ in coll.store.dense(vector, DEPTH)]
         keyword = [i for i, _ in coll.store.bm25(queries[q], DEPTH)]
         ids = list(dict.fromkeys(dense + keyword))
-        scores = coll.store.bm25_scores(queries[q])
-        out[q] = (dense, keyword, coll.store.dense_scores(vector, ids), {i: scores[i] for i in ids if i in scores})
+        out[q] = (dense, keyword, coll.store.dense_scores(vector, ids), coll.store.bm25_for(queries[q], ids))
     return out
 
 

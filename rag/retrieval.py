@@ -1,4 +1,4 @@
-"""Dense (FAISS), keyword (FTS5 BM25) and hybrid retrieval over a store."""
+"""Dense (FAISS), keyword (tantivy BM25) and hybrid retrieval over a store."""
 
 from __future__ import annotations
 

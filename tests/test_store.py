@@ -301,29 +301,97 @@ def test_another_writers_changes_are_applied_incrementally(settings, local_coll)
 # -- the approximate index --------------------------------------------------------------------------
 
 
-def test_large_collections_use_an_ivf_index_that_deletes_and_reloads(settings, monkeypatch):
-    """IVF above the exact threshold (lowered here): same results as exact search when every list is
-    probed, removals applied, saved with its kind and reloaded."""
-    import faiss
-
+def test_large_collections_use_a_graph_that_skips_removed_chunks_and_reloads(settings, monkeypatch):
+    """HNSW above the exact threshold (lowered here): the same top 5 as exact search on a small set, a
+    removed chunk skipped (a tombstone) before and after a reload, and rebuilt without it once the
+    removed share passes SAVE_SHARE."""
     from rag.store import vector_index
 
     monkeypatch.setattr(vector_index, "EXACT_UP_TO", 40)
-    monkeypatch.setattr(vector_index, "PROBE_SHARE", 1.0)  # every list: results must equal exact search
     coll = Collection.open(settings)
     docs = [Document(f"mem://n{i}", f"Note {i} about topic{i % 7} and item{i}.", f"N{i}") for i in range(90)]
     coll.add_documents(docs)
-    assert isinstance(coll.store._vectors._index, faiss.IndexIVFFlat)
+    assert vector_index.is_graph(coll.store._vectors._index)
     ids, vectors = coll.store.vectors()
     query = coll.embedder.embed_query("item42 topic0")
     exact = ids[np.argsort(-(vectors @ query))[:5]].tolist()
     assert [i for i, _ in coll.store.dense(query, 5)] == exact
+    n42 = coll.store.chunks(exact)  # the chunk ids of mem://n42, by source
+    removed = [i for i, row in n42.items() if row.source == "mem://n42"]
+    monkeypatch.setattr(vector_index, "SAVE_SHARE", 0.5)  # one removal stays a tombstone
     assert coll.delete("mem://n42") and coll.store.integrity_problems() == []
+    assert coll.store._vectors._tombstones == set(removed)
     assert "mem://n42" not in {h.source for h in coll.search("item42", k=5, mode="dense")}
     coll.store.close()
     reopened = Collection.open(settings)
     assert reopened.search("item17 topic3", k=1, mode="hybrid")[0].source == "mem://n17"
-    assert isinstance(reopened.store._vectors._index, faiss.IndexIVFFlat)
+    assert vector_index.is_graph(reopened.store._vectors._index)
+    assert reopened.store._vectors._tombstones == set(removed)  # what the file holds beyond the database
+    assert "mem://n42" not in {h.source for h in reopened.search("item42", k=5, mode="dense")}
+    assert reopened.store.integrity_problems() == []
+    monkeypatch.setattr(vector_index, "SAVE_SHARE", 0.01)
+    assert reopened.delete("mem://n43")
+    assert reopened.store._vectors._tombstones == set()  # rebuilt at the save, without them
+    assert reopened.store.integrity_problems() == []
+
+
+# -- the keyword index ------------------------------------------------------------------------------
+
+
+def test_keyword_search_stems_english_words(local_coll):
+    local_coll.add_documents([Document("mem://run", "The runner was running; she runs daily.", "Run"), FAISS_DOC])
+    assert [h.source for h in local_coll.search("runs", k=2, mode="bm25")] == ["mem://run"]
+    assert [h.source for h in local_coll.search("searching vector", k=2, mode="bm25")] == ["mem://faiss"]
+
+
+def test_keyword_index_catches_up_after_a_crash_between_the_two_commits(settings, monkeypatch):
+    """The database committed, the keyword index did not (its commit failed, as when a process dies
+    between them): the next opening replays the log, and a replay of what tantivy had already taken
+    in (its marker written before the crash said otherwise) adds nothing twice."""
+    from rag.store import keyword_index
+
+    coll = Collection.open(settings)
+    coll.add_documents([CATS])
+    generation = coll.store._keywords.generation()
+    monkeypatch.setattr(keyword_index.KeywordIndex, "catch_up", lambda self, db: None)
+    coll.add_documents([FAISS_DOC])
+    assert coll.search("inner product", k=1, mode="bm25") == []  # the keyword index lags
+    assert any("keyword index at generation" in p for p in coll.store.integrity_problems())
+    coll.store.close()
+    monkeypatch.undo()
+    reopened = Collection.open(settings)
+    assert reopened.search("inner product", k=1, mode="bm25")[0].source == "mem://faiss"
+    assert reopened.store.integrity_problems() == []
+    reopened.store._keywords._write_marker(generation)  # tantivy committed, its marker did not
+    reopened.store.close()
+    again = Collection.open(settings)
+    assert [h.source for h in again.search("purr inner product", k=5, mode="bm25")] == ["mem://faiss", "mem://cats"]
+    assert again.store.integrity_problems() == []
+
+
+def test_a_collection_from_before_the_keyword_index_is_upgraded_on_opening(settings):
+    """Files written when FTS5 held the keywords: the table and its triggers are dropped, and the
+    keyword index is built from the stored chunks."""
+    import shutil
+    import sqlite3
+
+    coll = Collection.open(settings)
+    coll.add_documents([CATS, FAISS_DOC])
+    path = coll.store.path
+    coll.store.close()
+    shutil.rmtree(path / "keywords")
+    db = sqlite3.connect(path / "store.sqlite")
+    db.executescript("""
+        CREATE VIRTUAL TABLE chunks_fts USING fts5(text, content='chunks', content_rowid='id');
+        CREATE TRIGGER chunks_ai AFTER INSERT ON chunks BEGIN INSERT INTO chunks_fts(rowid, text) VALUES (new.id, new.text); END;
+        INSERT INTO chunks_fts(chunks_fts) VALUES ('rebuild');
+    """)
+    db.close()
+    reopened = Collection.open(settings)
+    assert reopened.search("cats purr", k=1, mode="bm25")[0].source == "mem://cats"
+    db = sqlite3.connect(path / "store.sqlite")
+    assert db.execute("SELECT name FROM sqlite_master WHERE name LIKE 'chunks_%'").fetchall() == [("chunks_doc",), ("chunks_gen",)]
+    db.close()
     assert reopened.store.integrity_problems() == []
 
 

@@ -188,7 +188,7 @@ def _source_html(source: str, page: int | None) -> str:
 SCORE_LEGEND = {
     "fused": "fused: the dense and keyword scores of the candidates, each scaled, then combined; 0 to 1",
     "dense": "dense: cosine similarity of the query and chunk embeddings, −1 to 1",
-    "bm25": "bm25: keyword score from SQLite FTS5, 0 and up, comparable only within one query",
+    "bm25": "bm25: keyword score (BM25), 0 and up, comparable only within one query",
 }
 # The score a mode ranks by, and the name it is shown under.
 MODE_SCORE = {"hybrid": ("fused", "score"), "dense": ("dense", "dense_score"), "bm25": ("bm25", "bm25_score")}

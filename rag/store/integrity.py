@@ -7,17 +7,12 @@ import sqlite3
 import numpy as np
 
 
-def database_problems(db: sqlite3.Connection, fts_db: sqlite3.Connection) -> list[str]:
-    """SQLite's own check, FTS5's check against its content table, chunks without documents, a bad log."""
+def database_problems(db: sqlite3.Connection) -> list[str]:
+    """SQLite's own check, chunks without documents, a bad log."""
     problems = []
     check = db.execute("PRAGMA integrity_check").fetchone()[0]
     if check != "ok":
         problems.append(f"sqlite: {check}")
-    try:
-        fts_db.execute("INSERT INTO chunks_fts(chunks_fts, rank) VALUES ('integrity-check', 1)")
-    except sqlite3.DatabaseError as exc:
-        if getattr(exc, "sqlite_errorname", "") != "SQLITE_READONLY":  # a read-only copy cannot run it
-            problems.append(f"keyword index: {exc}")
     orphans = db.execute("SELECT COUNT(*) FROM chunks WHERE doc_id NOT IN (SELECT id FROM documents)").fetchone()[0]
     if orphans:
         problems.append(f"{orphans} chunks without a document")
@@ -28,8 +23,16 @@ def database_problems(db: sqlite3.Connection, fts_db: sqlite3.Connection) -> lis
 
 
 def vector_problems(index_ids: np.ndarray, db_ids: set[int]) -> list[str]:
-    found = set(index_ids.tolist())
+    return _id_problems("FAISS", "vectors", index_ids.tolist(), db_ids)
+
+
+def keyword_problems(index_ids: list[int], db_ids: set[int]) -> list[str]:
+    return _id_problems("keyword index", "keyword entries", index_ids, db_ids)
+
+
+def _id_problems(index: str, what: str, index_ids: list[int], db_ids: set[int]) -> list[str]:
+    found = set(index_ids)
     if found == db_ids and len(index_ids) == len(found):
         return []
-    return [f"{len(found - db_ids)} FAISS ids without chunks, {len(db_ids - found)} chunks without vectors, "
+    return [f"{len(found - db_ids)} {index} ids without chunks, {len(db_ids - found)} chunks without {what}, "
             f"{len(index_ids) - len(found)} duplicated"]

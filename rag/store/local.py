@@ -1,11 +1,13 @@
-"""The local store: one collection directory with SQLite (the truth), FTS5 and a FAISS cache.
+"""The local store: one collection directory with SQLite (the truth), a tantivy keyword index and a
+FAISS cache.
 
 Every change is one SQLite transaction that also bumps a generation counter. Readers use their own
 connection per thread, so each read sees a committed snapshot and never waits for a writer; the
-writer lock is held only while a batch commits. The FAISS cache follows the database through a
-change log and is saved as `faiss-<generation>.index` at the end of an ingest; a missing, older or
-damaged file is caught up or rebuilt from SQLite, so a process killed at any point leaves whole
-documents only.
+writer lock is held only while a batch commits. Both search indexes follow the database through a
+change log: the keyword index is brought up to date at the end of each writer-lock hold, the FAISS
+cache is caught up in memory by each reader and saved as `faiss-<generation>.index` at the end of an
+ingest. A missing, older or damaged index is caught up or rebuilt from SQLite, so a process killed at
+any point leaves whole documents only.
 """
 
 from __future__ import annotations
@@ -21,20 +23,18 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from rag.documents import Chunk, Document
-from rag.store import integrity, keywords, schema
+from rag.errors import RagError
+from rag.store import integrity, schema
 from rag.store.base import ChunkStore, DocumentInfo, Found, StoredChunk
 from rag.store.errors import storage_error
 from rag.store.lock import WriterLock
 from rag.store.manifest import check_manifest
-from rag.store.topk import top_k
+from rag.store.keyword_index import KeywordIndex
 from rag.store.vector_index import VectorCache
-
-FULL_SCAN_DEPTH = 50  # keyword candidates from this many up: one pass over all matches, scores kept
-FEW_LOOKUPS = 8  # up to this many chunks: FTS5 looks each up by rowid instead of a pass over all matches
 
 
 class LocalStore(ChunkStore):
-    """A collection directory: manifest.json, store.sqlite, faiss-<gen>.index and a writer lock."""
+    """A collection directory: manifest.json, store.sqlite, keywords/, faiss-<gen>.index and a writer lock."""
 
     def __init__(self, path: Path, model_id: str, dimension: int | None, lock_timeout: float = 30.0):
         """Open or create the collection at `path`; `dimension` may be None only when it exists."""
@@ -48,9 +48,9 @@ class LocalStore(ChunkStore):
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
         self._vectors = VectorCache(self.path, self.dimension)
+        self._keywords = KeywordIndex(self.path)
         self._dirty = False
-        self._scans: dict[tuple[str, int], dict[int, float]] = {}
-        self._scans_lock = threading.Lock()
+        self._catch_up_keywords_if_free()
 
     @property
     def lock_timeout(self) -> float:
@@ -98,14 +98,37 @@ class LocalStore(ChunkStore):
     @contextmanager
     def writer(self) -> Iterator["LocalStore"]:
         """Hold the collection's writer lock (threads and processes) while a batch commits."""
-        with self._writer_lock.hold():
+        with self._hold():
             yield self
+
+    @contextmanager
+    def _hold(self) -> Iterator[None]:
+        """The writer lock; when the outermost hold ends, the keyword index takes in what it committed."""
+        with self._writer_lock.hold(outermost_done=self._catch_up_keywords):
+            yield
+
+    def _catch_up_keywords(self) -> None:
+        try:
+            self._keywords.catch_up(self._db)
+        except sqlite3.Error as exc:
+            raise storage_error(self.path, exc) from None
+
+    def _catch_up_keywords_if_free(self) -> None:
+        """On opening: bring a lagging keyword index (a crash between the two commits, or a collection
+        from before it existed) up to date, unless a writer is busy; it catches up when it ends."""
+        if self._keywords.generation() == schema.generation(self._db):
+            return
+        try:
+            with self._writer_lock.hold(wait=False, outermost_done=self._catch_up_keywords):
+                pass
+        except RagError:
+            pass  # busy (it will catch up), or a read-only copy: searched as it is
 
     def checkpoint(self) -> None:
         """Save the FAISS cache at the current generation, if anything changed since the last save."""
         if not self._dirty:
             return
-        with self._writer_lock.hold():
+        with self._hold():
             self._vectors.save(self._db)
             self._dirty = False
 
@@ -134,7 +157,7 @@ class LocalStore(ChunkStore):
         if len(chunks) != len(vectors):
             raise ValueError("one vector per chunk is required")
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        with self._writer_lock.hold(), self._transaction() as db:
+        with self._hold(), self._transaction() as db:
             generation = self._bump(db)
             self._delete_rows(db, doc.source, generation)
             cur = db.execute(
@@ -154,7 +177,7 @@ class LocalStore(ChunkStore):
 
     def delete_document(self, source: str) -> bool:
         """Remove `source` and its chunks. False when it was not there."""
-        with self._writer_lock.hold(), self._transaction() as db:
+        with self._hold(), self._transaction() as db:
             if self._find(db, source) is None:
                 return False
             self._delete_rows(db, source, self._bump(db))
@@ -223,31 +246,14 @@ class LocalStore(ChunkStore):
         return self._fresh_vectors().scores(query_vector, ids)
 
     def bm25(self, query: str, k: int) -> list[tuple[int, float]]:
-        db = self._reader()
-        if k < FULL_SCAN_DEPTH:
-            return keywords.bm25_top(db, query, k)
-        # A deep candidate list costs FTS5 a pass over every match anyway; keep the scores it computed,
-        # so the BM25 of the other retriever's candidates (bm25_for, next) costs no second pass.
-        scores = keywords.bm25_all(db, query)
-        with self._scans_lock:
-            self._scans[(query, self._read_generation(db))] = scores
-            while len(self._scans) > 16:
-                self._scans.pop(next(iter(self._scans)))
-        return top_k(scores, k)
+        return self._keywords.top(query, k)
 
     def bm25_for(self, query: str, ids: Sequence[int]) -> dict[int, float]:
-        db = self._reader()
-        with self._scans_lock:
-            scores = self._scans.get((query, self._read_generation(db)))
-        if scores is None and len(ids) > FEW_LOOKUPS:
-            scores = keywords.bm25_all(db, query)  # one pass beats many rowid lookups (~1 ms each)
-        if scores is None:
-            return keywords.bm25_for(db, query, ids)
-        return {int(i): scores[int(i)] for i in ids if int(i) in scores}
+        return self._keywords.scores(query, ids)
 
-    def bm25_scores(self, query: str) -> dict[int, float]:
-        """BM25 of every chunk matching any word of `query` (for benchmarks that rank everything)."""
-        return keywords.bm25_all(self._reader(), query)
+    def bm25_scores(self, query: str, limit: int = 1000) -> dict[int, float]:
+        """BM25 of the `limit` best chunks matching any word of `query` (for benchmarks that rank deeply)."""
+        return dict(self._keywords.top(query, limit))
 
     def vectors(self, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         sql = "SELECT id, vector FROM chunks ORDER BY id" + (" LIMIT ?" if limit else "")
@@ -259,11 +265,7 @@ class LocalStore(ChunkStore):
     def integrity_problems(self) -> list[str]:
         """What is inconsistent between the database, the keyword index and the FAISS index (empty when sound)."""
         db = self._reader()
-        fts_db = schema.connect_plain(self.path / "store.sqlite")  # FTS5's check is an INSERT command; it changes nothing
-        try:
-            problems = integrity.database_problems(db, fts_db)
-        finally:
-            fts_db.close()
+        problems = integrity.database_problems(db)
         db.execute("BEGIN")
         try:
             generation = schema.generation(db)
@@ -273,4 +275,8 @@ class LocalStore(ChunkStore):
         self._vectors.ensure(db, generation)
         if self._vectors.generation == generation:  # else a writer moved on meanwhile; nothing to compare
             problems += integrity.vector_problems(self._vectors.ids(), db_ids)
+        if self._keywords.generation() == generation:
+            problems += integrity.keyword_problems(self._keywords.ids(), db_ids)
+        else:
+            problems.append(f"keyword index at generation {self._keywords.generation()}, database at {generation}")
         return problems

@@ -7,7 +7,7 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from rag.errors import RagError
 from rag.store.errors import storage_error
@@ -23,8 +23,12 @@ class WriterLock:
         self._depth = 0
 
     @contextmanager
-    def hold(self) -> Iterator[None]:
-        with self._thread_lock:
+    def hold(self, wait: bool = True, outermost_done: Callable[[], None] | None = None) -> Iterator[None]:
+        """Hold the lock (re-entrant in one thread). `outermost_done` runs, still under the lock, when the
+        outermost hold ends, even after an error inside it (whose error then wins over its own)."""
+        if not self._thread_lock.acquire(timeout=self.timeout if wait else 0):
+            raise self._busy()
+        try:
             if self._depth:  # re-entered by the same thread: the file lock is already held
                 self._depth += 1
                 try:
@@ -33,13 +37,25 @@ class WriterLock:
                     self._depth -= 1
                 return
             with self._open() as fh:
-                self._acquire(fh)
+                self._acquire(fh, wait)
                 self._depth = 1
                 try:
-                    yield
+                    try:
+                        yield
+                    except BaseException:
+                        if outermost_done is not None:
+                            try:
+                                outermost_done()
+                            except Exception:  # noqa: BLE001 - the first error is the one to report
+                                pass
+                        raise
+                    if outermost_done is not None:
+                        outermost_done()
                 finally:
                     self._depth = 0
                     fcntl.flock(fh, fcntl.LOCK_UN)
+        finally:
+            self._thread_lock.release()
 
     def _open(self):
         try:
@@ -47,16 +63,17 @@ class WriterLock:
         except OSError as exc:
             raise storage_error(self.path, exc) from None
 
-    def _acquire(self, fh) -> None:
-        deadline = time.monotonic() + self.timeout
+    def _acquire(self, fh, wait: bool = True) -> None:
+        deadline = time.monotonic() + (self.timeout if wait else 0)
         while True:
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 return
             except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise RagError(
-                        f"Collection {self.path.name!r} is being written by another process; "
-                        "wait for it to finish and try again."
-                    ) from None
+                if time.monotonic() >= deadline:
+                    raise self._busy() from None
                 time.sleep(0.05)
+
+    def _busy(self) -> RagError:
+        return RagError(f"Collection {self.path.name!r} is being written by another process; "
+                        "wait for it to finish and try again.")

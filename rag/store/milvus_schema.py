@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import time
 
-from rag.store.keywords import STOPWORDS
+from rag.store.keyword_index import STOPWORDS
 from rag.store.manifest import FORMAT_VERSION, check_found
 
 PREFIX = "rag_"

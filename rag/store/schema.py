@@ -37,15 +37,6 @@ CREATE TABLE IF NOT EXISTS chunks (
 );
 CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id);
 CREATE TABLE IF NOT EXISTS removed (chunk_id INTEGER NOT NULL, gen INTEGER NOT NULL);
-CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
-    text, content='chunks', content_rowid='id', tokenize='porter unicode61 remove_diacritics 2'
-);
-CREATE TRIGGER IF NOT EXISTS chunks_ai AFTER INSERT ON chunks BEGIN
-    INSERT INTO chunks_fts(rowid, text) VALUES (new.id, new.text);
-END;
-CREATE TRIGGER IF NOT EXISTS chunks_ad AFTER DELETE ON chunks BEGIN
-    INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', old.id, old.text);
-END;
 INSERT OR IGNORE INTO meta(key, value) VALUES ('generation', '0');
 INSERT OR IGNORE INTO meta(key, value) VALUES ('log_floor', '0');
 """
@@ -53,6 +44,13 @@ INSERT OR IGNORE INTO meta(key, value) VALUES ('log_floor', '0');
 _INDEXES = """
 CREATE INDEX IF NOT EXISTS chunks_gen ON chunks(gen);
 CREATE INDEX IF NOT EXISTS removed_gen ON removed(gen);
+"""
+# Files from before the keyword index moved to tantivy (keyword_index.py) kept an FTS5 table in step
+# with triggers; it is dropped, and the new index is built from the chunks when the store opens.
+_DROP_FTS5 = """
+DROP TRIGGER IF EXISTS chunks_ai;
+DROP TRIGGER IF EXISTS chunks_ad;
+DROP TABLE IF EXISTS chunks_fts;
 """
 # Columns added since format 1 first shipped: (table, column, declaration).
 _ADDED = (("documents", "chunking", "TEXT NOT NULL DEFAULT ''"), ("chunks", "gen", "INTEGER NOT NULL DEFAULT 0"))
@@ -76,6 +74,8 @@ def connect_writer(path: Path) -> sqlite3.Connection:
             if column not in {r[1] for r in db.execute(f"PRAGMA table_info({table})")}:
                 db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
         db.executescript(_INDEXES)
+        if db.execute("SELECT 1 FROM sqlite_master WHERE name='chunks_fts'").fetchone():
+            db.executescript(_DROP_FTS5)
     except sqlite3.DatabaseError as exc:
         raise open_error(path, exc) from None
     return db

@@ -1,15 +1,15 @@
 """The vector search cache: a FAISS index kept in memory, caught up incrementally, saved with a checksum.
 
 SQLite holds every vector; this is a cache of them. Small collections use an exact flat index, larger
-ones an inverted-file index (IVF) whose recall against exact search is measured in
-`benchmarks/bench_search.py`. The file `faiss-<generation>.index` starts with a magic line and the
+ones a graph index (FAISS's HNSW), whose recall against exact search is measured in
+`benchmarks/bench_search.py`. HNSW cannot remove a vector: a removed chunk's id is kept in a set of
+tombstones that searches skip, and the graph is rebuilt without them once they pass SAVE_SHARE. The file `faiss-<generation>.index` starts with a magic line and the
 SHA-256 of the rest, so a damaged or foreign file is rebuilt from the database instead of trusted.
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 import sqlite3
 import threading
@@ -22,59 +22,46 @@ import numpy as np
 from rag.store import schema
 from rag.store.errors import cache_save_error
 
-EXACT_UP_TO = 50_000  # chunks; above this an IVF index, whose search cost grows with sqrt(size)
-# Share of the lists searched per query: recall@10 against exact search on real SciFact vectors (24,643,
-# 512 lists) was 0.934 at 1/16, 0.969 at 1/8, 0.983 at 3/16 (benchmarks/bench_search.py --recall).
-PROBE_SHARE = 3 / 16
-TRAIN_PER_LIST = 40  # training sample: this many vectors per list
-MAX_LISTS = 1024  # a million vectors train in well under a minute on 2 cores; a query scans ~3% of them
-TRAIN_ITERATIONS = 10
+EXACT_UP_TO = 50_000  # chunks; above this an HNSW graph, whose search cost grows with log(size)
+# HNSW: links per node, and the candidate lists while building and searching. Recall@10 against exact
+# search on real SciFact vectors: see benchmarks/bench_search.py --recall and the README.
+HNSW_M = 32
+EF_CONSTRUCTION = 80
+EF_SEARCH = 128  # at least k: a search for more neighbours widens its list to k
 SAVE_SHARE = 0.05  # rewrite the saved index once this share of the collection changed since it was saved
 MAGIC = b"local-rag faiss\n"
 
 
-def nlist_for(n: int) -> int:
-    """Inverted lists for `n` vectors: about 4 * sqrt(n) as a power of two, at most MAX_LISTS (training
-    time grows with lists x sample), with 39 vectors each at least to train on."""
-    return max(1, min(2 ** round(math.log2(4 * math.sqrt(max(n, 1)))), MAX_LISTS, n // 39))
+def is_graph(index) -> bool:
+    """True for an HNSW index (which cannot remove vectors), False for the exact one."""
+    import faiss
+
+    return isinstance(faiss.downcast_index(index.index), faiss.IndexHNSW)
 
 
-def nprobe_for(nlist: int) -> int:
-    return max(1, math.ceil(nlist * PROBE_SHARE))
-
-
-def build_index(dimension: int, ids: np.ndarray, vectors: np.ndarray, seed: int = 0):
-    """An exact index for a small collection, an IVF index trained on a sample for a large one."""
+def build_index(dimension: int, ids: np.ndarray, vectors: np.ndarray):
+    """An exact index for a small collection, an HNSW graph for a large one (built on every core)."""
     import faiss
 
     if len(ids) <= EXACT_UP_TO:
         index = faiss.IndexIDMap2(faiss.IndexFlatIP(dimension))
     else:
-        nlist = nlist_for(len(ids))
-        quantizer = faiss.IndexFlatIP(dimension)
-        index = faiss.IndexIVFFlat(quantizer, dimension, nlist, faiss.METRIC_INNER_PRODUCT)
-        quantizer.this.disown()  # the index owns and frees its quantizer
+        graph = faiss.IndexHNSWFlat(dimension, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+        graph.hnsw.efConstruction = EF_CONSTRUCTION
+        graph.hnsw.efSearch = EF_SEARCH
+        index = faiss.IndexIDMap2(graph)
+        graph.this.disown()  # the id map owns and frees the graph
         index.own_fields = True
-        index.cp.niter = TRAIN_ITERATIONS
-        sample = np.random.default_rng(seed).choice(len(ids), min(len(ids), nlist * TRAIN_PER_LIST), replace=False)
-        index.train(vectors[np.sort(sample)])
-        index.set_direct_map_type(faiss.DirectMap.Hashtable)  # removals and lookups by id
-        index.nprobe = nprobe_for(nlist)
     if len(ids):
         index.add_with_ids(vectors, ids)
     return index
 
 
 def index_ids(index) -> np.ndarray:
-    """Every id an index holds."""
+    """Every id an index holds (tombstoned ones included)."""
     import faiss
 
-    if hasattr(index, "id_map"):
-        return faiss.vector_to_array(index.id_map).astype(np.int64)
-    lists = faiss.extract_index_ivf(index).invlists
-    parts = [faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy()
-             for i in range(lists.nlist) if lists.list_size(i)]
-    return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
+    return faiss.vector_to_array(index.id_map).astype(np.int64)
 
 
 def _rows_to_arrays(rows: list, dimension: int) -> tuple[np.ndarray, np.ndarray]:
@@ -89,13 +76,17 @@ class _Changes:
     removed: np.ndarray
     ids: np.ndarray
     vectors: np.ndarray
-    total: int = -1
+    every_id: np.ndarray | None = None  # all chunk ids at `generation`, when asked for
 
 
-def _apply(index, changes: _Changes) -> None:
-    """Remove what was removed, add what was added (ids are never reused: AUTOINCREMENT)."""
+def _apply(index, tombstones: set[int], changes: _Changes) -> None:
+    """Remove what was removed (or tombstone it, in a graph), add what was added (ids are never
+    reused: AUTOINCREMENT)."""
     if len(changes.removed):
-        index.remove_ids(changes.removed)
+        if is_graph(index):
+            tombstones.update(changes.removed.tolist())
+        else:
+            index.remove_ids(changes.removed)
     if len(changes.ids):
         index.add_with_ids(changes.vectors, changes.ids)
 
@@ -113,6 +104,8 @@ class VectorCache:
         self.lock = threading.Lock()
         self._update = threading.Lock()
         self._index = None
+        self._tombstones: set[int] = set()  # removed ids a graph index still holds
+        self._skip = None  # FAISS search parameters that skip the tombstones
         self._generation = -1
 
     # -- keeping up with the database ------------------------------------------------------------
@@ -129,11 +122,15 @@ class VectorCache:
                 with self.lock:
                     self._apply(changes)
                 return
-            index, built_at = self._load_or_rebuild(db)
+            index, tombstones, built_at = self._load_or_rebuild(db)
             with self.lock:
-                self._index, self._generation = index, built_at
+                self._swap(index, tombstones, built_at)
 
-    def _changes_since(self, db: sqlite3.Connection, since: int, count: bool = False) -> _Changes | None:
+    def _swap(self, index, tombstones: set[int], generation: int) -> None:
+        self._index, self._tombstones, self._generation = index, tombstones, generation
+        self._skip = None
+
+    def _changes_since(self, db: sqlite3.Connection, since: int, every_id: bool = False) -> _Changes | None:
         """What generations after `since` removed and added, read in one snapshot; None when the log
         no longer reaches back that far."""
         db.execute("BEGIN")
@@ -143,30 +140,36 @@ class VectorCache:
             generation = schema.generation(db)
             removed = [r[0] for r in db.execute("SELECT chunk_id FROM removed WHERE gen > ?", (since,))]
             rows = db.execute("SELECT id, vector FROM chunks WHERE gen > ? ORDER BY id", (since,)).fetchall()
-            total = db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0] if count else -1
+            every = (np.fromiter((r[0] for r in db.execute("SELECT id FROM chunks")), dtype=np.int64)
+                     if every_id else None)
         finally:
             db.execute("COMMIT")
         ids, vectors = _rows_to_arrays(rows, self.dimension)
-        return _Changes(generation, np.array(removed, dtype=np.int64), ids, vectors, total)
+        return _Changes(generation, np.array(removed, dtype=np.int64), ids, vectors, every)
 
     def _apply(self, changes: _Changes) -> None:
-        _apply(self._index, changes)
+        _apply(self._index, self._tombstones, changes)
         self._generation = changes.generation
+        self._skip = None
 
     def _load_or_rebuild(self, db: sqlite3.Connection):
-        """The newest saved file caught up with the log, else a rebuild from every stored vector."""
+        """The newest saved file caught up with the log, else a rebuild from every stored vector. A graph's
+        tombstones are what it holds beyond the database's chunks; it must hold every chunk."""
         loaded = self._load_newest()
         if loaded is not None:
             index, file_generation = loaded
-            changes = self._changes_since(db, file_generation, count=True)
+            changes = self._changes_since(db, file_generation, every_id=True)
             if changes is not None and changes.generation >= file_generation:
-                _apply(index, changes)
-                if index.ntotal == changes.total:
-                    return index, changes.generation
+                tombstones: set[int] = set()
+                _apply(index, tombstones, changes)
+                held = index_ids(index)
+                extra = np.setdiff1d(held, changes.every_id, assume_unique=True)
+                if len(held) - len(extra) == len(changes.every_id) and (is_graph(index) or not len(extra)):
+                    return index, set(extra.tolist()), changes.generation
         return self.rebuild(db)
 
     def rebuild(self, db: sqlite3.Connection):
-        """An index of every vector in the database, and the generation it reflects."""
+        """An index of every vector in the database, no tombstones, and the generation it reflects."""
         db.execute("BEGIN")
         try:
             generation = schema.generation(db)
@@ -174,7 +177,8 @@ class VectorCache:
         finally:
             db.execute("COMMIT")
         ids, vectors = _rows_to_arrays(rows, self.dimension)
-        return build_index(self.dimension, ids, vectors), generation
+        del rows
+        return build_index(self.dimension, ids, vectors), set(), generation
 
     # -- files -----------------------------------------------------------------------------------
 
@@ -201,16 +205,16 @@ class VectorCache:
             if index.d != self.dimension:
                 return None
             if not hasattr(index, "id_map"):
-                ivf = faiss.extract_index_ivf(index)
-                ivf.nprobe = nprobe_for(ivf.nlist)
-                if ivf.direct_map.type != faiss.DirectMap.Hashtable:
-                    ivf.set_direct_map_type(faiss.DirectMap.Hashtable)
+                return None  # an inverted-file index from an earlier version: rebuilt as a graph
+            if is_graph(index):
+                faiss.downcast_index(index.index).hnsw.efSearch = EF_SEARCH
             return index, generation
         return None
 
     def save(self, db: sqlite3.Connection) -> None:
         """Write the index at the database's generation (the writer holds the writer lock), switching
-        between exact and IVF when the size calls for it, then shorten the change log.
+        between exact and HNSW when the size calls for it (or rebuilding a graph with too many tombstones),
+        then shorten the change log.
 
         Skipped while the changes since the saved file are under SAVE_SHARE of the collection: a
         reader catches up from the log, and a big index is not rewritten for each small change."""
@@ -222,9 +226,9 @@ class VectorCache:
             if not other_kind and self._saved_is_close(db):
                 return
             if other_kind:
-                index, generation = self.rebuild(db)
+                index, tombstones, generation = self.rebuild(db)
                 with self.lock:
-                    self._index, self._generation = index, generation
+                    self._swap(index, tombstones, generation)
         with self.lock:
             payload = faiss.serialize_index(self._index)
             generation = self._generation
@@ -258,12 +262,12 @@ class VectorCache:
         return changed < SAVE_SHARE * self._index.ntotal
 
     def _needs_other_kind(self) -> bool:
-        import faiss
-
-        n = self._index.ntotal
-        if hasattr(self._index, "id_map"):
-            return n > EXACT_UP_TO
-        return n <= EXACT_UP_TO // 2 or nlist_for(n) >= 4 * faiss.extract_index_ivf(self._index).nlist
+        """Exact past EXACT_UP_TO, a graph at half of it (so a size near the line does not flip back and
+        forth), or a graph whose tombstones passed SAVE_SHARE."""
+        live = self._index.ntotal - len(self._tombstones)
+        if not is_graph(self._index):
+            return live > EXACT_UP_TO
+        return live <= EXACT_UP_TO // 2 or len(self._tombstones) > SAVE_SHARE * self._index.ntotal
 
     # -- searching -------------------------------------------------------------------------------
 
@@ -274,17 +278,37 @@ class VectorCache:
         # 10,000-vector search took 74 ms instead of 6 (measured). The setting is per calling thread,
         # so a rebuild in the writer's thread keeps every core.
         faiss.omp_set_num_threads(1)
+        query = np.asarray(vector, np.float32).reshape(1, -1)
         with self.lock:
-            if not self._index.ntotal:
+            if self._index.ntotal <= len(self._tombstones):
                 return []
-            scores, ids = self._index.search(np.asarray(vector, np.float32).reshape(1, -1), min(k, self._index.ntotal))
+            if is_graph(self._index):
+                scores, ids = self._index.search(query, k, params=self._graph_params(k))
+            else:
+                scores, ids = self._index.search(query, min(k, self._index.ntotal))
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+
+    def _graph_params(self, k: int):
+        """HNSW's search parameters: a candidate list of at least k, skipping tombstones (cached per set)."""
+        import faiss
+
+        if self._skip is None or self._skip.efSearch < k:
+            params = faiss.SearchParametersHNSW()
+            params.efSearch = max(EF_SEARCH, k)
+            if self._tombstones:
+                batch = faiss.IDSelectorBatch(np.fromiter(self._tombstones, np.int64, len(self._tombstones)))
+                params.sel = faiss.IDSelectorNot(batch)
+                params._keep = batch  # the selectors hold raw pointers: keep them alive with the parameters
+            self._skip = params
+        return self._skip
 
     def scores(self, vector: np.ndarray, ids: Sequence[int]) -> dict[int, float]:
         """Cosine of the query to the given chunks, from the vectors the index holds."""
         found, rows = [], []
         with self.lock:
             for i in ids:
+                if int(i) in self._tombstones:
+                    continue
                 try:
                     rows.append(self._index.reconstruct(int(i)))
                     found.append(int(i))
@@ -295,8 +319,12 @@ class VectorCache:
         return dict(zip(found, (np.vstack(rows) @ np.asarray(vector, np.float32)).tolist()))
 
     def ids(self) -> np.ndarray:
+        """The ids a search can return (tombstones left out)."""
         with self.lock:
-            return index_ids(self._index)
+            held = index_ids(self._index)
+            if not self._tombstones:
+                return held
+            return held[~np.isin(held, np.fromiter(self._tombstones, np.int64, len(self._tombstones)))]
 
     @property
     def generation(self) -> int:
