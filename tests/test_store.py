@@ -457,3 +457,28 @@ def test_runtime_opens_one_collection_while_another_is_still_opening(settings, m
         release.set()
         slow.join(60)
     assert runtime.collection("slow") is runtime.collection("slow")
+
+
+def test_a_damaged_keyword_index_is_rebuilt_from_the_database(settings, monkeypatch):
+    coll = Collection.open(settings)
+    coll.add_documents([CATS, FAISS_DOC])
+    path = coll.store.path
+    coll.store.close()
+    for file in (path / "keywords").iterdir():
+        if file.name != "generation":
+            file.write_bytes(b"\x00garbage")
+    from rag.store.local import LocalStore
+
+    opening = LocalStore._catch_up_keywords_if_free
+    monkeypatch.setattr(LocalStore, "_catch_up_keywords_if_free", lambda self: None)  # a writer is busy
+    busy = Collection.open(settings)
+    assert busy.search("cats purr", k=1, mode="bm25") == []  # damaged: no keyword hits, and no error
+    assert busy.search("cats purr", k=1, mode="hybrid")[0].source == "mem://cats"
+    busy.store.close()
+    monkeypatch.setattr(LocalStore, "_catch_up_keywords_if_free", opening)
+    reopened = Collection.open(settings)  # rebuilt on opening, no writer being busy
+    assert reopened.search("cats purr", k=1, mode="bm25")[0].source == "mem://cats"
+    reopened.add_documents([Document("mem://dogs", "Dogs bark at the mail carrier.", "Dogs")])
+    assert [reopened.search(q, k=1, mode="bm25")[0].source for q in ("purr", "inner product", "bark")] == [
+        "mem://cats", "mem://faiss", "mem://dogs"]
+    assert reopened.store.integrity_problems() == []

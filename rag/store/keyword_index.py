@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import sqlite3
 import threading
 from pathlib import Path
@@ -97,6 +98,13 @@ class KeywordIndex:
             self._index = index
         return self._index
 
+    def _recreate(self):
+        """An empty index in place of one that cannot be opened (the caller holds `_lock`)."""
+        self._index = None
+        self._marker.unlink(missing_ok=True)
+        shutil.rmtree(self.dir, ignore_errors=True)
+        return self._open()
+
     # -- writing (the caller holds the collection's writer lock) -----------------------------------
 
     def catch_up(self, db: sqlite3.Connection) -> None:
@@ -106,9 +114,10 @@ class KeywordIndex:
         db.execute("BEGIN")
         try:
             current = schema.generation(db)
-            if done == current:
+            opens = self._opens()
+            if done == current and opens:
                 return
-            rebuild = done < 0 or done > current or done < schema.log_floor(db)
+            rebuild = done < 0 or done > current or done < schema.log_floor(db) or not opens
             if rebuild:
                 removed = []
                 rows = db.execute("SELECT id, text FROM chunks ORDER BY id")
@@ -128,7 +137,12 @@ class KeywordIndex:
         import tantivy
 
         with self._lock:
-            index = self._open()
+            try:
+                index = self._open()
+            except (OSError, ValueError):
+                if not rebuild:
+                    raise
+                index = self._recreate()  # damaged beyond opening: the database has every chunk
         writer = index.writer(HEAP_BYTES * (2 if rebuild else 1), 2 if rebuild else 1)
         try:
             if rebuild:
@@ -143,6 +157,18 @@ class KeywordIndex:
             writer.commit()  # uncommitted additions are dropped with the writer
         finally:
             writer.wait_merging_threads()  # merges done, and tantivy's own lock released
+
+    def is_current(self, generation: int) -> bool:
+        """Whether the index opens and reflects `generation`."""
+        return self.generation() == generation and self._opens()
+
+    def _opens(self) -> bool:
+        with self._lock:
+            try:
+                self._open()
+                return True
+            except (OSError, ValueError):
+                return False
 
     def _write_marker(self, generation: int) -> None:
         tmp = self._marker.with_name(f"generation.{os.getpid()}.tmp")
@@ -166,11 +192,14 @@ class KeywordIndex:
             return None  # never built: nothing to search yet
         seen = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
         with self._lock:
-            index = self._open()
-            if seen != self._seen:
-                index.reload()
-                self._seen = seen
-            return index.searcher()
+            try:
+                index = self._open()
+                if seen != self._seen:
+                    index.reload()
+                    self._seen = seen
+                return index.searcher()
+            except (OSError, ValueError):
+                return None  # damaged: no keyword hits until the next writer rebuilds it from the database
 
     def _terms(self, text: str) -> list:
         import tantivy

@@ -114,9 +114,9 @@ class LocalStore(ChunkStore):
             raise storage_error(self.path, exc) from None
 
     def _catch_up_keywords_if_free(self) -> None:
-        """On opening: bring a lagging keyword index (a crash between the two commits, or a collection
-        from before it existed) up to date, unless a writer is busy; it catches up when it ends."""
-        if self._keywords.generation() == schema.generation(self._db):
+        """On opening: bring a lagging or damaged keyword index (a crash between the two commits, or a
+        collection from before it existed) up to date, unless a writer is busy; it catches up when it ends."""
+        if self._keywords.is_current(schema.generation(self._db)):
             return
         try:
             with self._writer_lock.hold(wait=False, outermost_done=self._catch_up_keywords):
@@ -129,6 +129,7 @@ class LocalStore(ChunkStore):
         if not self._dirty:
             return
         with self._hold():
+            self._catch_up_keywords()  # first: the save below shortens the change log it replays
             self._vectors.save(self._db)
             self._dirty = False
 
