@@ -67,7 +67,11 @@ class MilvusLiteServer:
         """Remove every collection, so that each test starts on an empty server."""
         from pymilvus import MilvusClient
 
-        client = MilvusClient(uri=f"http://127.0.0.1:{self.port}")
+        from rag.store.milvus_client import _GRPC_OPTIONS
+
+        # The app's channel options: pymilvus's own keep-alive pings get its cached channel sent away
+        # by the server ("too many pings") when tests run slowly on a busy machine.
+        client = MilvusClient(uri=f"http://127.0.0.1:{self.port}", grpc_options=_GRPC_OPTIONS)
         try:
             for name in client.list_collections():
                 client.drop_collection(name)

@@ -275,9 +275,11 @@ def test_stash_upload_keeps_every_name_inside_the_collection_folder(settings, tm
 
 
 def tree_digest(root: Path) -> dict[str, str]:
-    """Every file's hash, except SQLite's shared-memory index, which any reader rewrites."""
+    """Every file's hash, except SQLite's shared-memory index, which any reader rewrites, and tantivy's
+    empty lock file, which a reader creates to read the index's list of segments."""
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file() and not p.name.endswith("-shm")}
+            for p in sorted(root.rglob("*"))
+            if p.is_file() and not p.name.endswith("-shm") and p.name != ".tantivy-meta.lock"}
 
 
 @pytest.fixture(scope="module")
