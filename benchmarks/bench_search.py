@@ -23,6 +23,7 @@ each SciFact query's top 10 compared with exact search. Target: >= 0.98.
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import sqlite3
 import statistics
@@ -156,6 +157,14 @@ def latency(args) -> None:
         coll.store.close()
 
 
+def load_note() -> str:
+    """The machine's load when the run starts, as a comment beside the figures: timings taken beside
+    other work are higher than idle ones."""
+    loads = os.getloadavg()
+    state = "idle" if loads[0] < 1.0 else "under load: timings are higher than on an idle machine"
+    return f"<!-- load average {' '.join(f'{x:.1f}' for x in loads)} on {os.cpu_count()} cores at the start ({state}) -->"
+
+
 def recall(args) -> None:
     import faiss
 
@@ -206,12 +215,11 @@ def main() -> int:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--index", default=str(ROOT / "indexes" / "bench-search"),
                         help="where built collections are kept and reused (default: indexes/bench-search)")
-    parser.add_argument("--recall", action="store_true", help="measure IVF recall@10 on real SciFact vectors")
+    parser.add_argument("--recall", action="store_true", help="measure HNSW recall@10 on real SciFact vectors")
     parser.add_argument("--recall-chunk-size", type=int, default=500)
     args = parser.parse_args()
     scifact.require_data()
-    print(f"<!-- load average {' '.join(f'{x:.1f}' for x in __import__('os').getloadavg())} on "
-          f"{__import__('os').cpu_count()} cores: figures measured under load -->")
+    print(load_note())
     recall(args) if args.recall else latency(args)
     return 0
 

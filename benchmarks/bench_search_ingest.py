@@ -13,7 +13,6 @@ the ingest <= 3 x idle p50.
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import threading
@@ -55,6 +54,7 @@ def main() -> int:
     parser.add_argument("--index", default=str(ROOT / "indexes" / "bench-search"))
     args = parser.parse_args()
     scifact.require_data()
+    print(bench_search.load_note())
     queries = list(scifact.load_queries().values())[: args.queries]
     base = bench_search.build(args.index, args.size)
     name = base.name
@@ -106,8 +106,6 @@ def main() -> int:
     worker.join()
     idle50, idle95 = bench_search.percentiles(idle)
     busy50, busy95 = bench_search.percentiles(busy)
-    print(f"<!-- load average {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} cores: "
-          "measured under load -->")
     print(f"collection of {args.size:,} chunks; ingest of {len(docs)} documents ({result['chunks']} chunks) in "
           f"a {args.ingest_in}, {result['seconds']:.1f} s; {len(busy)} searches during it\n")
     print("| hybrid k=4 search | p50 ms | p95 ms | max ms | ratio p50 | target |")

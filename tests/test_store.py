@@ -298,6 +298,44 @@ def test_another_writers_changes_are_applied_incrementally(settings, local_coll)
     other.store.close()
 
 
+def test_searches_neither_do_nor_wait_for_a_writers_work_on_the_vector_index(settings, local_coll):
+    """While a thread of this process holds the writer lock, a search answers from the vector index as it
+    is and the writer takes in its commits when its hold ends; while another thread is changing the
+    index, a search does not wait for it either."""
+    import threading
+
+    coll = local_coll
+    coll.add_documents([CATS])
+    vectors = coll.store._vectors
+    assert coll.search("purr", k=1, mode="dense")[0].source == "mem://cats"  # the index is loaded
+    applied = []
+    original = vectors._apply
+    vectors._apply = lambda changes: applied.append(threading.current_thread().name) or original(changes)
+
+    def search_in_a_thread(query):
+        found = []
+        searcher = threading.Thread(target=lambda: found.extend(coll.search(query, k=2, mode="dense")))
+        searcher.start()
+        searcher.join(20)
+        assert not searcher.is_alive()
+        return {h.source for h in found}
+
+    chunks = split_document(FAISS_DOC)
+    with coll.store.writer():
+        coll.store.put_document(FAISS_DOC, chunks, coll.embedder.embed([c.text for c in chunks]))
+        assert search_in_a_thread("inner product of dense vectors") == {"mem://cats"}
+        assert applied == []
+    assert applied == [threading.current_thread().name]
+    assert "mem://faiss" in search_in_a_thread("inner product of dense vectors")
+
+    other = Collection.open(settings)
+    other.add_documents([Document("mem://dogs", "Dogs bark at the postman.", "Dogs")])
+    with vectors._update:  # another thread is changing the index
+        assert "mem://dogs" not in search_in_a_thread("dogs bark")
+    assert "mem://dogs" in search_in_a_thread("dogs bark")
+    other.store.close()
+
+
 # -- the approximate index --------------------------------------------------------------------------
 
 

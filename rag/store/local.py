@@ -89,8 +89,14 @@ class LocalStore(ChunkStore):
         return schema.generation(self._reader())
 
     def _fresh_vectors(self) -> VectorCache:
+        """The vector index for a search, caught up with the database. A search never does a writer's
+        work or waits for it: while a thread of this process holds the writer lock, that thread takes
+        in what it commits when its hold ends (`_after_writes`), and while another thread is changing
+        the index, the index is searched as it is."""
+        if self._vectors.loaded and self._writer_lock.held_here:
+            return self._vectors
         db = self._reader()
-        self._vectors.ensure(db, self._read_generation(db))
+        self._vectors.ensure(db, self._read_generation(db), wait=False)
         return self._vectors
 
     # -- writing ---------------------------------------------------------------------------------
@@ -103,9 +109,18 @@ class LocalStore(ChunkStore):
 
     @contextmanager
     def _hold(self) -> Iterator[None]:
-        """The writer lock; when the outermost hold ends, the keyword index takes in what it committed."""
-        with self._writer_lock.hold(outermost_done=self._catch_up_keywords):
+        """The writer lock; when the outermost hold ends, the keyword index takes in what it committed,
+        and so does this process's vector index if it is loaded (so that its searches need not)."""
+        with self._writer_lock.hold(outermost_done=self._after_writes):
             yield
+
+    def _after_writes(self) -> None:
+        self._catch_up_keywords()
+        if self._vectors.loaded:
+            try:
+                self._vectors.ensure(self._db, schema.generation(self._db))
+            except sqlite3.Error as exc:
+                raise storage_error(self.path, exc) from None
 
     def _catch_up_keywords(self) -> None:
         try:

@@ -22,6 +22,11 @@ class WriterLock:
         self._thread_lock = threading.RLock()
         self._depth = 0
 
+    @property
+    def held_here(self) -> bool:
+        """True while a thread of this process holds the lock."""
+        return self._depth > 0
+
     @contextmanager
     def hold(self, wait: bool = True, outermost_done: Callable[[], None] | None = None) -> Iterator[None]:
         """Hold the lock (re-entrant in one thread). `outermost_done` runs, still under the lock, when the
