@@ -200,7 +200,7 @@ def test_second_writer_waits_then_is_refused(settings, local_coll):
 def test_manifest_records_model_and_dimension(settings, local_coll):
     manifest = json.loads((settings.index_dir / "default" / "manifest.json").read_text())
     assert manifest["embedding_model"] == "sentence-transformers/all-MiniLM-L6-v2#onnx-int8"
-    assert manifest["dimension"] == 384 and manifest["format_version"] == 1
+    assert manifest["dimension"] == 384 and manifest["format_version"] == 2
 
 
 # -- chunk settings are part of a document's identity ---------------------------------------------
@@ -408,8 +408,9 @@ def test_keyword_index_catches_up_after_a_crash_between_the_two_commits(settings
 
 
 def test_a_collection_from_before_the_keyword_index_is_upgraded_on_opening(settings):
-    """Files written when FTS5 held the keywords: the table and its triggers are dropped, and the
-    keyword index is built from the stored chunks."""
+    """Files written when FTS5 held the keywords (format 1): the table and its triggers are dropped, the
+    keyword index is built from the stored chunks, and the manifest says format 2, so that a program
+    which reads only format 1 refuses the collection instead of searching an empty FTS5 table."""
     import shutil
     import sqlite3
 
@@ -418,6 +419,8 @@ def test_a_collection_from_before_the_keyword_index_is_upgraded_on_opening(setti
     path = coll.store.path
     coll.store.close()
     shutil.rmtree(path / "keywords")
+    manifest = json.loads((path / "manifest.json").read_text())
+    (path / "manifest.json").write_text(json.dumps({**manifest, "format_version": 1}))
     db = sqlite3.connect(path / "store.sqlite")
     db.executescript("""
         CREATE VIRTUAL TABLE chunks_fts USING fts5(text, content='chunks', content_rowid='id');
@@ -431,6 +434,20 @@ def test_a_collection_from_before_the_keyword_index_is_upgraded_on_opening(setti
     assert db.execute("SELECT name FROM sqlite_master WHERE name LIKE 'chunks_%'").fetchall() == [("chunks_doc",), ("chunks_gen",)]
     db.close()
     assert reopened.store.integrity_problems() == []
+    assert json.loads((path / "manifest.json").read_text())["format_version"] == 2
+
+
+def test_a_collection_of_a_newer_format_is_refused_in_one_sentence(settings):
+    coll = Collection.open(settings)
+    coll.add_documents([CATS])
+    path = coll.store.path
+    coll.store.close()
+    before = (path / "store.sqlite").read_bytes()
+    manifest = json.loads((path / "manifest.json").read_text())
+    (path / "manifest.json").write_text(json.dumps({**manifest, "format_version": 3}))
+    with pytest.raises(RagError, match=r"has format version 3, this program reads 2; re-ingest into a new collection\.$"):
+        Collection.open(settings).search("cats", k=1, mode="bm25")
+    assert (path / "store.sqlite").read_bytes() == before
 
 
 def test_hybrid_asks_bm25_only_for_candidates_that_can_matter_and_ranks_as_full_scoring_would(local_coll,

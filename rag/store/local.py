@@ -24,11 +24,10 @@ import numpy as np
 
 from rag.documents import Chunk, Document
 from rag.errors import RagError
-from rag.store import integrity, schema
+from rag.store import integrity, manifest, schema
 from rag.store.base import ChunkStore, DocumentInfo, Found, StoredChunk
 from rag.store.errors import storage_error
 from rag.store.lock import WriterLock
-from rag.store.manifest import check_manifest
 from rag.store.keyword_index import KeywordIndex
 from rag.store.vector_index import VectorCache
 
@@ -41,8 +40,9 @@ class LocalStore(ChunkStore):
         self.path = Path(path)
         self.name = self.path.name
         self.model_id = model_id
-        self.dimension = check_manifest(self.path, model_id, dimension)
-        self._db = schema.connect_writer(self.path)  # used only under the writer lock
+        self.dimension = manifest.check_manifest(self.path, model_id, dimension)
+        self._db = schema.connect_writer(self.path)  # used only under the writer lock (it upgrades old files)
+        manifest.upgrade(self.path)
         self._writer_lock = WriterLock(self.path, lock_timeout)
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []

@@ -12,7 +12,11 @@ from pathlib import Path
 from rag.errors import RagError
 from rag.store.errors import storage_error
 
-FORMAT_VERSION = 1
+# A local collection's format. 2: the keyword index is tantivy's, beside the database; 1 kept an FTS5
+# table inside it, and is upgraded on opening (`upgrade`). A program that reads only 1 refuses 2 in one
+# sentence instead of searching a keyword table that nothing fills.
+FORMAT_VERSION = 2
+UPGRADES_FROM = (1,)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -58,16 +62,30 @@ def check_manifest(path: Path, model_id: str, dimension: int | None) -> int:
         raise RagError(f"Cannot read the index directory {path}: {exc.strerror}; check its permissions.")
     except (OSError, ValueError) as exc:
         raise RagError(f"The manifest of {path} cannot be read ({exc}); move that directory aside and re-ingest.")
-    return check_found(found, f"Index {path}", path.name, model_id, dimension)
+    return check_found(found, f"Index {path}", path.name, model_id, dimension,
+                       version=FORMAT_VERSION, readable=(FORMAT_VERSION, *UPGRADES_FROM))
 
 
-def check_found(found: dict, where: str, name: str, model_id: str, dimension: int | None) -> int:
+def upgrade(path: Path) -> None:
+    """Record the current format in the manifest of a collection whose files were just upgraded."""
+    manifest = path / "manifest.json"
+    try:
+        found = json.loads(manifest.read_text(encoding="utf-8"))
+        if found.get("format_version") in UPGRADES_FROM:
+            write_json_atomic(manifest, {**found, "format_version": FORMAT_VERSION})
+    except (OSError, ValueError) as exc:
+        raise storage_error(path, exc) from None
+
+
+def check_found(found: dict, where: str, name: str, model_id: str, dimension: int | None,
+                version: int, readable: tuple[int, ...]) -> int:
     """The dimension a stored manifest (`found`, read from `where`) records, or a RagError when it is of
-    another format or embedding model; every store checks its manifest here."""
-    if found.get("format_version") != FORMAT_VERSION:
+    a format this program does not read (`readable`; `version` is the one it writes) or of another
+    embedding model; every store checks its manifest here."""
+    if found.get("format_version") not in readable:
         raise RagError(
             f"{where} has format version {found.get('format_version')}, this program reads "
-            f"{FORMAT_VERSION}; re-ingest into a new collection."
+            f"{version}; re-ingest into a new collection."
         )
     if dimension is None:
         dimension = found.get("dimension")

@@ -14,7 +14,7 @@ import hashlib
 import time
 
 from rag.store.keyword_index import STOPWORDS
-from rag.store.manifest import FORMAT_VERSION, check_found
+from rag.store.manifest import check_found
 
 PREFIX = "rag_"
 KINDS = ("chunks", "texts", "docs")  # created in this order: the docs collection last, with the manifest
@@ -125,6 +125,9 @@ def _placeholder_vector(schema) -> None:
 PLACEHOLDER = [0.0, 0.0]
 
 
+FORMAT_VERSION = 1  # a Milvus collection's format (the local store's is in manifest.py)
+
+
 def new_manifest(model_id: str, dimension: int) -> dict:
     return {"format_version": FORMAT_VERSION, "embedding_model": model_id, "dimension": dimension,
             "created_at": time.time()}
@@ -132,4 +135,5 @@ def new_manifest(model_id: str, dimension: int) -> dict:
 
 def check_manifest(name: str, found: dict, model_id: str, dimension: int | None) -> int:
     """The collection's dimension, or a RagError when its manifest is of another format or model."""
-    return check_found(found, f"Collection {name!r} on the Milvus server", name, model_id, dimension)
+    return check_found(found, f"Collection {name!r} on the Milvus server", name, model_id, dimension,
+                       version=FORMAT_VERSION, readable=(FORMAT_VERSION,))
