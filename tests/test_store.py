@@ -382,6 +382,23 @@ def test_keyword_search_stems_english_words(local_coll):
     assert [h.source for h in local_coll.search("searching vector", k=2, mode="bm25")] == ["mem://faiss"]
 
 
+def test_every_chunk_is_found_by_its_documents_title_and_an_index_built_otherwise_is_rebuilt(settings):
+    """Keywords index each chunk with its document's title (once, when the chunk starts with it); an index
+    whose marker names no or other analysis is rebuilt from the database on opening."""
+    coll = Collection.open(settings)
+    long_doc = Document("mem://felines", "Whiskers twitch at dawn.\n\nThey nap in the afternoon sun.", "Felines")
+    coll.add_documents([long_doc, FAISS_DOC], chunk_size=30)
+    hits = coll.search("felines", k=5, mode="bm25")
+    assert {h.source for h in hits} == {"mem://felines"} and len(hits) == coll.store.chunk_count("mem://felines") == 2
+    path, generation = coll.store.path, coll.store._keywords.generation()
+    coll.store.close()
+    (path / "keywords" / "generation").write_text(str(generation))  # as written before the title was indexed
+    reopened = Collection.open(settings)
+    assert reopened.store._keywords.generation() == generation
+    assert len(reopened.search("felines", k=5, mode="bm25")) == 2
+    assert reopened.store.integrity_problems() == []
+
+
 def test_keyword_index_catches_up_after_a_crash_between_the_two_commits(settings, monkeypatch):
     """The database committed, the keyword index did not (its commit failed, as when a process dies
     between them): the next opening replays the log, and a replay of what tantivy had already taken
