@@ -354,8 +354,13 @@ def test_scores_are_labelled_by_the_mode_with_a_legend():
     assert "bm25 5.470" in bm25 and "fused" not in bm25
     hybrid = fmt.hits_html([hit(score=0.7, dense_score=0.5, bm25_score=5.47)], "storm", "hybrid")
     assert "fused 0.700" in hybrid and "bm25 5.470" in hybrid and 'class="legend"' in hybrid
-    assert set(fmt.scores_frame([h], "bm25")["retriever"]) == {"bm25"}
-    assert set(fmt.scores_frame([h], "dense")["retriever"]) == {"dense"}
+    for mode, name in (("bm25", "bm25"), ("dense", "dense")):
+        frame = fmt.scores_frame([h], mode)
+        drawn = frame[frame["relative"] > 0]
+        assert set(drawn["retriever"]) == {name} and list(drawn["bar"]) == [f"#1 {name}"]
+        # The chart keeps the colours of its first frame: every frame names all three retrievers.
+        assert set(frame["retriever"]) == {"fused", "dense", "bm25"} and set(frame["bar"]) == {f"#1 {name}"}
+    assert set(fmt.scores_frame([], "hybrid")["retriever"]) == {"fused", "dense", "bm25"}
 
 
 # ---------------------------------------------------------------- escaping: titles with newlines, toasts

@@ -228,6 +228,11 @@ def test_defects_in_search_settings_summarize_and_tabs(browser, site, workdir):
             page.wait_for_function("([t, shown]) => { const c = document.querySelector('#scores-chart').innerText;"
                                    " return c.includes(shown) && !c.includes(t); }", arg=[absent.strip(), f"#1 {mode}"],
                                    timeout=SLOW_MS)
+            # Every bar is drawn with a fill, in whichever mode the chart was first drawn (bm25 here).
+            fills = page.eval_on_selector_all("#scores-chart g.mark-rect path",
+                                              "ps => ps.map(p => p.getAttribute('fill') || p.style.fill)")
+            print("FILLS", mode, fills, page.eval_on_selector_all("#scores-chart g.mark-rect path", "ps => ps.map(p => p.outerHTML.slice(0, 200))")[:3])
+            assert fills and all(f and f not in ("none", "transparent") for f in fills), (mode, fills)
 
         # Summarize with nothing to summarise: a sentence in its status line.
         page.get_by_role("tab", name="3 · Summarize").click()

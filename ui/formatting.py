@@ -251,6 +251,13 @@ def scores_frame(hits: Sequence, mode: str = "hybrid"):
             if value is not None:
                 rows.append({"bar": f"#{hit.rank} {name}", "retriever": name,
                              "relative": max(float(value), 0.0) / best, "score": round(float(value), 4)})
+    # Gradio's chart fixes its colours to the retrievers of the first frame it draws, and later frames
+    # only replace the data: a retriever missing from that first frame would be drawn without fill. So
+    # every frame names all three, those the mode lacks as an empty bar under the first real one.
+    shown = {row["retriever"] for row in rows}
+    first = rows[0]["bar"] if rows else ""
+    rows += [{"bar": first, "retriever": name, "relative": 0.0, "score": None}
+             for name, _ in MODE_SCORE.values() if name not in shown]
     return pd.DataFrame(rows, columns=["bar", "retriever", "relative", "score"])
 
 
