@@ -189,6 +189,14 @@ def test_odd_k_is_refused_out_loud_not_clamped(k, message):
     assert check_k(100) == 100 and check_k(1.0) == 1
 
 
+@pytest.mark.parametrize("k", [None, "", "  "])
+def test_an_empty_k_asks_for_one(k):
+    from ui.search import check_k
+
+    with pytest.raises(RagError, match=r"^Type k, a whole number from 1 to 100\.$"):
+        check_k(k)
+
+
 def test_the_k_fields_readme_and_limits_agree():
     """One range for k: the limit in rag.limits, the fields' labels, and the README's table and text."""
     from rag.limits import SETTINGS
@@ -407,6 +415,30 @@ def test_deleted_toast_escapes_a_source_named_like_a_tag(settings, monkeypatch):
     runtime._collections["default"] = OneDocument()
     Library(runtime).delete('<img src=x onerror="alert(1)">', Session())
     assert shown == ['Deleted &lt;img src=x onerror=&quot;alert(1)&quot;&gt;']
+
+
+def test_a_page_that_cannot_be_added_beside_the_chat_stays_in_the_box_with_one_sentence(settings):
+    from ui.library import Library
+    from ui.runtime import Runtime
+    from ui.state import Session
+
+    status, box, *_ = Library(Runtime(settings)).quick_add("http://127.0.0.1:9/x", Session())
+    assert box == "http://127.0.0.1:9/x"
+    assert status.startswith("Not added: ") and status.count("127.0.0.1:9/x") == 1 and "Could not add Could" not in status
+
+
+def test_a_failed_source_is_named_once_in_the_ingest_lines():
+    from types import SimpleNamespace as NS
+
+    upload = "/idx/_uploads/3f2a/password.pdf"
+    report = NS(results=[
+        NS(status="failed", source=upload, title=None, chunks=0,
+           error="password.pdf is password-protected; remove the password and load it again."),
+        NS(status="failed", source="https://a.test/x", title=None, chunks=0, error="HTTP 404 (not found)."),
+    ])
+    lines = fmt.ingest_result_lines_md(report).splitlines()
+    assert lines[0].count("password.pdf") == 1 and "is password-protected" in lines[0]
+    assert "https://a\\.test/x: HTTP 404" in lines[1] or "https://a.test/x: HTTP 404" in lines[1]
 
 
 def test_errors_in_the_status_line_are_escaped():

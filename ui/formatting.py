@@ -149,7 +149,10 @@ def ingest_result_lines_md(report) -> str:
         name = escape_markdown(result.title or display_source(result.source))
         source = escape_markdown(display_source(result.source))
         if result.status == "failed":
-            lines.append(f"- {icon} **failed** — {source}: {escape_markdown(result.error)}")
+            # An error sentence that names its source already is not given the name again in front.
+            named = display_source(result.source).removeprefix(UPLOAD_PREFIX) in (result.error or "")
+            why = escape_markdown(result.error)
+            lines.append(f"- {icon} **failed** — {why}" if named else f"- {icon} **failed** — {source}: {why}")
         else:
             chunks = f"{result.chunks} split{'s' if result.chunks != 1 else ''}"
             lines.append(f"- {icon} **{result.status}** — {name} ({chunks}) · {source}")

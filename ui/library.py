@@ -113,8 +113,10 @@ class Library:
         titles = [fmt.escape_markdown(fmt.one_line(r.title or r.source, 80)) for r in report.results
                   if r.status != "failed"]
         line = (f"Added {', '.join(f'“{t}”' for t in titles)}. Ask a question about it." if titles else "")
-        line += (" Could not add " + "; ".join(failed) + "." if failed else "")
-        return line or "Nothing was added.", "", *self.documents_view(session)
+        line += (" Not added: " + "; ".join(failed) + "." if failed else "")
+        # The addresses that failed stay in the box, to be corrected and tried again.
+        kept = "\n".join(e["source"] for e in report.errors)
+        return line.strip() or "Nothing was added.", kept, *self.documents_view(session)
 
     def documents_view(self, session: Session):
         """The documents table of the user's collection, and a one-line count above it."""

@@ -25,13 +25,15 @@ def check_query(query: str, what: str = "query") -> str:
 
 def check_k(k) -> int:
     """k as a whole number from 1 to MAX_K; anything else is refused out loud, never clamped."""
+    if k is None or (isinstance(k, str) and not k.strip()):
+        raise RagError(f"Type k, a whole number from 1 to {MAX_K}.")
     try:
         value = float(k)
     except (TypeError, ValueError):
         raise RagError(f"k must be a whole number from 1 to {MAX_K}; got {k!r}.") from None
-    if value != int(value) or not 1 <= value <= MAX_K:
-        shown = int(value) if value == int(value) else value
-        raise RagError(f"k must be a whole number from 1 to {MAX_K}; got {shown}. Nothing was searched with it.")
+    if not value.is_integer() or not 1 <= value <= MAX_K:  # NaN and infinities are not integers
+        shown = int(value) if value.is_integer() else value
+        raise RagError(f"k must be a whole number from 1 to {MAX_K}; got {shown}.")
     return int(value)
 
 
