@@ -390,9 +390,10 @@ def leans_on_history(question: str) -> bool:
     return bool(words & _REFERRING) or len(content_words(question)) <= 2
 
 
-def rewrite_problem(question: str, rewrite: str) -> str | None:
-    """Why a follow-up's rewrite can't stand in for it, or None when it can: it must be a question, and
-    keep the user's key terms."""
+def rewrite_problem(question: str, rewrite: str, previous: str | None = None) -> str | None:
+    """Why a follow-up's rewrite can't stand in for it, or None when it can: it must be a question, keep
+    the user's key terms, not be the previous question (`previous`) over again, and, for a follow-up
+    that leans on the conversation, bring something from it."""
     words = rewrite.split()
     if not words:
         return "it is empty"
@@ -404,7 +405,25 @@ def rewrite_problem(question: str, rewrite: str) -> str | None:
     lost = [w for w in dict.fromkeys(content_words(question)) if stem(w) not in kept]
     if lost:
         return f"it drops {', '.join(repr(w) for w in lost[:3])}"
+    if previous is not None and _normal(rewrite) == _normal(previous) != _normal(question):
+        return "it is the previous question over again"
+    if _elliptical(question) and kept <= {stem(w) for w in content_words(question)}:
+        return "it adds nothing from the conversation"
     return None
+
+
+_ABOUT = re.compile(r"^\W*(?:and\s+)?(?:what|how)\s+about\b", re.IGNORECASE)
+
+
+def _elliptical(question: str) -> bool:
+    """A follow-up that cannot mean anything without the previous turn: it refers back ("that", "one"),
+    is "what about X?", or has one content word or none ("Why?")."""
+    words = {w.lower() for w in re.findall(r"[A-Za-z']+", question)}
+    return bool(words & _REFERRING) or bool(_ABOUT.match(question)) or len(content_words(question)) <= 1
+
+
+def _normal(text: str) -> str:
+    return " ".join(w.lower() for w in re.findall(r"\w+", text))
 
 
 class ChatChain(QAChain):
@@ -422,7 +441,8 @@ class ChatChain(QAChain):
             raise RagError("The question is empty; type a question.")
         history = history or []
         rewrite = self.condense(question, history)
-        problem = rewrite_problem(question, rewrite) if rewrite != question else None
+        previous = history[-1][0] if history else None
+        problem = rewrite_problem(question, rewrite, previous) if rewrite != question else None
         if problem is None:
             return self._answer(question, rewrite, started)
         if not leans_on_history(question):

@@ -157,6 +157,31 @@ def test_a_rewrite_must_be_a_question_that_keeps_the_users_key_terms(question, r
     assert (found is None) if problem is None else (problem in found)
 
 
+@pytest.mark.parametrize("question, rewrite, problem", [
+    # Found by a newcomer: a model that echoes "what about X?" or answers "why?" with the last question.
+    ("what about extrinsic?", "What about extrinsic?", "adds nothing from the conversation"),
+    ("Why?", "What are the two types of hallucination?", "previous question over again"),
+    ("why does it happen?", "Why does it happen?", "adds nothing from the conversation"),
+    ("And what is Chain of Thought?", "What is Chain of Thought?", None),
+    ("What about its cost?", "What is the cost of the Eiffel Tower?", None),
+    ("Who won the 1998 World Cup?", "who won the 1998 world cup?", None),
+])
+def test_a_rewrite_that_brings_nothing_from_the_conversation_is_not_used(question, rewrite, problem):
+    found = rewrite_problem(question, rewrite, previous="What are the two types of hallucination?")
+    assert (found is None) if problem is None else (problem in found), found
+
+
+def test_a_follow_up_rewritten_into_the_previous_question_is_searched_with_it_not_replaced_by_it():
+    replies = iter(["What are the two types of hallucination?", "Because the data is noisy [1]."])
+    gen = ScriptedGenerator(lambda p: next(replies), n_ctx=600, max_tokens=30)
+    search = RecordingSearch([Hit(1, 0.9, "h.txt", "Hallucination comes from noisy training data.", dense_score=0.6)])
+    history = [("What are the two types of hallucination?", "Intrinsic and extrinsic [1].")]
+    result = ChatChain(search, gen).ask("Why?", history).run()
+    assert search.queries[-1][0] == "What are the two types of hallucination? Why?"
+    assert result.standalone_question == "Why?"
+    assert "previous question over again" in result.notes[0]
+
+
 def test_a_bad_rewrite_falls_back_to_the_users_words_and_never_reaches_the_next_turn():
     replies = iter(["Task decomposition is done by LLM prompting.",   # condense: a statement, not a question
                     "ReAct combines reasoning and acting [1].",        # the answer
