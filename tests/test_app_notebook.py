@@ -441,6 +441,31 @@ def test_a_failed_source_is_named_once_in_the_ingest_lines():
     assert "https://a\\.test/x: HTTP 404" in lines[1] or "https://a.test/x: HTTP 404" in lines[1]
 
 
+def test_settings_kept_in_the_browser_are_checked_like_any_clients(settings):
+    import json
+
+    from ui.generation import Generation
+    from ui.runtime import Runtime
+    from ui.state import Session
+
+    gen, session = Generation(Runtime(settings)), Session()
+    default_k = session.chat.k
+    kept = ["llamacpp", "", 0.5, 64, 2048, 7, "bm25", "free", ""]
+    line, _, session, *form = gen.restore_settings(json.dumps(kept), session)
+    assert "kept in this browser" in line and session.chat.k == 7 and form[5] == 7 and form[7] == "free"
+    for odd in ("", "not json", json.dumps({"k": 3}), json.dumps(kept[:3])):
+        fresh = Session()
+        _, _, fresh, *form = gen.restore_settings(odd, fresh)
+        assert fresh.chat.k == default_k and form[5] == default_k
+    refused = Session()
+    line, _, refused, *form = gen.restore_settings(json.dumps([*kept[:5], 500, *kept[6:]]), refused)
+    assert line.startswith("⚠️ The settings kept in this browser were not restored: k must be")
+    assert refused.chat.k == default_k
+    guest = Session()
+    _, _, guest, *_ = Generation(Runtime(settings, read_only=True)).restore_settings(json.dumps(kept), guest)
+    assert guest.chat.k == default_k
+
+
 def test_errors_in_the_status_line_are_escaped():
     from ui.status import error_line
 

@@ -293,6 +293,28 @@ def test_a_refused_model_is_put_back_in_the_form(browser, workdir):
         wait_status(page, "no-such-model", selector="#settings-applied", timeout=SLOW_MS)
         assert "no-such-model" not in page.locator("#model input").input_value()
         assert "no-such-model" not in page.locator("#model-in-use").inner_text()
+
+        # Applied settings are kept in this browser and come back with a reload.
+        page.locator("#settings-k input").fill("6")
+        page.locator("#answer-style").get_by_label("free", exact=True).check()
+        page.locator("#apply-settings").click()
+        wait_status(page, "k=6", selector="#settings-applied", timeout=SLOW_MS)
+        page.wait_for_function("() => (localStorage.getItem('local-rag-notebook-settings') || '').includes('free')")
+        page.reload()
+        page.locator("#settings").click()
+        wait_status(page, "kept in this browser", selector="#settings-applied", timeout=SLOW_MS)
+        assert page.locator("#settings-k input").input_value() == "6"
+        assert page.locator("#answer-style").get_by_label("free", exact=True).is_checked()
+        assert "k=6" in page.locator("#model-in-use").inner_text()
+        # Kept values the app now refuses are said, and the app's own settings stay.
+        page.evaluate("() => { const kept = JSON.parse(localStorage.getItem('local-rag-notebook-settings'));"
+                      " kept[1] = 'removed-since.gguf';"
+                      " localStorage.setItem('local-rag-notebook-settings', JSON.stringify(kept)); }")
+        page.reload()
+        page.locator("#settings").click()
+        wait_status(page, "were not restored", selector="#settings-applied", timeout=SLOW_MS)
+        assert "removed-since" in page.locator("#settings-applied").inner_text()
+        assert page.locator("#settings-k input").input_value() == "4"
         page.close()
     finally:
         app.stop()

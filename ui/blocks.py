@@ -19,6 +19,7 @@ MODEL_GROUP = "model"
 MODES = ["hybrid", "dense", "bm25"]
 TABS = ("ingest", "search", "summarize", "chat", "compare")
 TAB_KEY = "local-rag-notebook-tab"  # where assets/notebook.js keeps the last tab clicked
+SETTINGS_KEY = "local-rag-notebook-settings"  # the settings form's values after the last Apply, as JSON
 
 
 _LOGO = (
@@ -75,12 +76,14 @@ def build_app(runtime: Runtime) -> gr.Blocks:
             docs_note = gr.Markdown(elem_classes=["step-out"], elem_id="docs-note")
         model_line = gr.Markdown(gen.model_line(_initial_session(runtime).chat), elem_id="model-in-use")
         tiny_note = gr.Markdown(visible=False, elem_id="tiny-model-note", elem_classes=["step-out"])
-        model = _settings_panel(gen, session, runtime, writable, backends, model_line, tiny_note)
+        panel = _settings_panel(gen, session, runtime, writable, backends, model_line, tiny_note)
+        model = panel["model"]
         with gr.Accordion("📚 Sources that Summarize, Chat and Compare read", open=False, elem_id="sources-panel"):
             sources = gr.CheckboxGroup(show_label=False, choices=[], elem_id="sources")
             sources_note = gr.Markdown(elem_id="sources-note")
         # The tab the person last clicked, kept in this browser by assets/notebook.js, read on each load.
         last_tab = gr.Textbox(visible=False, elem_id="last-tab")
+        kept_settings = gr.Textbox(visible=False, elem_id="kept-settings")
 
         with gr.Tabs(overflow_behavior="wrap") as tabs:
             ingest_tab = _ingest_tab(library, session, collection, docs_note, writable)
@@ -108,7 +111,10 @@ def build_app(runtime: Runtime) -> gr.Blocks:
         for changed in ingest_tab["changed"] + chat["changed"]:
             changed.then(gen.document_choices, session, summary_docs, show_progress="hidden").then(
                 gen.source_choices, session, sources, show_progress="hidden")
-        demo.load(None, None, last_tab, js=f"() => localStorage.getItem({TAB_KEY!r}) || ''").then(
+        demo.load(None, None, [last_tab, kept_settings],
+                  js=f"() => [localStorage.getItem({TAB_KEY!r}) || '', localStorage.getItem({SETTINGS_KEY!r}) || '']"
+                  ).then(gen.restore_settings, [kept_settings, session],
+                         [panel["applied"], model_line, session, *panel["form"]], show_progress="hidden").then(
             library.collection_choices, session, collection, show_progress="hidden").then(
             library.refresh, session, [docs_note, ingest_tab["table"]], show_progress="hidden"
         ).then(gen.document_choices, session, summary_docs, show_progress="hidden").then(
@@ -156,9 +162,12 @@ def _settings_panel(gen: Generation, session, runtime: Runtime, writable: bool, 
             apply = gr.Button("Apply settings", interactive=writable, elem_id="apply-settings", scale=0)
             applied = gr.Markdown(elem_id="settings-applied")
     form = [backend, model, temperature, max_tokens, n_ctx, k, mode, answer_style, template]
+    # The form then holds the settings in use (the new ones, or the old ones put back): this browser
+    # keeps them, and the next load of the page applies them again (restore_settings).
     apply.click(gen.apply_settings, [*form, session], [applied, model_line, session, *form]).then(
+        None, form, None, js=f"(...form) => {{ localStorage.setItem({SETTINGS_KEY!r}, JSON.stringify(form)); }}").then(
         gen.model_picker, session, [model, tiny_note], show_progress="hidden")
-    return model
+    return {"model": model, "form": form, "applied": applied}
 
 
 def _ingest_tab(library: Library, session, collection, docs_note, writable: bool) -> dict:

@@ -304,6 +304,28 @@ class Generation:
         session.chat = chosen
         return (fmt.settings_line(chosen), self.model_line(chosen), session, *settings_values(chosen))
 
+    def restore_settings(self, kept: str, session: Session):
+        """On load: the settings this browser kept from its last Apply (the form's values as JSON), checked
+        as any client's values are. Nothing kept leaves the app's own settings; kept values the app now
+        refuses (a model since removed) are said, and its own settings stay."""
+        import json
+
+        try:
+            values = json.loads(kept) if kept else None
+        except ValueError:
+            values = None
+        if self.runtime.read_only or not isinstance(values, list) or len(values) != len(settings_values(session.chat)):
+            return (gr.update(), self.model_line(session.chat), session, *settings_values(session.chat))
+        try:
+            chosen = self._checked_settings(*values)
+        except Exception as exc:  # noqa: BLE001 - refused: say why and keep the app's settings
+            why = error_line(exc).removeprefix("⚠️ ")
+            return (f"⚠️ The settings kept in this browser were not restored: {why}",
+                    self.model_line(session.chat), session, *settings_values(session.chat))
+        session.chat = chosen
+        return (fmt.settings_line(chosen) + " (kept in this browser from your last Apply)",
+                self.model_line(chosen), session, *settings_values(chosen))
+
     def _checked_settings(self, backend, model, temperature, max_tokens, n_ctx, k, mode, answer_style,
                           template) -> ChatSettings:
         self.runtime.require_writable("changing settings")
