@@ -98,6 +98,30 @@ def test_no_server_is_one_sentence_after_bounded_retries(settings, monkeypatch):
         list_collections(down)
 
 
+def test_loading_after_a_restart_is_retried_on_any_error_a_call_is_not(monkeypatch):
+    """A collection load right after a restart may fail while the server reads its files back
+    (milvus-lite once said "No data left in file" in a full run); it is retried within the same pauses.
+    Other calls retry only while the server cannot be reached."""
+    from rag.store import milvus_client
+    from rag.store.milvus_client import Connection, MilvusAddress
+
+    monkeypatch.setattr(milvus_client, "BACKOFF", (0.01, 0.01))
+    conn = Connection(MilvusAddress("http://127.0.0.1:1", "milvus://127.0.0.1:1"))
+
+    def failing_twice():
+        calls.append(1)
+        if len(calls) < 3:
+            raise RuntimeError("No data left in file")
+        return "loaded"
+
+    calls = []
+    assert conn.retry(failing_twice, patient=True) == "loaded" and len(calls) == 3
+    calls = []
+    with pytest.raises(RagError, match="^The Milvus server at milvus://127.0.0.1:1 "):
+        conn.retry(failing_twice)
+    assert len(calls) == 1
+
+
 # -- versioned writes ------------------------------------------------------------------------------
 
 

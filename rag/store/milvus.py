@@ -106,7 +106,7 @@ class MilvusStore(ChunkStore):
 
     def _load(self) -> None:
         for physical in self._names.values():
-            self.conn.retry(lambda: self.client.load_collection(physical))
+            self.conn.retry(lambda: self.client.load_collection(physical), patient=True)
 
     def _head(self) -> dict | None:
         rows = self._call(lambda: self.client.get(self._names["docs"], ids=[HEAD_KEY],

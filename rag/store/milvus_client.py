@@ -132,10 +132,12 @@ class Connection:
                 self._clients[key] = client
             return client
 
-    def retry(self, call: Callable[[], T], reload: Callable[[], None] | None = None) -> T:
+    def retry(self, call: Callable[[], T], reload: Callable[[], None] | None = None, patient: bool = False) -> T:
         """`call()` with bounded retries while the server is unreachable; any failure as a RagError.
 
         A server that restarted has its collections released: `reload` loads them, and the call is repeated.
+        `patient` retries any failure within the same pauses: loading a collection right after a restart
+        can fail while the server is still reading its files back (milvus-lite: "No data left in file").
         """
         pauses = list(BACKOFF)
         while True:
@@ -148,7 +150,7 @@ class Connection:
                     reload()
                     reload = None  # once: a collection that will not stay loaded is an error to report
                     continue
-                if not pauses or not unreachable(exc):
+                if not pauses or not (patient or unreachable(exc)):
                     raise explain(self.address, exc) from None
                 time.sleep(pauses.pop(0))
 
