@@ -106,7 +106,8 @@ def test_loading_after_a_restart_is_retried_on_any_error_a_call_is_not(monkeypat
     from rag.store.milvus_client import Connection, MilvusAddress
 
     monkeypatch.setattr(milvus_client, "BACKOFF", (0.01, 0.01))
-    conn = Connection(MilvusAddress("http://127.0.0.1:1", "milvus://127.0.0.1:1"))
+    conn = Connection.__new__(Connection)  # no client: only the retry logic is under test
+    conn.address = MilvusAddress("http://127.0.0.1:1", "milvus://127.0.0.1:1")
 
     def failing_twice():
         calls.append(1)
@@ -117,7 +118,7 @@ def test_loading_after_a_restart_is_retried_on_any_error_a_call_is_not(monkeypat
     calls = []
     assert conn.retry(failing_twice, patient=True) == "loaded" and len(calls) == 3
     calls = []
-    with pytest.raises(RagError, match="^The Milvus server at milvus://127.0.0.1:1 "):
+    with pytest.raises(RagError, match=r"refused the request \(No data left in file\)"):
         conn.retry(failing_twice)
     assert len(calls) == 1
 
