@@ -536,20 +536,30 @@ class SummarizeChain(_Base):
         progress("embed", len(parts), len(parts))
         heads = {d: headings(text) for d, (_, text) in enumerate(texts)}
         used = sum(self._text_tokens(self._doc_header(texts[d][0], heads[d])) for d in heads)
-        chosen = []
+        chosen = []  # most central first
         for i in order:
             cost = self._text_tokens(parts[i][2] + "\n\n")
             if used + cost <= budget:
                 chosen.append(i)
                 used += cost
-        chosen.sort(key=lambda i: (parts[i][0], parts[i][1]))
+
+        def assemble(ids: list[int]) -> str:
+            blocks = []
+            for d, (label, _) in enumerate(texts):
+                body = "\n\n".join(parts[i][2] for i in sorted(ids, key=lambda i: parts[i][1]) if parts[i][0] == d)
+                if body:
+                    blocks.append(self._doc_header(label, heads[d]) + body)
+            return "\n\n".join(blocks)
+
+        # Passages counted one by one can come to a few tokens less than the prompt they make together;
+        # the least central go until the whole prompt leaves the full reply its room.
+        docs = assemble(chosen)
+        room = self.generator.context_size - self.max_tokens
+        while len(chosen) > 1 and self.prompt_tokens(P.render(self.prompts.summarize, docs=docs)) > room:
+            chosen.pop()
+            docs = assemble(chosen)
         base.notes.append(f"Read the {len(chosen)} most central of {len(parts)} passages, in document order.")
-        blocks = []
-        for d, (label, _) in enumerate(texts):
-            body = "\n\n".join(parts[i][2] for i in chosen if parts[i][0] == d)
-            if body:
-                blocks.append(self._doc_header(label, heads[d]) + body)
-        return "\n\n".join(blocks)
+        return docs
 
     @staticmethod
     def _doc_header(label: str, heads: list[str]) -> str:

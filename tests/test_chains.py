@@ -233,6 +233,23 @@ def test_summarize_reads_the_central_passages_of_a_long_document_once():
     assert positions == sorted(positions)
 
 
+def test_a_central_summary_leaves_the_whole_reply_its_room_when_passages_count_more_together():
+    """A tokenizer whose count for joined text exceeds the sum of its parts' (a blank line between two
+    passages costs 5 tokens here, one that ends a text costs nothing, as merges across boundaries can):
+    the least central passages go until the prompt and the full reply fit. Found by a newcomer: a
+    summary left 45 of its 64 reply tokens."""
+
+    class Joined(ScriptedGenerator):
+        def count_tokens(self, text: str) -> int:
+            return len(text.split()) + 5 * text.rstrip().count("\n\n")
+
+    gen = Joined(lambda p: "themes", n_ctx=500, max_tokens=20)  # its stream refuses a prompt without room
+    text = "\n\n".join(f"Topic {i}\n\n" + words(60, f"t{i}_") for i in range(12))
+    result = SummarizeChain(RecordingSearch([]), gen).summarize(documents=[("long.txt", text)]).run()
+    assert result.strategy == "central" and "most central" in result.notes[0]
+    assert gen.count_tokens(gen.prompts[0]) + 20 <= 500
+
+
 def test_summarize_nothing_is_an_error():
     with pytest.raises(RagError, match="nothing to summarise"):
         SummarizeChain(RecordingSearch([]), ScriptedGenerator([])).summarize("x")
