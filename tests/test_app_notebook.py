@@ -120,6 +120,14 @@ def test_stop_on_summarize_ends_the_map_step(tmp_path):
     assert len(gen.prompts) == 1 and gen.closed == 1
 
 
+def test_addresses_that_are_not_urls_are_quoted_and_counted():
+    from ui.library import _bad_note, parse_urls
+
+    urls, bad = parse_urls("not a url at all https://a.test/x")
+    assert urls == ["https://a.test/x"]
+    assert _bad_note(bad) == " Not http(s) addresses: 'not', 'a', 'url' and 2 more."
+
+
 def test_stop_reaches_the_backends_own_checkpoints_before_its_first_piece(tmp_path):
     """llama.cpp evaluates a long prompt before its first token; Stop must reach the checks it makes
     between slices of that evaluation (rag.interrupt), not wait for a piece."""

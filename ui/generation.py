@@ -188,8 +188,8 @@ class Generation:
                 pieces += 1
                 yield status, inputs, fmt.escape_markdown(text)
         except Stopped:
-            yield (f"Stopped after **{pieces}** tokens; the partial summary below is kept.", inputs,
-                   fmt.escape_markdown(text))
+            yield (f"Stopped after **{pieces}** tokens; the partial summary below is kept." if pieces else
+                   "Stopped before the first token; nothing was summarised.", inputs, fmt.escape_markdown(text))
             return
         result = answer.result
         info = (

@@ -195,4 +195,9 @@ def _preview(doc) -> tuple[str, dict]:
 
 
 def _bad_note(bad: list[str]) -> str:
-    return f" Not URLs: {', '.join(bad[:3])}." if bad else ""
+    """The entries that are not addresses (the box splits at spaces, commas and lines), quoted, the first
+    three and how many more."""
+    if not bad:
+        return ""
+    more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+    return f" Not http(s) addresses: {', '.join(repr(b) for b in bad[:3])}{more}."
