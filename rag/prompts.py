@@ -141,4 +141,5 @@ def join_sources(blocks: list[str]) -> str:
 
 def format_history(history: list[tuple[str, str]]) -> str:
     """(question, answer) turns as the condense prompt's chat history."""
-    return "\n".join(f"Human: {q.strip()}\nAssistant: {a.strip()}" for q, a in history)
+    return "\n".join(f"Human: {q.strip()}" + (f"\nAssistant: {a.strip()}" if a and a.strip() else "")
+                     for q, a in history)

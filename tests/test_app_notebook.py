@@ -88,6 +88,20 @@ def test_stop_during_the_rewrite_keeps_the_conversation_as_it_was(tmp_path):
     assert len(gen.prompts) == 1, "no answer was started after the stop"
 
 
+def test_a_stopped_answer_stays_out_of_the_next_rewrite(tmp_path):
+    """A newcomer's stopped, half-written answer turned up in the next follow-up's rewrite."""
+    from ui.state import Session, Turn
+
+    gen = ScriptedGenerator("When was the lighthouse automated?")
+    generation, _ = _generation(gen, [hit()], tmp_path)
+    session = Session(turns=[Turn("Tell me about the lighthouse", "", "It is old and its keepers wrote", [],
+                                  stopped=True)])
+    for _ in generation.chat("When was it automated?", session):
+        pass
+    condense = gen.prompts[0]
+    assert "Human: Tell me about the lighthouse" in condense and "keepers wrote" not in condense
+
+
 def test_stop_pressed_while_queued_answers_nothing(tmp_path):
     from ui.generation import job_key
     from ui.state import Session

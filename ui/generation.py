@@ -86,7 +86,8 @@ class Generation:
         if job.stopped:
             yield skip, "Stopped before the question was read; the conversation is as it was.", *[skip] * 5
             return
-        history = [(t.question, t.answer) for t in session.turns]
+        # A stopped answer is cut short: its question stays in the history, its partial text does not.
+        history = [(t.question, "" if t.stopped else t.answer) for t in session.turns]
         shown = fmt.chat_messages(session.turns) + [{"role": "user", "content": fmt.escape_markdown(question)}]
         blank = ("", "", "", "")
         yield shown, self._loading_note(chat.backend), *blank, session
