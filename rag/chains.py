@@ -383,11 +383,15 @@ _REFERRING = frozenset(
 )
 
 
+def _refers_back(question: str) -> bool:
+    """Whether the question has a word that points at an earlier turn ("that", "one")."""
+    return bool({w.lower() for w in re.findall(r"[A-Za-z']+", question)} & _REFERRING)
+
+
 def leans_on_history(question: str) -> bool:
     """Whether a follow-up needs the previous turn to be understood: it refers back ("that", "one"), or
     says too little (two content words or fewer) to be searched on its own."""
-    words = {w.lower() for w in re.findall(r"[A-Za-z']+", question)}
-    return bool(words & _REFERRING) or len(content_words(question)) <= 2
+    return _refers_back(question) or len(content_words(question)) <= 2
 
 
 def rewrite_problem(question: str, rewrite: str, previous: str | None = None) -> str | None:
@@ -418,8 +422,7 @@ _ABOUT = re.compile(r"^\W*(?:and\s+)?(?:what|how)\s+about\b", re.IGNORECASE)
 def _elliptical(question: str) -> bool:
     """A follow-up that cannot mean anything without the previous turn: it refers back ("that", "one"),
     is "what about X?", or has one content word or none ("Why?")."""
-    words = {w.lower() for w in re.findall(r"[A-Za-z']+", question)}
-    return bool(words & _REFERRING) or bool(_ABOUT.match(question)) or len(content_words(question)) <= 1
+    return _refers_back(question) or bool(_ABOUT.match(question)) or len(content_words(question)) <= 1
 
 
 def _normal(text: str) -> str:

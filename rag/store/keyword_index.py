@@ -131,14 +131,11 @@ class KeywordIndex:
             if done == current and opens:
                 return
             rebuild = done < 0 or done > current or done < schema.log_floor(db) or not opens
-            rows = ("SELECT c.id, c.text, d.title FROM chunks c JOIN documents d ON d.id = c.doc_id "
-                    "WHERE c.gen > ? ORDER BY c.id")
-            if rebuild:
-                removed = []
-                rows = db.execute(rows, (-1,))
-            else:
-                removed = [r[0] for r in db.execute("SELECT chunk_id FROM removed WHERE gen > ?", (done,))]
-                rows = db.execute(rows, (done,))
+            since = -1 if rebuild else done  # a rebuild reads every chunk
+            removed = [] if rebuild else [r[0] for r in db.execute("SELECT chunk_id FROM removed WHERE gen > ?",
+                                                                   (done,))]
+            rows = db.execute("SELECT c.id, c.text, d.title FROM chunks c JOIN documents d ON d.id = c.doc_id "
+                              "WHERE c.gen > ? ORDER BY c.id", (since,))
             try:
                 self._write(rows, removed, rebuild)
             except (OSError, ValueError) as exc:  # tantivy reports I/O failures as ValueError
