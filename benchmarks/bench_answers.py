@@ -162,12 +162,12 @@ def calibrate(questions: list[dict], left_out: list[str], index_dir: Path) -> st
 
 
 def run_ours(questions: list[dict], left_out: list[str], index_dir: Path, rows_out: Path | None) -> list[dict]:
-    from rag.chains import QAChain
+    from rag.chains.path import AnswerPath
     from rag.generators import get_generator
 
     settings, coll = open_corpus(left_out, index_dir)
     generator = get_generator(settings.backend, settings)
-    chain = QAChain(coll, generator, k=settings.k, mode=settings.mode, style=settings.answer_style)
+    chain = AnswerPath(coll, generator, settings).qa()
     rows = []
     try:
         for i, q in enumerate(questions, 1):

@@ -17,6 +17,11 @@ def register(subparsers) -> None:
     p.add_argument("question", nargs="?")
     p.add_argument("--questions", metavar="FILE", help="answer each line; one JSON line per answer")
     p.add_argument("--chat", action="store_true", help="with --questions: the lines are turns of one conversation")
+    p.add_argument("--source", action="append", default=[], metavar="SOURCE",
+                   help="search only this document (repeat for several), as ticking it in the notebook does")
+    p.add_argument("--answer-style", choices=["auto", "quote", "free"],
+                   help="quote: the answer is whole source sentences or clauses, quoted, that the model chose; free: "
+                   "the model writes it; auto (default): quote with small models (RAG_ANSWER_STYLE)")
     _add_common(p)
     p.set_defaults(func=cmd_ask)
 
@@ -29,9 +34,6 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("models", help="list the models on this machine and the recommended ones")
     p.add_argument("--download", metavar="NAME", help="download a catalogue model into the models dir")
     p.add_argument("--n-ctx", type=int, metavar="N", help="context size for the RAM figures (default: each model's)")
-    p.add_argument("--answer-style", choices=["auto", "quote", "free"],
-                   help="quote: the answer is a run of words from the best-matching source sentence; free: the "
-                   "model writes it; auto (default): quote with small models (RAG_ANSWER_STYLE)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_models)
 
@@ -127,15 +129,14 @@ def _emit(answer, as_json: bool) -> None:
 
 
 def cmd_ask(args) -> int:
-    from rag.chains import ChatChain, QAChain
+    from rag.chains.path import AnswerPath
 
     if not args.question and not args.questions:
         raise RagError("Give a QUESTION or --questions FILE.")
     settings, coll, generator = _open(args)
     try:
-        chain_cls = ChatChain if args.chat else QAChain
-        chain = chain_cls(coll, generator, k=settings.k, mode=settings.mode, max_tokens=settings.max_tokens,
-                          style=settings.answer_style)
+        path = AnswerPath(coll, generator, settings, sources=args.source or None)
+        chain = path.chat() if args.chat else path.qa()
         if not args.questions:
             _emit(chain.ask(args.question), args.json)
             return 0
@@ -161,12 +162,12 @@ def _lines(path: str) -> list[str]:
 
 
 def cmd_summarize(args) -> int:
-    from rag.chains import SummarizeChain
+    from rag.chains.path import AnswerPath
 
     settings, coll, generator = _open(args)
     try:
         documents = [(d.title or d.source, d.text) for d in (coll.document(s) for s in args.source)]
-        chain = SummarizeChain(coll, generator, k=settings.k, mode=settings.mode, max_tokens=settings.max_tokens)
+        chain = AnswerPath(coll, generator, settings).summary()
         answer = chain.summarize(args.query, documents=documents or None)
         _emit(answer, args.json)
         if not args.json:

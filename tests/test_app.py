@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 import threading
@@ -205,9 +206,11 @@ class FakeCollection:
     def __init__(self, hits):
         self.hits, self.queries = hits, []
 
-    def search(self, query, k=4, mode="hybrid"):
+    def search(self, query, k=4, mode="hybrid", sources=None):
+        """The scripted hits, those of `sources` only when given (as the store filters them)."""
         self.queries.append(query)
-        return self.hits[:k]
+        hits = [h for h in self.hits if sources is None or h.source in sources][:k]
+        return [dataclasses.replace(h, rank=i) for i, h in enumerate(hits, 1)]
 
 
 class ScriptedRuntime:

@@ -231,19 +231,20 @@ def test_the_k_fields_readme_and_limits_agree():
     assert "1 to 20" not in readme
 
 
-def test_a_wide_k_with_some_sources_ticked_stays_within_the_limit(tmp_path):
-    """The pool searched for the ticked documents never asks the collection for more than k's limit."""
-    from ui.generation import scoped_search
+def test_ticked_sources_are_filtered_by_the_collection_not_after_a_pool(tmp_path):
+    """The ticked documents go to the collection's search, which filters inside the store: no wider pool
+    is fetched and cut afterwards."""
+    from rag.chains.path import Scope
 
     asked = []
 
     class Coll:
-        def search(self, query, k, mode):
-            asked.append(k)
+        def search(self, query, k, mode, sources=None):
+            asked.append((k, sources))
             return [hit(source="a.html", text=f"t{i}") for i in range(k)]
 
-    assert len(scoped_search(Coll(), ["a.html"])("q", k=40, mode="hybrid")) == 40
-    assert asked == [100]
+    assert len(Scope(Coll(), ["a.html"]).search("q", k=40, mode="hybrid")) == 40
+    assert asked == [(40, ["a.html"])]
 
 
 def test_search_with_odd_k_says_so_and_keeps_the_hits(settings):
@@ -602,17 +603,17 @@ def test_chat_saves_the_conversation_and_reload_reopens_it(tmp_path):
 
 
 def test_only_ticked_documents_are_read(tmp_path):
-    from ui.generation import Generation, scoped_search
+    from rag.chains.path import Scope
     from ui.state import Session
 
     hits = [hit(rank=1, source="a", text="alpha"), hit(rank=2, source="b", text="beta"),
             hit(rank=3, source="a", text="alpha two"), hit(rank=4, source="c", text="gamma")]
     coll = FakeCollection(hits)
-    assert [h.source for h in scoped_search(coll, None)("q", k=4)] == ["a", "b", "a", "c"]
-    kept = scoped_search(coll, ["b", "c"])("q", k=4)
+    assert [h.source for h in Scope(coll, None).search("q", k=4)] == ["a", "b", "a", "c"]
+    kept = Scope(coll, ["b", "c"]).search("q", k=4)
     assert [(h.rank, h.source) for h in kept] == [(1, "b"), (2, "c")]
     with pytest.raises(RagError, match="No document is ticked"):
-        scoped_search(coll, [])
+        Scope(coll, [])
 
     gen = ScriptedGenerator("Beta [1]")
     generation, runtime = _generation(gen, hits, tmp_path)

@@ -10,6 +10,7 @@ import dataclasses
 
 import gradio as gr
 
+from rag.chains.path import AnswerPath, Scope
 from rag.errors import RagError
 from ui import formatting as fmt
 from ui.jobs import StoppableGenerator, Stopped
@@ -76,8 +77,6 @@ class Generation:
     @errors_in_status(CHAT_OUTPUTS, status=1)
     def chat(self, question: str, session: Session, request: gr.Request = None):
         """Condense a follow-up, retrieve, prompt and stream the answer, showing each step's output."""
-        from rag.chains import ChatChain
-
         job = self._job(request, "chat")
         question = check_query(question, "question")
         coll = self.runtime.existing_collection(session.collection)
@@ -92,8 +91,7 @@ class Generation:
         blank = ("", "", "", "")
         yield shown, self._loading_note(chat.backend), *blank, session
         generator = StoppableGenerator(self.runtime.generator(chat), job)
-        chain = ChatChain(scoped_search(coll, session.sources), generator, k=chat.k, mode=chat.mode, prompts=_prompts(chat),
-                          max_tokens=chat.max_tokens, style=chat.answer_style)
+        chain = AnswerPath(coll, generator, chat, sources=session.sources).chat()
         step = "Rewriting the follow-up as a standalone question, then retrieving…" if history else "Retrieving…"
         yield shown, step, *blank, session
         try:
@@ -147,8 +145,6 @@ class Generation:
     @errors_in_status(3, status=0)
     def summarize(self, query: str, sources: list[str], session: Session, request: gr.Request = None):
         """Summarise what a query retrieves, or the chosen documents; the summary streams."""
-        from rag.chains import SummarizeChain
-
         job = self._job(request, "summarize")
         coll = self.runtime.existing_collection(session.collection)
         query = (query or "").strip()
@@ -164,7 +160,7 @@ class Generation:
         skip = gr.skip()
         yield self._loading_note(chat.backend), skip, skip
         generator = StoppableGenerator(self.runtime.generator(chat), job)
-        chain = SummarizeChain(scoped_search(coll, session.sources), generator, k=chat.k, mode=chat.mode, max_tokens=chat.max_tokens)
+        chain = AnswerPath(coll, generator, chat, sources=session.sources).summary()
         documents = None
         if not query:
             documents = []
@@ -204,13 +200,11 @@ class Generation:
 
     def _compare(self, question: str, session: Session, request: gr.Request = None):
         """The same retrieved chunks answered by each backend in turn, with timings."""
-        from rag.chains import QAChain
-
         job = self._job(request, "compare")
         question = check_query(question, "question")
         coll = self.runtime.existing_collection(session.collection)
         chat = session.chat
-        hits = scoped_search(coll, session.sources)(question, k=chat.k, mode=chat.mode)
+        hits = Scope(coll, session.sources).search(question, k=chat.k, mode=chat.mode)
         context = f"Each backend answers from the same **{len(hits)}** retrieved chunks:\n\n" + fmt.sources_md(hits)
         cells = ["", ""] * len(self.backends)
         yield context, *cells
@@ -223,8 +217,7 @@ class Generation:
             text = ""
             try:
                 generator = StoppableGenerator(self.runtime.generator(chat, backend=backend), job)
-                chain = QAChain(lambda *_a, **_k: hits, generator, k=chat.k, mode=chat.mode,
-                                prompts=_prompts(chat), max_tokens=chat.max_tokens, style=chat.answer_style)
+                chain = AnswerPath(coll, generator, chat, sources=session.sources).qa()
                 answer = chain.ask(question)
                 for piece in answer:
                     text += piece
@@ -402,22 +395,6 @@ class Generation:
                 f"k={chat.k} · {chat.mode} · max {chat.max_tokens} new tokens · temperature {chat.temperature:g}")
 
 
-def scoped_search(coll, sources: list[str] | None):
-    """The collection's search, keeping only hits from the ticked documents (all when `sources` is None)."""
-    if sources is None:
-        return coll.search
-    chosen = set(sources)
-    if not chosen:
-        raise RagError("No document is ticked in Sources; tick at least one for Chat, Summarize and Compare to read.")
-
-    def search(query: str, k: int = 4, mode: str = "hybrid"):
-        # Retrieve the widest pool the k limit allows, then keep the ticked documents' best k, ranked again.
-        hits = [h for h in coll.search(query, k=MAX_K, mode=mode) if h.source in chosen][:k]
-        return [dataclasses.replace(h, rank=i) for i, h in enumerate(hits, 1)]
-
-    return search
-
-
 def _is_default_model(model: str) -> bool:
     """Whether `model` (a name or path from the settings) is the tiny default chat model."""
     from pathlib import Path
@@ -435,8 +412,3 @@ def settings_values(chat: ChatSettings) -> tuple:
             chat.answer_style, chat.template)
 
 
-
-def _prompts(chat: ChatSettings):
-    from rag.prompts import Prompts
-
-    return Prompts(qa=chat.template) if chat.template else None

@@ -1,0 +1,173 @@
+"""QA: retrieve for the question, stuff what fits into the prompt, stream the answer, then ground it."""
+
+from __future__ import annotations
+
+import re
+import time
+
+from rag import limits
+from rag import prompts as P
+from rag.chains.base import Answer, ChainResult, _Base, _embedder_of, _hit_dict, _sources
+from rag.errors import RagError
+from rag.evidence import Evidence, cited, find_support, key_sentence
+from rag.generators.base import Generator
+from rag.quote import quotes_by_default, span_grammar
+
+
+# Abstain without asking the model when the best retrieved chunk is less similar than this to the
+# question (cosine, MiniLM), or when the best source sentence scores less than KEY_RELEVANCE against it
+# (evidence.key_sentence). Calibrated together on the shared SQuAD subset, retrieval only
+# (benchmarks/bench_answers.py --calibrate): 75% abstention on unanswerable questions, 6.2% on answerable.
+# The sentence does most of the work: a chunk threshold of 0.40 gives 77% / 6.5%, but it refused a
+# short page's plain answer (chunk 0.394, sentence 0.50).
+RELEVANCE = 0.36
+KEY_RELEVANCE = 0.42
+# A question may take at most this share of the context; a longer one is cut, and the reader told.
+QUESTION_SHARE = 0.25
+
+
+class QAChain(_Base):
+    """Retrieve for the question, stuff what fits into the QA prompt, stream the answer; then find each
+    answer sentence's evidence in the sources, cite it, and abstain when the documents don't answer."""
+
+    relevance = RELEVANCE
+    key_relevance = KEY_RELEVANCE
+    stop = ("\n\n",)  # an answer is one short paragraph; what follows a blank line is commentary
+
+    def __init__(self, search, generator: Generator, *, style: str = "auto", **kwargs):
+        super().__init__(search, generator, **kwargs)
+        path = getattr(generator, "model_path", None)
+        size = path.stat().st_size if path is not None and path.is_file() else None
+        self.quotes = quotes_by_default(style, size, bool(getattr(generator, "supports_grammar", False)))
+
+    @property
+    def system(self) -> str:
+        return self.prompts.system
+
+    def ask(self, question: str) -> Answer:
+        return self._answer(question, question, time.perf_counter())
+
+    def _answer(self, question: str, standalone: str, started: float, query: str | None = None,
+                notes: list[str] | None = None) -> Answer:
+        standalone = standalone.strip()
+        if not standalone:
+            raise RagError("The question is empty; type a question.")
+        notes = list(notes or [])
+        standalone = self._fit_question(standalone, notes)
+        hits = self.search(query or standalone, k=self.k, mode=self.mode)
+        if not hits and self._is_empty():
+            raise RagError("This collection has no documents yet; ingest a URL or a file, then ask again.")
+        prompt, chosen = self._pack(self.prompts.qa, hits, question=standalone)
+        base = ChainResult(question=question, standalone_question=standalone, sources=_sources(chosen),
+                           retrieved=[_hit_dict(h) for h in hits], notes=notes)
+        key = key_sentence(standalone, [h.text for h in chosen], _embedder_of(self.source)) if chosen else None
+        if not self._relevant(hits, key):
+            return self._abstain(base, prompt, started)
+        pointed = self._point_out(prompt, standalone, chosen, key)
+        if self.quotes and key is not None:
+            base.style = "quote"
+            return self._stream(pointed, base, started, check=lambda result: self._cite_quote(result, key),
+                                grammar=span_grammar(key.text))
+        return self._stream(pointed, base, started, check=self._ground)
+
+    def _point_out(self, prompt: str, question: str, chosen: list, key: Evidence | None) -> str:
+        """The prompt with the source sentence that best matches the question marked in bold inside its
+        source (a small model answers from it more often), when that still fits the context."""
+        if key is None:
+            return prompt
+        blocks = []
+        for i, hit in enumerate(chosen, 1):
+            block = P.format_source(i, hit)
+            if i == key.n:
+                block = block.replace(key.text, f"**{key.text}**", 1)
+            blocks.append(block)
+        pointed = P.render(self.prompts.qa, context=P.join_sources(blocks), question=question)
+        fits = self.prompt_tokens(pointed) + self.max_tokens <= self.generator.context_size
+        return pointed if fits else prompt
+
+    def _fit_question(self, question: str, notes: list[str]) -> str:
+        """The question, cut at a word boundary when it is longer than the question limit or takes more
+        than its share of the context."""
+        limit = int(self.generator.context_size * QUESTION_SHARE)
+        if len(question) <= limits.MAX_QUESTION_CHARS and self._text_tokens(question) <= limit:
+            return question
+        low, high = 0, min(len(question), limits.MAX_QUESTION_CHARS)
+        while low < high:  # the longest prefix that fits
+            mid = (low + high + 1) // 2
+            low, high = (mid, high) if self._text_tokens(question[:mid]) <= limit else (low, mid - 1)
+        cut = question[:low].rsplit(" ", 1)[0] if " " in question[:low] else question[:low]
+        notes.append(f"The question was cut to its first {len(cut):,} of {len(question):,} characters to fit "
+                     f"the model's {self.generator.context_size}-token context.")
+        return cut.strip()
+
+    def _is_empty(self) -> bool:
+        documents = getattr(self.source, "documents", None)
+        return callable(documents) and not documents()
+
+    def _relevant(self, hits: list, key: Evidence | None) -> bool:
+        """Whether retrieval found something close enough to the question to answer from: the best
+        chunk by cosine, and the best sentence by cosine and shared words (where the question has words)."""
+        if not hits:
+            return False
+        scores = [h.dense_score for h in hits if getattr(h, "dense_score", None) is not None]
+        if scores and max(scores) < self.relevance:
+            return False
+        # The sentence threshold was calibrated on scores with the embedding; word overlap alone is not it.
+        calibrated = key is not None and _embedder_of(self.source) is not None
+        return not calibrated or key.score >= self.key_relevance
+
+    def _cite_quote(self, result: ChainResult, key: Evidence) -> None:
+        """A quoted answer cites the sentence it was taken from, which is its evidence."""
+        quoted = result.answer.strip()
+        result.answer = f"{quoted} [{key.n}]"
+        result.evidence = [{**key.to_dict(), "sentence": 0}]
+        result.notes.append(f"Quoted from source [{key.n}]: with a small model the answer is the words it chose "
+                            "from the source sentence that best matches the question (answer style: quote).")
+
+    def _abstain(self, base: ChainResult, prompt: str, started: float) -> Answer:
+        base.prompt, base.prompt_tokens = self.generator.format_prompt(self.messages(prompt)), 0
+        base.abstained = True
+        base.notes.append("Nothing retrieved is close enough to the question to answer it; the model was not asked.")
+
+        def finish(text: str) -> ChainResult:
+            base.answer = text
+            base.timings = {"total_s": time.perf_counter() - started}
+            return base
+
+        return Answer(iter([P.NO_ANSWER]), finish, prepared=base)
+
+    def _ground(self, result: ChainResult) -> None:
+        """Evidence for each answer sentence; the citation added when the model gave none; abstention
+        when nothing supports the answer."""
+        result.answer = result.answer.replace("**", "").strip()  # the bold that marked the key sentence, copied
+        if _says_no_answer(result.answer):
+            result.abstained = True
+            return
+        texts = [s.get("text", "") for s in result.sources]
+        support = find_support(result.answer, texts, _embedder_of(self.source))
+        result.evidence = [e.to_dict() for e in support.evidence]
+        result.unsupported = [support.sentences[i] for i in support.unsupported]
+        if not support.supported:
+            result.abstained = True
+            result.notes.append(f"The model answered \"{result.answer}\", but no source sentence supports it.")
+            result.answer = P.NO_ANSWER
+            return
+        numbers = cited(result.answer)
+        wrong = [n for n in numbers if not 1 <= n <= len(texts)]
+        if wrong:  # a citation of a source that was not given is removed, and the reader told
+            result.answer = re.sub(r"\s*\[(" + "|".join(map(str, wrong)) + r")\]", "", result.answer).strip()
+            result.notes.append(f"The citation {', '.join(f'[{n}]' for n in wrong)} named no source given to "
+                                "the model and was removed.")
+        valid = [n for n in numbers if 1 <= n <= len(texts)]
+        if not valid:
+            n = support.sources()[0]
+            result.answer = f"{result.answer.rstrip()} [{n}]"
+            result.citations_added.append(n)
+            result.notes.append(f"The citation [{n}] was added: the answer's evidence is in source {n}.")
+
+
+def _says_no_answer(answer: str) -> bool:
+    text = answer.lower()
+    return any(p in text for p in ("documents don't", "documents do not", "don't know", "do not know",
+                                   "sources do not", "sources don't"))
+
