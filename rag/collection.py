@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -22,6 +22,7 @@ from rag.store.locate import collection_exists, collection_names, open_store
 Progress = Callable[[str, int, int, "str | None"], None]
 # Chunks gathered before an embedding pass: big enough for full batches, small enough to write often.
 EMBED_GROUP = 512
+NO_SOURCES = "No document is ticked in Sources; tick at least one for Chat, Summarize and Compare to read."
 
 
 @dataclass
@@ -215,12 +216,16 @@ class Collection:
 
     # -- reading and deleting ------------------------------------------------------------------------
 
-    def search(self, query: str, k: int | None = None, mode: str | None = None, query_vector=None) -> list[SearchHit]:
+    def search(self, query: str, k: int | None = None, mode: str | None = None, query_vector=None,
+               sources: Sequence[str] | None = None) -> list[SearchHit]:
         """The `k` best chunks for `query` by dense, bm25 or hybrid search (k and mode default to the settings).
 
-        `query_vector` may be given when many queries are embedded in one batch. A k or query over the
-        limits in `rag.limits` is refused.
+        `query_vector` may be given when many queries are embedded in one batch. With `sources`, only
+        chunks of those documents are searched (None: every document; unknown ones match nothing). A k or
+        query over the limits in `rag.limits`, or an empty list of sources, is refused.
         """
+        if sources is not None and not len(sources):
+            raise RagError(NO_SOURCES)
         k = self.settings.k if k is None else k
         limits.SETTINGS["k"].check(k, "k")
         limits.check_text("query", query)
@@ -230,7 +235,7 @@ class Collection:
             raise RagError("The query holds bytes that are not valid UTF-8 text; retype it or check the "
                            "terminal's encoding.") from None
         retriever = Retriever(self.store, self.embedder)
-        return retriever.search(query, k, mode or self.settings.mode, query_vector)
+        return retriever.search(query, k, mode or self.settings.mode, query_vector, sources)
 
     def documents(self) -> list[DocumentInfo]:
         return self.store.documents()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from typing import Sequence
 
 import numpy as np
 
@@ -91,21 +92,23 @@ class Retriever:
         self.store = store
         self.embedder = embedder
 
-    def search(self, query: str, k: int = 4, mode: str = "hybrid", query_vector=None) -> list[SearchHit]:
-        """The `k` best chunks for `query`; `query_vector` may be given when queries are embedded in bulk."""
+    def search(self, query: str, k: int = 4, mode: str = "hybrid", query_vector=None,
+               sources: Sequence[str] | None = None) -> list[SearchHit]:
+        """The `k` best chunks for `query`; `query_vector` may be given when queries are embedded in bulk.
+        With `sources`, the `k` best among those documents' chunks (None: every document)."""
         check_mode(mode)
         if k < 1:
             raise RagError(f"k must be at least 1; got {k}.")
         if not query.strip():
             raise RagError("The query is empty; type what you are looking for.")
         if mode == "bm25":
-            ranked = self.store.bm25(query, k)
+            ranked = self.store.bm25(query, k, sources=sources)
             return self._hits(ranked, None, dict(ranked))
         depth = max(CANDIDATES, k) if mode == "hybrid" else k
-        lexical = _pool().submit(self.store.bm25, query, depth) if mode == "hybrid" else None
+        lexical = _pool().submit(self.store.bm25, query, depth, sources=sources) if mode == "hybrid" else None
         try:
             vector = self.embedder.embed_query(query) if query_vector is None else query_vector
-            dense_ranked = self.store.dense(vector, depth)
+            dense_ranked = self.store.dense(vector, depth, sources=sources)
         finally:
             keyword_ranked = lexical.result() if lexical is not None else []
         dense, keyword = dict(dense_ranked), dict(keyword_ranked)

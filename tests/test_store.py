@@ -133,6 +133,48 @@ def test_document_text_and_pages_are_kept(coll):
         coll.document("mem://none")
 
 
+# -- searching the ticked documents only ----------------------------------------------------------
+
+# 160 chunks that match the query strongly, and a one-chunk document that matches it weakly (a word of
+# it, and less meaning): collection-wide, the small one is outside the top 100 in every mode.
+LOUD = Document("mem://loud", "\n\n".join(f"Cats purr by the warm fire, note {i}." for i in range(160)), "Cats")
+QUIET = Document("mem://quiet", "Dogs bark at the fire engine.", "Dogs")
+TICK_QUERY = "cats purr by the fire"
+
+
+def test_search_reads_the_ticked_documents_even_outside_the_collection_wide_top_100(coll):
+    coll.add_documents([LOUD, QUIET, FAISS_DOC], chunk_size=40)
+    assert coll.store.chunk_count("mem://loud") == 160
+    for mode in ("dense", "bm25", "hybrid"):
+        assert "mem://quiet" not in {h.source for h in coll.search(TICK_QUERY, k=100, mode=mode)}, mode
+        hits = coll.search(TICK_QUERY, k=4, mode=mode, sources=["mem://quiet", "mem://not-stored"])
+        assert [(h.source, h.rank) for h in hits] == [("mem://quiet", 1)], mode
+        assert (hits[0].dense_score is None) == (mode == "bm25") and hits[0].bm25_score > 0
+        two = coll.search(TICK_QUERY, k=100, mode=mode, sources=["mem://quiet", "mem://faiss"])
+        assert {h.source for h in two} in ({"mem://quiet"}, {"mem://quiet", "mem://faiss"}), mode
+        loud = coll.search(TICK_QUERY, k=7, mode=mode, sources=["mem://loud"])
+        assert len(loud) == 7 and {h.source for h in loud} == {"mem://loud"}, mode
+        assert coll.search(TICK_QUERY, k=4, mode=mode, sources=["mem://not-stored"]) == []
+    vector = coll.embedder.embed_query(TICK_QUERY)
+    among, everywhere = coll.store.dense(vector, 5, sources=["mem://loud"]), coll.store.dense(vector, 5)
+    assert [i for i, _ in among] == [i for i, _ in everywhere]  # the loud document's best are the best overall
+    assert [s for _, s in among] == pytest.approx([s for _, s in everywhere], abs=1e-5)
+
+
+def test_ticked_sources_are_matched_exactly_whatever_characters_they_hold(coll):
+    """A source is a value, never part of a query's syntax: quotes, backslashes and newlines in it match
+    only itself, and a source built to widen a filter matches nothing."""
+    odd = Document("mem://say \"hi\" \\ it's\nnext\r\t🙂", "The marmot whistles from its burrow.", "Odd")
+    coll.add_documents([odd, CATS, FAISS_DOC])
+    hostile = ['" or source != "', "mem://cats' or source != '", 'x"] or source != "', "mem://cats\\", "\udcff"]
+    for mode in ("dense", "bm25", "hybrid"):
+        hits = coll.search("marmot whistles, cats purr", k=5, mode=mode, sources=[odd.source])
+        assert [h.source for h in hits] == [odd.source], mode
+        assert coll.search("marmot whistles, cats purr", k=5, mode=mode, sources=hostile) == [], mode
+    with pytest.raises(RagError, match=r"^No document is ticked in Sources; tick at least one"):
+        coll.search("cats", sources=[])
+
+
 CHILD = textwrap.dedent(
     """
     import sys, time
@@ -371,6 +413,38 @@ def test_large_collections_use_a_graph_that_skips_removed_chunks_and_reloads(set
     assert reopened.delete("mem://n43")
     assert reopened.store._vectors._tombstones == set()  # rebuilt at the save, without them
     assert reopened.store.integrity_problems() == []
+
+
+def test_a_graph_searches_only_the_ticked_documents(settings, monkeypatch):
+    """HNSW (threshold lowered): a few ticked chunks are scored exactly from the graph's own vectors, a
+    ticked share larger than EXACT_UP_TO walks the graph with the filter, and a tombstone is skipped
+    even when a choice of ids (read before its removal, say) names it."""
+    from rag.store import vector_index
+
+    monkeypatch.setattr(vector_index, "EXACT_UP_TO", 40)
+    coll = Collection.open(settings)
+    coll.add_documents([LOUD, QUIET, FAISS_DOC], chunk_size=40)
+    store = coll.store
+    assert vector_index.is_graph(store._vectors._index)
+    vector = coll.embedder.embed_query(TICK_QUERY)
+    few = store.dense(vector, 4, sources=["mem://quiet", "mem://faiss"])
+    assert dict(few) == pytest.approx(store.dense_scores(vector, [i for i, _ in few]))
+    assert {store.chunks([i])[i].source for i, _ in few} == {"mem://quiet", "mem://faiss"}
+    for mode in ("dense", "hybrid"):
+        assert [h.source for h in coll.search(TICK_QUERY, k=4, mode=mode, sources=["mem://quiet"])] == ["mem://quiet"]
+    ids, vectors = store.vectors()
+    loud = np.sort([i for i, row in store.chunks(ids.tolist()).items() if row.source == "mem://loud"])
+    exact = loud[np.argsort(-(vectors[np.isin(ids, loud)] @ vector))[:5]]
+    walked = store.dense(vector, 5, sources=["mem://loud"])
+    assert len(loud) > vector_index.EXACT_UP_TO and len(set(i for i, _ in walked) & set(exact.tolist())) >= 4
+    quiet = [i for i, _ in store.dense(vector, 4, sources=["mem://quiet"])]
+    monkeypatch.setattr(vector_index, "SAVE_SHARE", 0.5)  # one removal stays a tombstone
+    assert coll.delete("mem://quiet") and store._vectors._tombstones == set(quiet)
+    assert store.dense(vector, 4, sources=["mem://quiet"]) == []
+    faiss_ids = [i for i, _ in few if i not in quiet]
+    assert [i for i, _ in store._vectors.search(vector, 4, only=np.array(quiet + faiss_ids))] == faiss_ids
+    walked_again = store._vectors.search(vector, 5, only=np.array(quiet + loud.tolist()))
+    assert len(walked_again) == 5 and not set(quiet) & {i for i, _ in walked_again}
 
 
 # -- the keyword index ------------------------------------------------------------------------------

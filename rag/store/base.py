@@ -100,16 +100,19 @@ class ChunkStore(ABC):
         """The rows of the given chunk ids (missing ones left out), fetched together."""
 
     @abstractmethod
-    def dense(self, query_vector: np.ndarray, k: int) -> list[tuple[int, float]]:
-        """(chunk id, cosine similarity) of the `k` nearest chunks, best first."""
+    def dense(self, query_vector: np.ndarray, k: int, *,
+              sources: Sequence[str] | None = None) -> list[tuple[int, float]]:
+        """(chunk id, cosine similarity) of the `k` nearest chunks, best first; with `sources`, the `k`
+        nearest among the chunks of those documents only (unknown sources match nothing)."""
 
     @abstractmethod
     def dense_scores(self, query_vector: np.ndarray, ids: Sequence[int]) -> dict[int, float]:
         """Cosine similarity of the query to the given chunks (for candidates the other retriever found)."""
 
     @abstractmethod
-    def bm25(self, query: str, k: int) -> list[tuple[int, float]]:
-        """(chunk id, BM25 score, higher is better) of the `k` best keyword matches, best first."""
+    def bm25(self, query: str, k: int, *, sources: Sequence[str] | None = None) -> list[tuple[int, float]]:
+        """(chunk id, BM25 score, higher is better) of the `k` best keyword matches, best first; with
+        `sources`, the `k` best among the chunks of those documents only (unknown sources match nothing)."""
 
     @abstractmethod
     def bm25_for(self, query: str, ids: Sequence[int]) -> dict[int, float]:

@@ -220,31 +220,39 @@ class KeywordIndex:
         return [(tantivy.Occur.Should, tantivy.Query.term_query(self._schema, "text", t, index_option="freq"))
                 for t in tokens]
 
-    def top(self, text: str, k: int) -> list[tuple[int, float]]:
-        """(chunk id, BM25) of the `k` best chunks matching any word of `text`, best first."""
-        import tantivy
-
+    def top(self, text: str, k: int, only: Sequence[int] | None = None) -> list[tuple[int, float]]:
+        """(chunk id, BM25) of the `k` best chunks matching any word of `text`, best first; with `only`,
+        the `k` best of those chunk ids."""
         searcher = self._searcher()
-        terms = self._terms(text) if searcher is not None else []
-        if not terms:
+        query = self._query(text, only) if searcher is not None else None
+        if query is None:
             return []
-        found = searcher.search(tantivy.Query.boolean_query(terms), k, count=False)  # count=True would visit every match
+        found = searcher.search(query, k, count=False)  # count=True would visit every match
         return [(searcher.doc(address)["id"][0], score) for score, address in found.hits]
 
     def scores(self, text: str, ids: Sequence[int]) -> dict[int, float]:
         """BM25 of the given chunks (those matching no word of `text` left out)."""
-        import tantivy
-
         searcher = self._searcher()
-        terms = self._terms(text) if searcher is not None and len(ids) else []
-        if not terms:
+        query = self._query(text, ids) if searcher is not None else None
+        if query is None:
             return {}
-        only = tantivy.Query.const_score_query(
-            tantivy.Query.term_set_query(self._schema, "id", [int(i) for i in ids]), 0.0)
-        query = tantivy.Query.boolean_query([(tantivy.Occur.Must, only),
-                                             (tantivy.Occur.Must, tantivy.Query.boolean_query(terms))])
         found = searcher.search(query, len(ids), count=False)
         return {searcher.doc(address)["id"][0]: score for score, address in found.hits}
+
+    def _query(self, text: str, only: Sequence[int] | None):
+        """Any word of `text`, among the chunk ids `only` when given (None when nothing can match). The id
+        clause scores 0, so the BM25 scores are those of the words alone."""
+        import tantivy
+
+        terms = self._terms(text) if only is None or len(only) else []
+        if not terms:
+            return None
+        words = tantivy.Query.boolean_query(terms)
+        if only is None:
+            return words
+        among = tantivy.Query.const_score_query(
+            tantivy.Query.term_set_query(self._schema, "id", [int(i) for i in only]), 0.0)
+        return tantivy.Query.boolean_query([(tantivy.Occur.Must, among), (tantivy.Occur.Must, words)])
 
     def ids(self) -> list[int]:
         """Every chunk id the index holds (for the integrity check; reads every document)."""

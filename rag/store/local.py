@@ -253,16 +253,29 @@ class LocalStore(ChunkStore):
         )
         return {r[0]: StoredChunk(*r) for r in rows}
 
-    def dense(self, query_vector: np.ndarray, k: int) -> list[tuple[int, float]]:
-        return self._fresh_vectors().search(query_vector, k)
+    def _chunk_ids(self, sources: Sequence[str]) -> np.ndarray:
+        """The chunk ids of the given documents (unknown ones have none), in one query."""
+        rows = self._reader().execute(
+            "SELECT c.id FROM chunks c JOIN documents d ON d.id = c.doc_id "
+            "WHERE d.source IN (SELECT value FROM json_each(?))", (json.dumps(list(sources)),))
+        return np.fromiter((r[0] for r in rows), dtype=np.int64)
+
+    def dense(self, query_vector: np.ndarray, k: int, *,
+              sources: Sequence[str] | None = None) -> list[tuple[int, float]]:
+        vectors = self._fresh_vectors()
+        if sources is None:
+            return vectors.search(query_vector, k)
+        return vectors.search(query_vector, k, only=self._chunk_ids(sources))
 
     def dense_scores(self, query_vector: np.ndarray, ids: Sequence[int]) -> dict[int, float]:
         if not len(ids):
             return {}
         return self._fresh_vectors().scores(query_vector, ids)
 
-    def bm25(self, query: str, k: int) -> list[tuple[int, float]]:
-        return self._keywords.top(query, k)
+    def bm25(self, query: str, k: int, *, sources: Sequence[str] | None = None) -> list[tuple[int, float]]:
+        # The keyword index holds chunk ids and text only (no source field: adding one would change its
+        # format), so the documents' chunk ids from SQLite restrict it.
+        return self._keywords.top(query, k, only=None if sources is None else self._chunk_ids(sources).tolist())
 
     def bm25_for(self, query: str, ids: Sequence[int]) -> dict[int, float]:
         return self._keywords.scores(query, ids)

@@ -51,6 +51,33 @@ def _bytes(text: str) -> int:
     return len(text.encode("utf-8", "surrogatepass"))
 
 
+# The escapes a Milvus string literal accepts on a server and in lite alike; other characters stand as
+# they are. (Expression templates would need no escaping, but lite does not parse them.)
+_LITERAL = str.maketrans({"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"})
+
+
+def string_literal(text: str) -> str:
+    """`text` as a double-quoted Milvus string literal: no quote or backslash in it can end the string."""
+    return '"' + text.translate(_LITERAL) + '"'
+
+
+def _among(sources: Sequence[str] | None) -> dict | None:
+    """The search arguments that keep chunks of `sources` only: none for every document, None when no
+    stored document can match (a source that is not UTF-8 text, a lone surrogate, cannot be stored)."""
+    if sources is None:
+        return {}
+    stored = [s for s in sources if _encodes(s)]
+    return {"filter": f"source in [{', '.join(map(string_literal, stored))}]"} if stored else None
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
 def collection_names(connection: Connection) -> list[str]:
     """The collections on the server (those with a docs collection, which is created last)."""
     names = connection.retry(connection.client.list_collections)
@@ -310,21 +337,27 @@ class MilvusStore(ChunkStore):
         return {r["id"]: StoredChunk(r["id"], r["source"], r["title"], r["text"], r["start"], r["end"],
                                      None if r["page"] < 0 else r["page"]) for r in self._current(rows)}
 
-    def _ranked(self, data, field: str, metric: str, k: int) -> list[tuple[int, float]]:
-        """The k best current chunks by `field`, in Milvus's order; asks for more while replaced ones crowd them out."""
+    def _ranked(self, data, field: str, metric: str, k: int,
+                sources: Sequence[str] | None = None) -> list[tuple[int, float]]:
+        """The k best current chunks by `field` (of `sources` only, when given), in Milvus's order; asks for
+        more while replaced ones crowd them out."""
+        among = _among(sources)
+        if among is None:
+            return []
         limit = min(k + SLACK, MAX_TOPK)
         while True:
             hits = self._call(lambda: self.client.search(
                 self._names["chunks"], data=[data], anns_field=field, limit=limit, output_fields=["source", "version"],
-                search_params={"metric_type": metric}))[0]
+                search_params={"metric_type": metric}, **among))[0]
             rows = [{"id": h["id"], "score": h["distance"], **h["entity"]} for h in hits]
             kept = self._current(rows)
             if len(kept) >= k or len(rows) < limit or limit == MAX_TOPK:
                 return [(r["id"], r["score"]) for r in kept[:k]]
             limit = min(limit * 4, MAX_TOPK)
 
-    def dense(self, query_vector: np.ndarray, k: int) -> list[tuple[int, float]]:
-        return self._ranked(np.asarray(query_vector, dtype=np.float32).tolist(), "vector", "COSINE", k)
+    def dense(self, query_vector: np.ndarray, k: int, *,
+              sources: Sequence[str] | None = None) -> list[tuple[int, float]]:
+        return self._ranked(np.asarray(query_vector, dtype=np.float32).tolist(), "vector", "COSINE", k, sources)
 
     def dense_scores(self, query_vector: np.ndarray, ids: Sequence[int]) -> dict[int, float]:
         ids = [int(i) for i in ids]
@@ -340,8 +373,8 @@ class MilvusStore(ChunkStore):
 
     # Lite reports BM25 negated (smaller is better), a server as is: the order Milvus returns is kept, and
     # the score shown is the magnitude, which is the BM25 score either way.
-    def bm25(self, query: str, k: int) -> list[tuple[int, float]]:
-        return [(i, abs(s)) for i, s in self._ranked(query, "sparse", "BM25", k)]
+    def bm25(self, query: str, k: int, *, sources: Sequence[str] | None = None) -> list[tuple[int, float]]:
+        return [(i, abs(s)) for i, s in self._ranked(query, "sparse", "BM25", k, sources)]
 
     def bm25_for(self, query: str, ids: Sequence[int]) -> dict[int, float]:
         ids = [int(i) for i in ids]

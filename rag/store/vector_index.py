@@ -114,6 +114,7 @@ class VectorCache:
         self._index = None
         self._tombstones: set[int] = set()  # removed ids a graph index still holds
         self._skip = None  # FAISS search parameters that skip the tombstones
+        self._alive = None  # (a selector of the ids that are not tombstones, the batch it negates)
         self._generation = -1
 
     # -- keeping up with the database ------------------------------------------------------------
@@ -140,7 +141,7 @@ class VectorCache:
 
     def _swap(self, index, tombstones: set[int], generation: int) -> None:
         self._index, self._tombstones, self._generation = index, tombstones, generation
-        self._skip = None
+        self._skip = self._alive = None
 
     def _changes_since(self, db: sqlite3.Connection, since: int, every_id: bool = False) -> _Changes | None:
         """What generations after `since` removed and added, read in one snapshot; None when the log
@@ -165,7 +166,7 @@ class VectorCache:
         ingest's batch at once would hold searches for a fraction of a second."""
         with self.lock:
             _remove(self._index, self._tombstones, changes.removed)
-            self._skip = None
+            self._skip = self._alive = None
         for start in range(0, len(changes.ids), ADD_BATCH):
             with self.lock:
                 self._index.add_with_ids(changes.vectors[start:start + ADD_BATCH], changes.ids[start:start + ADD_BATCH])
@@ -292,7 +293,8 @@ class VectorCache:
 
     # -- searching -------------------------------------------------------------------------------
 
-    def search(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
+    def search(self, vector: np.ndarray, k: int, only: np.ndarray | None = None) -> list[tuple[int, float]]:
+        """(id, inner product) of the `k` nearest vectors, best first; with `only`, the `k` nearest of those ids."""
         import faiss
 
         # One query is too little work to share: with OpenMP's threads on a busy 2-core machine a
@@ -301,13 +303,61 @@ class VectorCache:
         faiss.omp_set_num_threads(1)
         query = np.asarray(vector, np.float32).reshape(1, -1)
         with self.lock:
-            if self._index.ntotal <= len(self._tombstones):
+            if self._index.ntotal <= len(self._tombstones) or (only is not None and not len(only)):
                 return []
-            if is_graph(self._index):
+            if only is not None:
+                scores, ids = self._search_among(query, k, np.asarray(only, dtype=np.int64))
+            elif is_graph(self._index):
                 scores, ids = self._index.search(query, k, params=self._graph_params(k))
             else:
                 scores, ids = self._index.search(query, min(k, self._index.ntotal))
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+
+    def _search_among(self, query: np.ndarray, k: int, only: np.ndarray):
+        """FAISS's (scores, ids) of the `k` nearest among the ids `only` (the caller holds `lock`).
+
+        The exact index compares the query with their vectors alone. A graph search meets only a few
+        hundred nodes, of which a small document may own none, so up to EXACT_UP_TO chosen ids (what
+        would be searched exactly anyway) are scored exactly from the graph's own vector table; a
+        larger choice walks the graph with the filter."""
+        import faiss
+
+        chosen = faiss.IDSelectorBatch(only)
+        alive = self._alive_selector()
+        both = chosen if alive is None else faiss.IDSelectorAnd(chosen, alive)
+        k = min(k, len(only))
+        if not is_graph(self._index):
+            params = faiss.SearchParameters()
+            params.sel = both
+            return self._index.search(query, k, params=params)
+        if len(only) > EXACT_UP_TO:
+            # A walk admits only the chosen nodes to its results, so its candidate list is widened by the
+            # inverse of their share: as many chosen ones pass through it as an unfiltered search sees.
+            params = faiss.SearchParametersHNSW()
+            params.efSearch = int(max(EF_SEARCH, k) * max(1.0, self._index.ntotal / len(only)))
+            params.sel = both
+            return self._index.search(query, k, params=params)
+        # The graph's vector table is addressed by position; the id map turns positions into ids.
+        # (Each selector is held in a variable: FAISS holds raw pointers to them while it searches.)
+        translated = faiss.IDSelectorTranslated(self._index.id_map, both)
+        params = faiss.SearchParameters()
+        params.sel = translated
+        storage = faiss.downcast_index(faiss.downcast_index(self._index.index).storage)
+        scores, positions = storage.search(query, k, params=params)
+        id_map = self._index.id_map
+        return scores, np.array([[id_map.at(int(p)) if p >= 0 else -1 for p in positions[0]]], dtype=np.int64)
+
+    def _alive_selector(self):
+        """A selector of the ids that are not tombstones (None when there are none), kept until they change.
+        FAISS selectors hold raw pointers, so the negated batch is kept alive beside it."""
+        import faiss
+
+        if not self._tombstones:
+            return None
+        if self._alive is None:
+            batch = faiss.IDSelectorBatch(np.fromiter(self._tombstones, np.int64, len(self._tombstones)))
+            self._alive = (faiss.IDSelectorNot(batch), batch)
+        return self._alive[0]
 
     def _graph_params(self, k: int):
         """HNSW's search parameters: a candidate list of at least k, skipping tombstones (cached per set)."""
@@ -316,10 +366,9 @@ class VectorCache:
         if self._skip is None or self._skip.efSearch < k:
             params = faiss.SearchParametersHNSW()
             params.efSearch = max(EF_SEARCH, k)
-            if self._tombstones:
-                batch = faiss.IDSelectorBatch(np.fromiter(self._tombstones, np.int64, len(self._tombstones)))
-                params.sel = faiss.IDSelectorNot(batch)
-                params._keep = batch  # the selectors hold raw pointers: keep them alive with the parameters
+            alive = self._alive_selector()
+            if alive is not None:
+                params.sel = alive
             self._skip = params
         return self._skip
 
