@@ -679,3 +679,15 @@ def test_too_many_uploads_at_once_are_refused_in_one_sentence(tmp_path):
     files = [str(tmp_path / f"note{i}.txt") for i in range(limits.MAX_UPLOADS + 1)]
     status, *rest = Library(runtime).ingest("", files, 500, 0, Session())
     assert f"over the limit of {limits.MAX_UPLOADS}" in status and status.count(".") <= 2
+
+
+def test_the_first_answer_says_the_model_is_loading_and_about_how_long(settings):
+    """Found by a newcomer: 15 to 30 s of silence while the model loaded on the first answer."""
+    from ui.generation import Generation
+    from ui.runtime import Runtime
+    from ui.state import ChatSettings
+
+    runtime = Runtime(settings)
+    note = Generation(runtime)._loading_note(ChatSettings())
+    assert note.startswith("Loading the **llamacpp** model (first answer only, about ") and note.endswith(" s)…")
+    assert runtime.load_seconds(ChatSettings(), "openai") is None

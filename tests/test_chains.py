@@ -170,7 +170,7 @@ def test_chat_condenses_follow_ups_and_retrieves_with_the_standalone_question():
 def test_chat_drops_oldest_turns_when_history_is_too_long():
     gen = ScriptedGenerator(["What is the follow up?", "answer"], n_ctx=300, max_tokens=20)
     history = [(words(30, f"q{i}_"), words(30, f"a{i}_")) for i in range(6)]
-    result = ChatChain(RecordingSearch([]), gen).ask("follow up?", history).run()
+    result = ChatChain(RecordingSearch([]), gen).ask("Why is that?", history).run()
     assert result.abstained and len(gen.prompts) == 1  # nothing found: the model is not asked to answer
     condense = gen.prompts[0]
     assert "q5_0" in condense and "q0_0" not in condense
@@ -224,7 +224,7 @@ def test_map_reduce_is_bounded_and_stopping_ends_it():
 def test_summarize_reads_the_central_passages_of_a_long_document_once():
     gen = ScriptedGenerator(lambda p: "themes", n_ctx=300, max_tokens=20)
     text = "\n\n".join(f"Topic {i}\n\n" + words(60, f"t{i}_") for i in range(12))
-    result = SummarizeChain(RecordingSearch([]), gen).summarize(documents=[("long.txt", text)]).run()
+    result = SummarizeChain(RecordingSearch([]), gen).summarize(documents=[("long.txt", text)], strategy="central").run()
     assert result.strategy == "central" and len(gen.prompts) == 1
     assert gen.count_tokens(gen.prompts[0]) + 20 <= 300
     assert "Read the" in result.notes[0] and "most central" in result.notes[0]
@@ -245,7 +245,7 @@ def test_a_central_summary_leaves_the_whole_reply_its_room_when_passages_count_m
 
     gen = Joined(lambda p: "themes", n_ctx=500, max_tokens=20)  # its stream refuses a prompt without room
     text = "\n\n".join(f"Topic {i}\n\n" + words(60, f"t{i}_") for i in range(12))
-    result = SummarizeChain(RecordingSearch([]), gen).summarize(documents=[("long.txt", text)]).run()
+    result = SummarizeChain(RecordingSearch([]), gen).summarize(documents=[("long.txt", text)], strategy="central").run()
     assert result.strategy == "central" and "most central" in result.notes[0]
     assert gen.count_tokens(gen.prompts[0]) + 20 <= 500
 
@@ -319,7 +319,13 @@ def test_summarize_whole_document_and_errors_are_one_line(indexed, capsys):
 
     assert main(["summarize", "--source", "mem://cats", "--json", *indexed]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["strategy"] == "stuff" and "A cat sleeps most of the day." in out["prompt"]
+    # a tiny model: the document's one part is its most central sentence, quoted, and no model call is made
+    assert out["strategy"] == "parts" and out["style"] == "quote" and out["prompt"] == ""
+    [part] = out["parts"]
+    assert part["heading"] == "Cats" and part["kind"] == "quote" and part["n"] == 1
+    assert part["text"] in ("Cats purr when they are content.", "A cat sleeps most of the day.")
+    assert out["answer"] == f"**Cats** — “{part['text']}” (quoted from the document)"
+    assert out["completion_tokens"] == 0 and out["timings"]["model_calls"] == 0
     assert main(["summarize", "--source", "mem://dogs", *indexed]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1

@@ -15,7 +15,7 @@ from ui.runtime import Runtime
 from ui.state import Session, Turn
 from ui.status import errors_in_status
 
-_TURN_FIELDS = ("question", "standalone", "answer", "sources", "stopped", "evidence", "abstained")
+_TURN_FIELDS = ("question", "standalone", "answer", "sources", "stopped", "evidence", "abstained", "style", "notes")
 
 
 def _turns(stored: list[dict]) -> list[Turn]:

@@ -86,10 +86,10 @@ class Generation:
             yield skip, "Stopped before the question was read; the conversation is as it was.", *[skip] * 5
             return
         # A stopped answer is cut short: its question stays in the history, its partial text does not.
-        history = [(t.question, "" if t.stopped else t.answer) for t in session.turns]
+        history = [(t.question, "" if t.stopped else t.answer, t.standalone) for t in session.turns]
         shown = fmt.chat_messages(session.turns) + [{"role": "user", "content": fmt.escape_markdown(question)}]
         blank = ("", "", "", "")
-        yield shown, self._loading_note(chat.backend), *blank, session
+        yield shown, self._loading_note(chat), *blank, session
         generator = StoppableGenerator(self.runtime.generator(chat), job)
         chain = AnswerPath(coll, generator, chat, sources=session.sources).chat()
         step = "Rewriting the follow-up as a standalone question, then retrieving…" if history else "Retrieving…"
@@ -112,7 +112,8 @@ class Generation:
                 reply = {"role": "assistant", "content": fmt.answer_md(text, ready.sources, len(session.turns))}
                 yield shown + [reply], f"Answering with **{chat.backend}**…", *steps, session
         except Stopped:
-            session.turns.append(Turn(question, ready.standalone_question, text.strip(), ready.sources, stopped=True))
+            session.turns.append(Turn(question, ready.standalone_question, text.strip(), ready.sources, stopped=True,
+                                      style=ready.style, notes=list(ready.notes)))
             self._save(session, request)
             kept = (f"Stopped after **{pieces}** tokens; the partial answer and its sources are kept" if pieces else
                     "Stopped before the first token; the question and its sources are kept")
@@ -122,7 +123,8 @@ class Generation:
         result = answer.result
         session.turns.append(Turn(question, result.standalone_question, result.answer, result.sources,
                                   evidence=list(getattr(result, "evidence", None) or []),
-                                  abstained=bool(getattr(result, "abstained", False))))
+                                  abstained=bool(getattr(result, "abstained", False)),
+                                  style=result.style, notes=list(result.notes)))
         self._save(session, request)
         yield (fmt.chat_messages(session.turns), fmt.done_note(chat.backend, result), fmt.standalone_md(result),
                result.prompt, fmt.token_usage_md(result.prompt_tokens, generator.context_size,
@@ -135,10 +137,14 @@ class Generation:
         session.conversation_id = self.runtime.conversations.save(
             user_name(request), session.collection, turns, session.conversation_id)
 
-    def _loading_note(self, backend: str) -> str:
+    def _loading_note(self, chat: ChatSettings, backend: str | None = None) -> str:
+        """What the reader waits for before the first token: the model loading, the first time, and how long."""
+        backend = backend or chat.backend
         if self.runtime.is_loaded(backend):
             return f"Preparing **{backend}**…"
-        return f"Loading the **{backend}** model (first use; this takes a few seconds)…"
+        seconds = self.runtime.load_seconds(chat, backend)
+        about = f", about {seconds} s" if seconds else ""
+        return f"Loading the **{backend}** model (first answer only{about})…"
 
     # -- summarize ---------------------------------------------------------------------------------
 
@@ -158,43 +164,40 @@ class Generation:
             query = check_query(query)
         chat = session.chat
         skip = gr.skip()
-        yield self._loading_note(chat.backend), skip, skip
+        yield self._loading_note(chat), skip, skip
         generator = StoppableGenerator(self.runtime.generator(chat), job)
         chain = AnswerPath(coll, generator, chat, sources=session.sources).summary()
-        documents = None
-        if not query:
-            documents = []
-            for source in sources:
-                doc = coll.document(source)
-                documents.append((doc.title or doc.source, doc.text))
-        yield "Reading the sources (of a long one, its most central passages)…", "", ""
+        documents = None if query else [coll.document(source) for source in sources]
+        yield ("Reading the sources (of a long one, its most central passages)…" if query else
+               "Reading the documents, part by part…"), "", ""
         try:
             answer = chain.summarize(query or None, documents=documents)
         except Stopped:
             yield "Stopped while reading the sources; no summary was written.", skip, skip
             return
-        ready = answer.prepared  # which chunks went in and the strategy, shown before the summary
+        ready = answer.prepared  # which chunks went in, the strategy and the parts, shown before the summary
         inputs = fmt.sources_md(ready.sources)
         strategy = (ready.strategy or "").replace("_", "-")
-        status = f"Strategy **{strategy}** · summarising with **{chat.backend}**…"
+        doing = (f"quoting the most central sentence of each of its **{len(ready.outline)}** parts"
+                 if ready.style == "quote" and ready.strategy == "parts" else f"summarising with **{chat.backend}**")
+        status = f"Strategy **{strategy}** · {doing}…"
         yield status, inputs, ""
-        text, pieces = "", 0
+        text, pieces, stream = "", 0, iter(answer)
         try:
-            for piece in answer:
+            for piece in stream:
+                job.check()  # a quoted part calls no model, whose stream would see the Stop
                 text += piece
                 pieces += 1
-                yield status, inputs, fmt.escape_markdown(text)
+                yield status, inputs, fmt.summary_md(ready, text)
         except Stopped:
-            yield (f"Stopped after **{pieces}** tokens; the partial summary below is kept." if pieces else
-                   "Stopped before the first token; nothing was summarised.", inputs, fmt.escape_markdown(text))
+            stream.close()  # seen here first: the model's work ends now, and what was written is kept
+            done = (f"**{len(ready.parts)}** of {len(ready.outline)} parts" if ready.parts else f"**{pieces}** tokens")
+            yield (f"Stopped after {done}; the partial summary below is kept." if pieces else
+                   "Stopped before the first token; nothing was summarised.", inputs, fmt.summary_md(ready, text))
             return
         result = answer.result
-        info = (
-            f"Strategy **{strategy}** · **{len(result.sources)}** inputs · "
-            + fmt.token_usage_md(result.prompt_tokens, generator.context_size, result.completion_tokens)
-            + " · " + fmt.result_timings_md(result)
-        )
-        yield info, fmt.sources_md(result.sources), fmt.escape_markdown(result.answer)
+        yield (fmt.summary_info_md(result, generator.context_size), fmt.sources_md(result.sources),
+               fmt.summary_md(result))
 
     # -- compare -----------------------------------------------------------------------------------
 
@@ -212,7 +215,7 @@ class Generation:
             if job.stopped:
                 cells[2 * i + 1] = "Stopped before this backend answered."
                 continue
-            cells[2 * i + 1] = self._loading_note(backend)
+            cells[2 * i + 1] = self._loading_note(chat, backend)
             yield context, *cells
             text = ""
             try:
@@ -225,8 +228,7 @@ class Generation:
                     yield context, *cells
                 result = answer.result
                 cells[2 * i] = fmt.escape_markdown(result.answer)
-                cells[2 * i + 1] = fmt.result_timings_md(result) + " · " + fmt.token_usage_md(
-                    result.prompt_tokens, generator.context_size, result.completion_tokens)
+                cells[2 * i + 1] = fmt.compare_note(result, generator.context_size)
             except Stopped:
                 cells[2 * i + 1] = "Stopped; the partial answer above is kept."
             except RagError as exc:  # one backend failing must not hide the other's answer

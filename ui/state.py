@@ -35,6 +35,8 @@ class Turn:
     stopped: bool = False  # Stop was pressed: `answer` is what had been written by then
     evidence: list[dict] = field(default_factory=list)  # sentences of the sources the answer rests on
     abstained: bool = False  # the model said the sources hold no answer
+    style: str = "free"  # "quote": the answer is sentences of the sources, quoted, not the model's words
+    notes: list[str] = field(default_factory=list)  # what the chain did: a quote, a citation added, a cut
 
 
 @dataclass

@@ -6,9 +6,9 @@ One module a role: `base` (results, packing, streaming), `qa`, `chat`, `followup
 from rag.chains.base import Answer, ChainResult
 from rag.chains.chat import ChatChain
 from rag.chains.followups import leans_on_history, rewrite_problem
-from rag.chains.outline import OUTLINE_LEAD, headings
+from rag.chains.outline import headings
 from rag.chains.qa import KEY_RELEVANCE, RELEVANCE, QAChain
 from rag.chains.summary import SummarizeChain
 
 __all__ = ["Answer", "ChainResult", "ChatChain", "QAChain", "SummarizeChain", "KEY_RELEVANCE", "RELEVANCE",
-           "OUTLINE_LEAD", "headings", "leans_on_history", "rewrite_problem"]
+           "headings", "leans_on_history", "rewrite_problem"]

@@ -42,6 +42,8 @@ class ChainResult:
     stopped: bool = False                                 # the reader stopped the stream; the answer is partial
     notes: list[str] = field(default_factory=list)        # sentences for the reader: cuts, fallbacks, additions
     outline: list[str] = field(default_factory=list)      # a summarised document's own headings
+    parts: list[dict] = field(default_factory=list)       # a whole-document summary's lines: {heading, text,
+    # kind "quote" (the part's words) | "model" (the model's), n (document), start, end (offsets in it), cut}
     style: str = "free"                                   # "quote": the answer is a run of a source sentence
 
     def to_dict(self) -> dict:
@@ -127,6 +129,10 @@ class _Base:
         self.prompts = (prompts or P.Prompts()).check()
         self.max_tokens = max_tokens or generator.defaults.max_tokens
 
+    def reply_end(self, text: str) -> int | None:
+        """Where the reply written so far ends, when it has gone past its end (None: it goes on)."""
+        return None
+
     def messages(self, prompt: str) -> list[dict]:
         return _messages(prompt, self.system)
 
@@ -165,12 +171,16 @@ class _Base:
                                           "the repetition is kept.")
                         return
                     yield piece
+                    if self.reply_end("".join(written)) is not None:
+                        return
             finally:
                 stream.close()
 
         def finish(text: str) -> ChainResult:
             stats = gen.last_stats
             text = guard.kept("".join(written)) if guard.cut is not None else text
+            end = self.reply_end(text)
+            text = text[:end] if end is not None else text
             base.answer, base.completion_tokens = text.strip(), stats.completion_tokens
             base.timings = {"ttft_s": stats.ttft_s, "prompt_tps": stats.prompt_tps, "gen_tps": stats.gen_tps,
                             "generate_s": time.perf_counter() - t0, "total_s": time.perf_counter() - started}

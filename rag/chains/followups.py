@@ -31,10 +31,12 @@ def leans_on_history(question: str) -> bool:
     return _refers_back(question) or len(content_words(question)) <= 2
 
 
-def rewrite_problem(question: str, rewrite: str, previous: str | None = None) -> str | None:
+def rewrite_problem(question: str, rewrite: str, previous: str | None = None,
+                    last_turn: str | None = None) -> str | None:
     """Why a follow-up's rewrite can't stand in for it, or None when it can: it must be a question, keep
     the user's key terms, not be the previous question (`previous`) over again, and, for a follow-up
-    that leans on the conversation, bring something from it."""
+    that leans on the conversation, bring something from it: from the last turn (`last_turn`, its
+    question and answer), where given, not from an older one."""
     words = rewrite.split()
     if not words:
         return "it is empty"
@@ -48,8 +50,12 @@ def rewrite_problem(question: str, rewrite: str, previous: str | None = None) ->
         return f"it drops {', '.join(repr(w) for w in lost[:3])}"
     if previous is not None and _normal(rewrite) == _normal(previous) != _normal(question):
         return "it is the previous question over again"
-    if _elliptical(question) and kept <= {stem(w) for w in content_words(question)}:
+    own = {stem(w) for w in content_words(question)}
+    if _elliptical(question) and kept <= own:
         return "it adds nothing from the conversation"
+    recent = {stem(w) for w in content_words(last_turn or "")}
+    if last_turn is not None and needs_subject(question) and not (kept - own) & recent:
+        return "it takes its subject from an earlier turn, not the last one"
     return None
 
 
@@ -65,4 +71,43 @@ def _elliptical(question: str) -> bool:
 def _normal(text: str) -> str:
     return " ".join(w.lower() for w in re.findall(r"\w+", text))
 
+
+
+
+# Words that ask for more about the subject already on the table, and name no subject of their own.
+_ASKING_MORE = frozenset(
+    "tell explain elaborate example examples detail details detailed mean means meant else again further work "
+    "works happen happens matter important instance say said give".split()
+)
+_ABOUT_SUBJECT = re.compile(r"\(about (.+)\)$")
+
+
+def own_subject(question: str) -> list[str]:
+    """The follow-up's own content words, less those that only ask for more ("explain", "example")."""
+    return [w for w in content_words(question) if w not in _ASKING_MORE]
+
+
+def needs_subject(question: str) -> bool:
+    """Whether a follow-up takes its subject from the conversation: it points back ("that", "one") or
+    names none of its own ("Why?", "Tell me more."). "What about memory?" names its own: memory."""
+    return _refers_back(question) or not own_subject(question)
+
+
+def subject_of(standalone: str) -> str:
+    """What a (standalone) question is about: its words after the question frame, or the subject a built
+    follow-up carried ("Why? (about X)" is about X)."""
+    carried = _ABOUT_SUBJECT.search(standalone.strip())
+    if carried:
+        return carried.group(1)
+    words = standalone.strip().rstrip("?.! ").split()
+    frame = _QUESTION_WORDS | {"the", "a", "an", "of", "to", "in", "for", "on", "about", "and", "main", "some"}
+    while words and words[0].lower().strip("\"',") in frame:
+        words.pop(0)
+    return " ".join(words)
+
+
+def with_subject(question: str, previous: str) -> str:
+    """The follow-up made standalone by hand: its own words, and the previous question's subject."""
+    subject = subject_of(previous)
+    return f"{question.strip()} (about {subject})" if subject else question.strip()
 

@@ -12,12 +12,10 @@ from typing import Sequence
 from rag.chains.chat import ChatChain
 from rag.chains.qa import QAChain
 from rag.chains.summary import SummarizeChain
+from rag.collection import NO_SOURCES
 from rag.errors import RagError
 from rag.generators.base import Generator
 from rag.prompts import Prompts
-
-NO_SOURCES = "No document is ticked in Sources; tick at least one for Chat, Summarize and Compare to read."
-
 
 class Scope:
     """A collection, limited to some of its documents (`sources`; None: all of them): what a chain searches.
@@ -73,4 +71,4 @@ class AnswerPath:
         return ChatChain(self.scope, self.generator, style=self.style, **self._common())
 
     def summary(self) -> SummarizeChain:
-        return SummarizeChain(self.scope, self.generator, **self._common())
+        return SummarizeChain(self.scope, self.generator, style=self.style, **self._common())

@@ -8,10 +8,11 @@ import time
 from rag import limits
 from rag import prompts as P
 from rag.chains.base import Answer, ChainResult, _Base, _embedder_of, _hit_dict, _sources
+from rag.chains.candidates import candidates
 from rag.errors import RagError
-from rag.evidence import Evidence, cited, find_support, key_sentence
+from rag.evidence import Evidence, cited, find_support, key_sentence, key_sentences
 from rag.generators.base import Generator
-from rag.quote import quotes_by_default, span_grammar
+from rag.quote import CANDIDATES, Quotable, quotes_with
 
 
 # Abstain without asking the model when the best retrieved chunk is less similar than this to the
@@ -32,13 +33,14 @@ class QAChain(_Base):
 
     relevance = RELEVANCE
     key_relevance = KEY_RELEVANCE
-    stop = ("\n\n",)  # an answer is one short paragraph; what follows a blank line is commentary
+
+    def reply_end(self, text: str) -> int | None:
+        """An answer ends at a blank line, unless a list goes on there: what follows is commentary."""
+        return answer_end(text)
 
     def __init__(self, search, generator: Generator, *, style: str = "auto", **kwargs):
         super().__init__(search, generator, **kwargs)
-        path = getattr(generator, "model_path", None)
-        size = path.stat().st_size if path is not None and path.is_file() else None
-        self.quotes = quotes_by_default(style, size, bool(getattr(generator, "supports_grammar", False)))
+        self.quotes = quotes_with(generator, style)
 
     @property
     def system(self) -> str:
@@ -48,7 +50,9 @@ class QAChain(_Base):
         return self._answer(question, question, time.perf_counter())
 
     def _answer(self, question: str, standalone: str, started: float, query: str | None = None,
-                notes: list[str] | None = None) -> Answer:
+                notes: list[str] | None = None, avoid: list[str] | None = None) -> Answer:
+        """Answer `standalone` (shown as `question`), searching `query` if given; `avoid` holds earlier
+        answers of the conversation, whose quoted sentences are not chosen again."""
         standalone = standalone.strip()
         if not standalone:
             raise RagError("The question is empty; type a question.")
@@ -60,14 +64,18 @@ class QAChain(_Base):
         prompt, chosen = self._pack(self.prompts.qa, hits, question=standalone)
         base = ChainResult(question=question, standalone_question=standalone, sources=_sources(chosen),
                            retrieved=[_hit_dict(h) for h in hits], notes=notes)
-        key = key_sentence(standalone, [h.text for h in chosen], _embedder_of(self.source)) if chosen else None
+        key = key_sentence(standalone, candidates([h.text for h in chosen], avoid or []),
+                           _embedder_of(self.source)) if chosen else None
         if not self._relevant(hits, key):
             return self._abstain(base, prompt, started)
         pointed = self._point_out(prompt, standalone, chosen, key)
         if self.quotes and key is not None:
             base.style = "quote"
-            return self._stream(pointed, base, started, check=lambda result: self._cite_quote(result, key),
-                                grammar=span_grammar(key.text))
+            choices = key_sentences(standalone, candidates([h.text for h in chosen], avoid or []),
+                                    _embedder_of(self.source), CANDIDATES)
+            quotable = Quotable([e.text for e in choices])
+            return self._stream(pointed, base, started, grammar=quotable.grammar(),
+                                check=lambda result: self._cite_quote(result, choices, quotable))
         return self._stream(pointed, base, started, check=self._ground)
 
     def _point_out(self, prompt: str, question: str, chosen: list, key: Evidence | None) -> str:
@@ -116,13 +124,20 @@ class QAChain(_Base):
         calibrated = key is not None and _embedder_of(self.source) is not None
         return not calibrated or key.score >= self.key_relevance
 
-    def _cite_quote(self, result: ChainResult, key: Evidence) -> None:
-        """A quoted answer cites the sentence it was taken from, which is its evidence."""
-        quoted = result.answer.strip()
-        result.answer = f"{quoted} [{key.n}]"
-        result.evidence = [{**key.to_dict(), "sentence": 0}]
-        result.notes.append(f"Quoted from source [{key.n}]: with a small model the answer is the words it chose "
-                            "from the source sentence that best matches the question (answer style: quote).")
+    def _cite_quote(self, result: ChainResult, choices: list[Evidence], quotable: Quotable) -> None:
+        """A quoted answer is the run of whole clauses the model chose, in quotation marks, citing the
+        sentence it was taken from, which is its evidence."""
+        run = quotable.match(result.answer)
+        if run is None:  # the grammar allows nothing else, so only a cut or a changed reply lands here
+            run = quotable.whole(0)
+            result.notes.append("The model's reply was no run of the sources' clauses; the best-matching "
+                                "sentence is quoted whole.")
+        source = choices[run.sentence]
+        result.answer = f"{run.quoted()} [{source.n}]"
+        result.evidence = [{**source.to_dict(), "sentence": 0}]
+        result.notes.append(f"Quoted from source [{source.n}]: with a small model the answer is the sentence or "
+                            "the clauses it chose among the source sentences that best match the question "
+                            "(answer style: quote).")
 
     def _abstain(self, base: ChainResult, prompt: str, started: float) -> Answer:
         base.prompt, base.prompt_tokens = self.generator.format_prompt(self.messages(prompt)), 0
@@ -171,3 +186,21 @@ def _says_no_answer(answer: str) -> bool:
     return any(p in text for p in ("documents don't", "documents do not", "don't know", "do not know",
                                    "sources do not", "sources don't"))
 
+
+_LIST_ITEM = re.compile(r"\s*(?:[-*•]|\d{1,2}[.)]|[a-z][.)])\s")
+
+
+def answer_end(text: str) -> int | None:
+    """The offset of the first blank line that ends the answer: one not inside a list (the paragraph
+    before it introduces a list, with a colon, or is a list item, and the text after it is one); None
+    while the text after a blank line is too short to tell, or there is none."""
+    for match in re.finditer(r"\n[ \t]*\n\s*", text):
+        after = text[match.end():]
+        if len(after.strip()) < 3:
+            return None
+        before = text[:match.start()].rstrip()
+        last_line = before.rsplit("\n", 1)[-1]
+        in_list = before.endswith(":") or _LIST_ITEM.match(last_line) is not None
+        if not (in_list and _LIST_ITEM.match(after)):
+            return match.start()
+    return None
