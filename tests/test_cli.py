@@ -132,3 +132,17 @@ def test_errors_are_one_line_without_traceback(tmp_path, args, message):
 def test_usage_errors_exit_2():
     assert rag("search", "--mode", "fuzzy", "q").returncode == 2
     assert rag().returncode == 2
+
+
+def test_ask_takes_the_answer_style_and_the_documents_to_read(tmp_path, corpus):
+    """Found by a newcomer: `rag ask --answer-style free` was refused (the flag sat on `models`). Ask with the
+    real default model, reading only the ticked document, as the notebook's Sources panel does."""
+    pytest.importorskip("llama_cpp")
+    index = tmp_path / "index"
+    rag("ingest", str(corpus / "tea.txt"), str(corpus / "sub" / "rust.md"), index=index, check=0)
+    proc = rag("ask", "What does the borrow checker prevent?", "--answer-style", "free", "--max-tokens", "24",
+               "--source", str(corpus / "sub" / "rust.md"), "--json", index=index, check=0)
+    result = json.loads(proc.stdout)
+    assert result["style"] == "free"
+    assert {s["source"] for s in result["sources"]} == {str(corpus / "sub" / "rust.md")}
+    assert "--answer-style" not in rag("models", "--help", check=0).stdout
