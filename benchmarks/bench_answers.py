@@ -4,11 +4,18 @@
     python benchmarks/bench_answers.py --limit 100      # every n-th answerable question, for quick checks
     python benchmarks/bench_answers.py --no-recipe      # ours only
     RAG_THREADS=1 python benchmarks/bench_answers.py    # both systems read prompts on one thread (a busy machine)
+    python benchmarks/bench_answers.py --via app        # ours asked in the notebook: the real app.py, its own API
+    python benchmarks/bench_answers.py --via both       # the CLI path and the notebook in one run, and how they agree
 
 Data: ../shared/data/qa/squad-train-subset (45 Wikipedia articles, 477 SQuAD train questions with gold
 answers). The articles of a fixed, seeded draw are left out of the corpus until 60 of their questions are
 set aside: those are the unanswerable questions, where the right reply is that the documents don't say.
 Everything else is ingested with the project's defaults and answered greedily with the default model.
+
+`--via cli` (the default) asks rag's answer path in this process. `--via app` starts `app.py` over the same
+index and asks each question in a fresh session of the notebook through gradio's client, with the settings
+panel's Apply setting the same temperature, tokens, k, mode and answer style; the answer and sources are read
+back from the Chat (benchmarks/app_client.py). `--via both` does both and adds how far the two agree.
 
 Figures (after SQuAD's normalisation: lower case, no punctuation, no articles):
   context recall     a gold answer appears in the sources given to the model
@@ -188,6 +195,67 @@ def run_ours(questions: list[dict], left_out: list[str], index_dir: Path, rows_o
     return rows
 
 
+def run_app(questions: list[dict], left_out: list[str], index_dir: Path, workdir: Path,
+            rows_out: Path | None) -> list[dict]:
+    """Each question asked in the notebook: the real app over the same index, a fresh session a question."""
+    from app_client import Notebook
+
+    settings, _ = open_corpus(left_out, index_dir)
+    rows = []
+    with Notebook(settings, workdir) as app:
+        client = app.client()
+        for i, q in enumerate(questions, 1):
+            t = time.perf_counter()
+            turn = app.ask(client, q["question"])
+            rows.append({"id": q["id"], "question": q["question"], "answers": q["answers"], "answer": turn["answer"],
+                         "sources": turn["sources"],
+                         "abstained": turn["abstained"] or bool(_ABSTAIN.search(turn["answer"])),
+                         "cited": [int(n) for n in _CITE.findall(turn["answer"])], "status": turn["status"],
+                         "error": turn["error"], "seconds": time.perf_counter() - t})
+            if i % 10 == 0:
+                print(f"app: {i}/{len(questions)}", file=sys.stderr)
+    _write(rows, rows_out)
+    return rows
+
+
+def agreement(cli: list[dict], app: list[dict]) -> dict:
+    """How far the notebook's answers agree with the CLI's, question by question."""
+    pairs = list(zip(cli, app))
+    if any(a["id"] != b["id"] for a, b in pairs) or len(cli) != len(app):
+        raise ValueError("The CLI's and the app's rows are not the same questions in the same order.")
+    ours, theirs = score(cli), score(app)
+    return {
+        "start_alike": _mean(starts_alike(a["answer"], b["answer"]) for a, b in pairs),
+        "same_abstention": _mean(a["abstained"] == b["abstained"] for a, b in pairs),
+        "accuracy_difference": theirs["answer_accuracy"] - ours["answer_accuracy"],
+        "abstain_unanswerable_difference": theirs["abstain_unanswerable"] - ours["abstain_unanswerable"],
+        "abstain_answerable_difference": theirs["abstain_answerable"] - ours["abstain_answerable"],
+    }
+
+
+def starts_alike(a: str, b: str, words: int = 5) -> bool:
+    """Whether two answers open with the same words, after SQuAD's normalisation."""
+    return normalize(a).split()[:words] == normalize(b).split()[:words]
+
+
+# The issue's targets: at the same settings the notebook and the CLI give the same answers.
+AGREEMENT_TARGETS = {"start_alike": ("≥ 0.90", lambda v: v >= 0.90),
+                     "same_abstention": ("", None),
+                     "accuracy_difference": ("within 0.04", lambda v: abs(v) <= 0.04),
+                     "abstain_unanswerable_difference": ("within 0.1", lambda v: abs(v) <= 0.1),
+                     "abstain_answerable_difference": ("within 0.1", lambda v: abs(v) <= 0.1)}
+
+
+def agreement_table(figures: dict) -> str:
+    lines = ["| app against cli | value | target |", "| --- | ---: | --- |"]
+    for key, (target, met) in AGREEMENT_TARGETS.items():
+        value = figures[key]
+        shown = f"{value:+.3f}" if key.endswith("difference") else f"{value:.3f}"
+        verdict = "" if met is None else (" (met)" if met(value) else " (**missed**)")
+        lines.append(f"| {key.replace('_', ' ')} | {shown} | {target}{verdict} |")
+    return "\n".join(lines)
+
+
 def run_reference(questions: list[dict], left_out: list[str], rows_out: Path | None) -> list[dict]:
     from recipe_runner import run_recipe
 
@@ -235,14 +303,14 @@ def _write(rows: list[dict], path: Path | None) -> None:
 
 def table(results: dict[str, dict]) -> str:
     names = list(results)
-    lines = ["| measure | " + " | ".join(names) + (" | ours / recipe |" if len(names) == 2 else " |"),
-             "| --- | " + " | ".join("---:" for _ in names) + (" | ---: |" if len(names) == 2 else " |")]
+    lines = ["| measure | " + " | ".join(names) + (" | ours / recipe |" if names == ["recipe", "ours"] else " |"),
+             "| --- | " + " | ".join("---:" for _ in names) + (" | ---: |" if names == ["recipe", "ours"] else " |")]
     for key in ("context_recall", "answer_accuracy", "f1", "citation_accuracy", "citing", "abstain_unanswerable",
                 "abstain_answerable", "median_words", "seconds_per_answer", "errors", "questions"):
         values = [results[n][key] for n in names]
         cells = [f"{v:.3f}" if isinstance(v, float) else str(v) for v in values]
         ratio = ""
-        if len(names) == 2:
+        if names == ["recipe", "ours"]:
             ref, ours = results["recipe"][key], results["ours"][key]
             ratio = f" | {ours / ref:.2f}×" if isinstance(ref, (int, float)) and ref and ref == ref else " | "
         lines.append(f"| {key.replace('_', ' ')} | " + " | ".join(cells) + ratio + " |")
@@ -258,6 +326,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calibrate", action="store_true",
                         help="retrieval only, every question: abstention rates per relevance threshold")
     parser.add_argument("--rows", type=Path, help="write each system's answers as <ROWS>-<system>.jsonl")
+    parser.add_argument("--via", choices=("cli", "app", "both"), default="cli",
+                        help="ask rag's answer path here (cli), the notebook through its API (app), or both")
     args = parser.parse_args(argv)
     if not (DATA / "questions.jsonl").exists():
         print(f"skipped: {DATA.resolve()} is absent (the shared data sits beside the checkout)")
@@ -278,9 +348,19 @@ def main(argv: list[str] | None = None) -> int:
     rows_path = (lambda name: args.rows.with_name(f"{args.rows.name}-{name}.jsonl")) if args.rows else (lambda _: None)
     if not args.no_recipe:
         out["recipe"] = score(run_reference(asked, left_out, rows_path("recipe")))
+    rows = {}
+    cli = "ours" if args.via == "cli" else "cli"  # the CLI's column keeps its name when it is the only one
     with tempfile.TemporaryDirectory() as tmp:
-        out["ours"] = score(run_ours(asked, left_out, args.index or Path(tmp), rows_path("ours")))
+        index = args.index or Path(tmp) / "index"
+        if args.via in ("cli", "both"):
+            rows[cli] = run_ours(asked, left_out, index, rows_path(cli))
+        if args.via in ("app", "both"):
+            rows["app"] = run_app(asked, left_out, index, Path(tmp) / "app", rows_path("app"))
+    out.update({name: score(r) for name, r in rows.items()})
     print(table(out))
+    if args.via == "both":
+        print()
+        print(agreement_table(agreement(rows["cli"], rows["app"])))
     return 0
 
 
