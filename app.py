@@ -90,6 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "its key comes from RAG_OPENAI_API_KEY or RAG_OPENAI_API_KEY_FILE")
     parser.add_argument("--max-tokens", type=int, help=f"default answer length in tokens, "
                         f"{_range('max_tokens')} (RAG_MAX_TOKENS)")
+    parser.add_argument("--temperature", type=float, help="default sampling temperature; 0 answers the same "
+                        "every time (RAG_TEMPERATURE, default 0.2)")
+    parser.add_argument("-k", type=int, help=f"default chunks to retrieve, {_range('k')} (RAG_K)")
+    parser.add_argument("--mode", choices=["dense", "bm25", "hybrid"], help="default retrieval mode (RAG_MODE)")
+    parser.add_argument("--answer-style", choices=["auto", "quote", "free"],
+                        help="default answer style (RAG_ANSWER_STYLE): quote with small models under auto")
     parser.add_argument(
         "--share", action="store_true", default=env_flag(os.environ, "RAG_SHARE"),
         help="also serve through a temporary public share link (RAG_SHARE=1)",
@@ -127,7 +133,8 @@ def configure(argv: list[str] | None = None, environ: dict | None = None) -> tup
     limits.PORT.check(launch.port)
     limits.UPLOAD_MB.check(launch.max_upload_mb)
     overrides = dict(index_dir=args.index_dir, store=args.store, collection=args.collection, backend=args.backend,
-                     model=args.model, max_tokens=args.max_tokens, base_url=args.base_url)
+                     model=args.model, max_tokens=args.max_tokens, base_url=args.base_url,
+                     temperature=args.temperature, k=args.k, mode=args.mode, answer_style=args.answer_style)
     settings = load_settings(environ, **overrides)
     # Guests must not be able to make this machine fetch addresses on its own network.
     if launch.exposed and not args.allow_private_urls:

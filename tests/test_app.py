@@ -308,3 +308,14 @@ def test_bad_questions_are_one_sentence_in_the_status_and_the_rest_stays():
         assert message in status
         # Every other output is told to stay as it is (gr.skip()), so nothing on screen is wiped.
         assert all(v == {"__type__": "update"} for i, v in enumerate(last) if i != 1)
+
+
+def test_the_notebooks_answer_settings_can_be_set_at_start_as_the_clis_can(tmp_path):
+    """The notebook measured against the CLI needs the same temperature, k, mode and style from the start."""
+    settings, _ = app.configure(["--temperature", "0", "-k", "6", "--mode", "dense", "--answer-style", "free"],
+                                environ={})
+    assert (settings.temperature, settings.k, settings.mode, settings.answer_style) == (0.0, 6, "dense", "free")
+    settings, _ = app.configure([], environ={"RAG_TEMPERATURE": "0.5", "RAG_K": "3", "RAG_MODE": "bm25"})
+    assert (settings.temperature, settings.k, settings.mode) == (0.5, 3, "bm25")
+    with pytest.raises(RagError, match="outside the allowed range"):
+        app.configure(["-k", "999"], environ={})
