@@ -1,23 +1,26 @@
-"""Whole-document summaries: time against raw llama-cpp-python reading the text once, and faithfulness.
+"""Whole-document summaries: which of an article's main sections they state, and their time against a raw read.
 
-    python benchmarks/bench_summary.py
+    python benchmarks/bench_summary.py [--answer-style auto|quote|free]
 
-For each real article in ../shared/data/articles (two long blog posts), in one run:
+For each real article in ../shared/data/articles (two long blog posts), ingested with the project's loader:
   raw       llama-cpp-python alone, same GGUF and settings: evaluate the article's whole text once (in
             context-sized windows) and then write 256 tokens: the least a model that reads everything pays
-  ours      SummarizeChain over the whole document with the project's defaults (greedy), start to end
-            (chunking, choosing the passages, the model)
-Faithfulness: the article's own section headings (its <h2> elements, read from the HTML, independent of
-the chain) and which of them the summary names (a heading counts when one of its content words, lightly
-stemmed, is in the summary), for the model's own text and for the whole summary, which ends with the
-headings the chain found in the extracted text (its outline).
+  summary   the notebook's whole-document summary (the one answer path, `AnswerPath.summary()`, with the
+            settings' answer style, greedy), start to end: finding the parts, choosing sentences, the model
+Coverage, judged from the HTML and not from the chain: the article's top-level sections (the highest heading
+level inside its post body; these pages use <h1> there and <h2> for subsections, which are counted too) and
+each one's text. A section is covered when a line of the summary states its content: the line's sentences
+find their support (rag.evidence.find_support: embedding and shared words) in that section's text, a quoted
+sentence being its own support. A heading merely named does not count.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,21 +28,51 @@ sys.path.insert(0, str(ROOT))
 
 ARTICLES = ROOT / ".." / "shared" / "data" / "articles"
 REPLY_TOKENS = 256
+SKIP = {"citation", "references"}  # the pages' own back matter, not sections of the argument
 
 
-def sections(html_path: Path) -> list[str]:
+LEAD = "(before the first heading)"
+
+
+def sections(html_path: Path) -> dict[str, list[tuple[str, str]]]:
+    """{"top": [(heading, text)], "sub": [(heading, text)]}: the post body's sections at its highest heading
+    level and at the next, each with the text under it up to the next heading of the same or a higher level;
+    the text before the first heading comes first, as LEAD."""
     from lxml import html
 
-    tree = html.fromstring(html_path.read_bytes())
-    heads = [" ".join(h.text_content().split()) for h in tree.xpath("//article//h2 | //div[@class='post-content']//h2")]
-    return [h for h in dict.fromkeys(heads) if h and h.lower() not in {"citation", "references"}]
+    body = html.fromstring(html_path.read_bytes()).xpath("//div[@class='post-content']")[0]
+    for anchor in body.xpath(".//a[@class='anchor']"):  # the "#" link each heading carries
+        anchor.drop_tree()
+    levels = sorted({int(el.tag[1]) for el in body if el.tag in ("h1", "h2", "h3", "h4")})
+    out = {}
+    for name, level in zip(("top", "sub"), levels):
+        current = [LEAD, []]
+        found = [current]
+        for el in body:
+            text = " ".join(el.text_content().split())
+            if el.tag in ("h1", "h2", "h3", "h4") and int(el.tag[1]) <= level:
+                current = None if int(el.tag[1]) < level or text.lower() in SKIP else [text, []]
+                if current:
+                    found.append(current)
+            elif current is not None and text:
+                current[1].append(text)
+        out[name] = [(head, "\n".join(texts)) for head, texts in found if texts or head != LEAD]
+    return out
 
 
-def named(summary: str, heading: str) -> bool:
-    from rag.text import content_words, stem
+def covered(parts: list[dict], found: list[tuple[str, str]], embed) -> dict[str, str]:
+    """{section heading: the heading of the summary line that states its content}, for the sections covered:
+    a line covers the section where most of its supported sentences find their support."""
+    from rag.evidence import find_support
 
-    said = {stem(w) for w in content_words(summary)}
-    return any(stem(w) in said for w in content_words(heading))
+    texts = [text for _, text in found]
+    out: dict[str, str] = {}
+    for part in parts:
+        support = find_support(part["text"], texts, embed)
+        if support.evidence and len(support.evidence) * 2 >= len(support.sentences):
+            n, _ = Counter(e.n for e in support.evidence).most_common(1)[0]
+            out.setdefault(found[n - 1][0], part["heading"])
+    return out
 
 
 def raw_read_and_write(model_path: Path, text: str, n_ctx: int, threads: int) -> float:
@@ -63,47 +96,55 @@ def raw_read_and_write(model_path: Path, text: str, n_ctx: int, threads: int) ->
     return seconds
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--answer-style", choices=["auto", "quote", "free"], default=None,
+                        help="the summary's answer style (default: the settings', auto)")
+    args = parser.parse_args(argv)
     if not ARTICLES.exists():
         print(f"skipped: {ARTICLES.resolve()} is absent (the shared data sits beside the checkout)")
         return 0
-    from rag.chains import SummarizeChain
+    from rag.chains.path import AnswerPath
     from rag.collection import Collection
     from rag.generators import get_generator
     from rag.models import resolve_model
     from rag.settings import load_settings
 
-    from rag.chains import OUTLINE_LEAD
-
-    print("| article | tokens | raw read + 256 s | ours s | ours / raw | strategy | sections named: model's text "
-          "| with the outline |")
-    print("| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: |")
+    print("| article | tokens | style | top-level sections covered | subsections covered | raw read + 256 s "
+          "| summary s | summary / raw | model calls | tokens written |")
+    print("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    details = []
     with tempfile.TemporaryDirectory() as tmp:
-        settings = load_settings(index_dir=Path(tmp), temperature=0.0)
+        settings = load_settings(index_dir=Path(tmp), temperature=0.0, max_tokens=REPLY_TOKENS,
+                                 answer_style=args.answer_style)
         coll = Collection.open(settings, name="articles")
         pages = sorted(ARTICLES.glob("*/index.html"))
         coll.ingest([str(p) for p in pages])
         generator = get_generator(settings.backend, settings)
         model = resolve_model(settings.model, settings.models_dir)
-        summaries = {}
+        embed = coll.embedder.embed
         for page in pages:
             doc = next(coll.document(d.source) for d in coll.documents() if page.parent.name in d.source)
             tokens = generator.count_tokens(doc.text)
             raw = raw_read_and_write(model, doc.text, settings.n_ctx, settings.n_threads)
             t0 = time.perf_counter()
-            result = SummarizeChain(coll, generator, max_tokens=REPLY_TOKENS).summarize(
-                documents=[(doc.title or doc.source, doc.text)]).run()
+            result = AnswerPath(coll, generator, settings).summary().summarize(documents=[doc]).run()
             ours = time.perf_counter() - t0
-            heads = sections(page)
-            own = result.answer.split(OUTLINE_LEAD)[0]
-            hit = [h for h in heads if named(own, h)]
-            whole = [h for h in heads if named(result.answer, h)]
-            summaries[page.parent.name] = (result.answer, heads, hit)
-            print(f"| {page.parent.name} | {tokens:,} | {raw:.1f} | {ours:.1f} | {ours / raw:.2f} | "
-                  f"{result.strategy} | {len(hit)} of {len(heads)} | {len(whole)} of {len(heads)} |", flush=True)
+            found = sections(page)
+            top, sub = covered(result.parts, found["top"], embed), covered(result.parts, found["sub"], embed)
+            n_top, n_sub = (len([h for h, _ in found[k] if h != LEAD]) for k in ("top", "sub"))
+            hit_top, hit_sub = (len([h for h in got if h != LEAD]) for got in (top, sub))
+            print(f"| {page.parent.name} | {tokens:,} | {result.style} | {hit_top} of {n_top} ({hit_top / n_top:.0%}) "
+                  f"| {hit_sub} of {n_sub} | {raw:.1f} | {ours:.1f} | {ours / raw:.2f} | "
+                  f"{result.timings.get('model_calls', 0)} | {result.completion_tokens} |", flush=True)
+            details.append((page.parent.name, found["top"], top, result.answer))
         generator.close()
-    for name, (summary, heads, hit) in summaries.items():
-        print(f"\n{name}\n  sections: {'; '.join(heads)}\n  named: {'; '.join(hit)}\n  summary: {summary}")
+    for name, found, top, summary in details:
+        print(f"\n{name}")
+        for heading, _ in found:
+            if heading != LEAD:
+                print(f"  {'covered by ' + repr(top[heading]) if heading in top else 'NOT covered':45} {heading}")
+        print("  summary:\n    " + summary.replace("\n", "\n    "))
     return 0
 
 

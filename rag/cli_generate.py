@@ -27,7 +27,11 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser("summarize", help="summarise retrieved chunks or whole documents")
     p.add_argument("query", nargs="?")
-    p.add_argument("--source", action="append", default=[], metavar="SOURCE", help="summarise this whole document")
+    p.add_argument("--source", action="append", default=[], metavar="SOURCE", help="summarise this whole document "
+                   "part by part, one labelled line per main part (repeat for several)")
+    p.add_argument("--answer-style", choices=["auto", "quote", "free"],
+                   help="for --source: quote: each part's line is its most central sentence, quoted; free: the model "
+                   "writes each line; auto (default): quote with small models (RAG_ANSWER_STYLE)")
     _add_common(p)
     p.set_defaults(func=cmd_summarize)
 
@@ -166,15 +170,40 @@ def cmd_summarize(args) -> int:
 
     settings, coll, generator = _open(args)
     try:
-        documents = [(d.title or d.source, d.text) for d in (coll.document(s) for s in args.source)]
+        documents = [coll.document(s) for s in args.source]
         chain = AnswerPath(coll, generator, settings).summary()
         answer = chain.summarize(args.query, documents=documents or None)
-        _emit(answer, args.json)
+        if args.json or answer.prepared.strategy != "parts":
+            _emit(answer, args.json)
+        else:
+            _emit_parts(answer)
         if not args.json:
             print(f"strategy: {answer.result.strategy}", file=sys.stderr)
         return 0
     finally:
         generator.close()
+
+
+def _emit_parts(answer) -> None:
+    """Stream a summary made part by part, one labelled line a part; then, on stderr, what the model wrote
+    and what was quoted, its tokens and times summed over the model's calls, and its notes."""
+    streamed = []
+    for piece in answer:
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+        streamed.append(piece)
+    result = answer.result
+    if result.answer != "".join(streamed).strip():  # a line cut where the model began repeating itself
+        print(f"summary:\n{result.answer}")
+    quoted = sum(p["kind"] == "quote" for p in result.parts)
+    t = result.timings
+    calls = (f"{t['model_calls']} model calls, answer {result.completion_tokens} tokens, time to first token "
+             f"{t.get('ttft_s') or 0:.2f} s (first call; {t.get('ttft_sum_s', 0):.2f} s over all)"
+             if t.get("model_calls") else "no model call")
+    print(f"parts: {len(result.parts)} ({quoted} quoted from the document, {len(result.parts) - quoted} written by "
+          f"the model); {calls}; total {t['total_s']:.2f} s", file=sys.stderr)
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
 
 
 def cmd_models(args) -> int:

@@ -124,8 +124,35 @@ def with_trafilatura(html: str, url: str | None) -> Document:
     if result is None:
         return _document(url, "", "", [], None, None, "trafilatura")
     authors = [a.strip() for a in (result.author or "").split(";") if a.strip()]
-    return _document(url, result.text or "", result.title or "", authors, result.date,
-                     result.sitename or result.hostname, "trafilatura")
+    doc = _document(url, result.text or "", result.title or "", authors, result.date,
+                    result.sitename or result.hostname, "trafilatura")
+    if result.body is not None:
+        found = [(" ".join(" ".join(h.itertext()).split()), _level(h.get("rend")))
+                 for h in result.body.iter("head")]
+        if headings := locate_headings(doc.text, found):
+            doc.metadata["headings"] = headings
+    return doc
+
+
+def _level(rend: str | None) -> int:
+    """trafilatura marks a heading's level as rend="h2"; levels are relative to the article's own."""
+    return int(rend[1]) if rend and len(rend) == 2 and rend[0] == "h" and rend[1].isdigit() else 1
+
+
+def locate_headings(text: str, found: list[tuple[str, int]]) -> list[dict]:
+    """Headings ({text, level, start}) where each of `found` ((heading, level), in document order) stands on
+    a line of its own in `text`; those not found there are left out. A summary reads a document by them."""
+    lines, offset = [], 0
+    for line in text.split("\n"):
+        lines.append((" ".join(line.split()), offset + len(line) - len(line.lstrip())))
+        offset += len(line) + 1
+    out, at = [], 0
+    for heading, level in found:
+        match = next((i for i in range(at, len(lines)) if heading and lines[i][0] == heading), None)
+        if match is not None:
+            out.append({"text": heading, "level": level, "start": lines[match][1]})
+            at = match + 1
+    return out
 
 
 def with_newspaper(html: str, url: str | None) -> Document:

@@ -115,7 +115,23 @@ def load_text(text: str, name: str, markdown: bool = False) -> Document:
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     if not text.strip():
         raise RagError(f"{name} has no text; it is empty or only whitespace.")
-    return Document(source=name, text=text, title=_text_title(text, markdown))
+    doc = Document(source=name, text=text, title=_text_title(text, markdown))
+    if markdown and (headings := _markdown_headings(text)):
+        doc.metadata["headings"] = headings
+    return doc
+
+
+def _markdown_headings(text: str) -> list[dict]:
+    """ATX headings (`## Title`) outside fenced code, with their level and where their line starts."""
+    found, offset, fenced = [], 0, False
+    for line in text.split("\n"):
+        stripped = line.strip()
+        fenced ^= stripped.startswith(("```", "~~~"))
+        hashes = len(stripped) - len(stripped.lstrip("#"))
+        if not fenced and 1 <= hashes <= 6 and stripped[hashes:hashes + 1] == " ":
+            found.append({"text": stripped.strip("#").strip(), "level": hashes, "start": offset})
+        offset += len(line) + 1
+    return [h for h in found if h["text"]]
 
 
 def _text_title(text: str, markdown: bool) -> str:
@@ -185,8 +201,35 @@ def load_pdf(data: bytes, name: str) -> Document:
     metadata = {"page_count": len(reader.pages)}
     if unreadable:
         metadata["unreadable_pages"] = unreadable
-    return Document(source=name, text="\n\n".join(parts), title=_pdf_title(reader, parts[0]),
-                    metadata=metadata, pages=pages)
+    text = "\n\n".join(parts)
+    if headings := _pdf_headings(reader, text, dict(pages)):
+        metadata["headings"] = headings
+    return Document(source=name, text=text, title=_pdf_title(reader, parts[0]), metadata=metadata, pages=pages)
+
+
+def _pdf_headings(reader, text: str, page_starts: dict[int, int]) -> list[dict]:
+    """The PDF's outline (bookmarks) as headings: each where its title stands on its page, else where
+    the page starts. A damaged outline gives none, never an error."""
+    found: list[dict] = []
+
+    def walk(items, level: int) -> None:
+        for item in items:
+            if isinstance(item, list):
+                walk(item, level + 1)
+                continue
+            index = reader.get_destination_page_number(item)
+            page = index + 1 if isinstance(index, int) else None
+            title = " ".join(str(item.title or "").split())
+            if title and page in page_starts:
+                at = text.find(title, page_starts[page])
+                start = at if 0 <= at < page_starts.get(page + 1, len(text)) else page_starts[page]
+                found.append({"text": title, "level": level, "start": start})
+
+    try:
+        walk(reader.outline, 1)
+    except Exception:  # pypdf raises many kinds of error on broken outlines; the text matters more
+        return []
+    return sorted(found, key=lambda h: h["start"])
 
 
 def _open_pdf(data: bytes, name: str):
@@ -234,8 +277,15 @@ def load_docx(data: bytes, name: str) -> Document:
 
     try:
         document = docx.Document(io.BytesIO(data))
-        blocks = [text for item in document.iter_inner_content()
-                  if (text := _table_text(item) if isinstance(item, Table) else item.text.strip())]
+        blocks, headings, offset = [], [], 0
+        for item in document.iter_inner_content():
+            text = _table_text(item) if isinstance(item, Table) else item.text.strip()
+            if not text:
+                continue
+            if level := (None if isinstance(item, Table) else _heading_level(item)):
+                headings.append({"text": " ".join(text.split()), "level": level, "start": offset})
+            blocks.append(text)
+            offset += len(text) + 2
         title = (document.core_properties.title or "").strip() or _docx_heading(document) if blocks else ""
     except Exception as exc:  # zip, XML and package errors, on opening or on reading a part whose
         # elements are missing (a document.xml without its body), all mean the same thing to a user
@@ -243,7 +293,15 @@ def load_docx(data: bytes, name: str) -> Document:
                        "check that it is a complete .docx file.") from None
     if not blocks:
         raise RagError(f"{name} has no text; it holds no paragraphs or tables with words.")
-    return Document(source=name, text="\n\n".join(blocks), title=title[:_TITLE_MAX])
+    return Document(source=name, text="\n\n".join(blocks), title=title[:_TITLE_MAX],
+                    metadata={"headings": headings} if headings else {})
+
+
+def _heading_level(paragraph) -> int | None:
+    """N for a paragraph in Word's "Heading N" style, None for any other."""
+    style = (paragraph.style.name if paragraph.style is not None else "") or ""
+    number = style.removeprefix("Heading").strip()
+    return int(number) if style.startswith("Heading") and number.isdigit() else None
 
 
 def _table_text(table) -> str:

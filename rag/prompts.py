@@ -59,6 +59,11 @@ MAP_PROMPT = (
     "Write a concise summary of the text above in one or two sentences."
 )
 
+# One part of a whole-document summary: the part's text (or its most central passages), then the instruction.
+# Asked for one sentence, SmolLM2-135M wrote fewer lines cut at the part's token limit and invented less than
+# asked for one or two; told "the text above is the part ..." it often repeated the instruction instead.
+PART_PROMPT = "{text}\n\nSummarize the section \"{heading}\" above in one sentence."
+
 # The placeholders each template must contain.
 REQUIRED = {
     "system": set(),
@@ -66,6 +71,7 @@ REQUIRED = {
     "condense": {"chat_history", "question"},
     "summarize": {"docs"},
     "map": {"text"},
+    "part": {"heading", "text"},
 }
 
 
@@ -78,6 +84,7 @@ class Prompts:
     condense: str = CONDENSE_PROMPT
     summarize: str = SUMMARIZE_PROMPT
     map: str = MAP_PROMPT
+    part: str = PART_PROMPT
 
     def check(self) -> "Prompts":
         for kind, required in REQUIRED.items():

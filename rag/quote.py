@@ -67,3 +67,11 @@ def quotes_by_default(style: str, model_bytes: int | None, supports_grammar: boo
     if not supports_grammar or style == "free":
         return False
     return style == "quote" or (model_bytes is not None and model_bytes <= SMALL_MODEL_BYTES)
+
+
+def quotes_with(generator, style: str) -> bool:
+    """Whether a chain over `generator` quotes (quotes_by_default, with the size of its model file);
+    the QA chain and whole-document summaries decide the same way."""
+    path = getattr(generator, "model_path", None)
+    size = path.stat().st_size if path is not None and path.is_file() else None
+    return quotes_by_default(style, size, bool(getattr(generator, "supports_grammar", False)))

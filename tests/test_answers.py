@@ -332,16 +332,18 @@ def test_a_six_turn_conversation_on_a_real_article_keeps_each_turns_subject(sett
     assert [turn[0] for turn in history] == [q for q, _ in CONVERSATION]  # the user's words, never a rewrite
 
 
-def test_a_whole_document_summary_ends_with_the_documents_own_headings():
+def test_a_whole_document_summary_gives_each_of_the_documents_own_headings_a_line():
+    """The summary once ended with the headings appended, unlabelled, as if the model had covered them."""
     from rag.chains import SummarizeChain
 
     text = ("Basic Prompting\nZero-shot and few-shot learning are the two most basic approaches.\n"
             "Chain-of-Thought\nChain-of-thought prompting asks the model for reasoning steps first.")
-    gen = ScriptedGenerator(["It is about prompting."], n_ctx=400)
+    gen = ScriptedGenerator(["Two basic approaches.", "Reasoning steps first."], n_ctx=400)
     result = SummarizeChain(RecordingSearch([]), gen).summarize(documents=[("Prompting", text)]).run()
     assert result.outline == ["Basic Prompting", "Chain-of-Thought"]
-    assert result.answer == "It is about prompting.\n\nSections of the document: Basic Prompting; Chain-of-Thought."
-    assert any("document's own headings" in n for n in result.notes)
+    assert result.answer == ("**Basic Prompting** — Two basic approaches. (written by the model)\n"
+                             "**Chain-of-Thought** — Reasoning steps first. (written by the model)")
+    assert "Sections of the document" not in result.answer
 
 
 def test_abbreviations_do_not_end_a_sentence():
