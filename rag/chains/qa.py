@@ -9,20 +9,17 @@ from rag import limits
 from rag import prompts as P
 from rag.chains.base import Answer, ChainResult, _Base, _embedder_of, _hit_dict, _sources
 from rag.chains.candidates import candidates
+from rag.chains.gate import KEY_RELEVANCE, RELEVANCE, Verdict, answerable
 from rag.errors import RagError
 from rag.evidence import Evidence, cited, find_support, key_sentence, key_sentences
 from rag.generators.base import Generator
 from rag.quote import CANDIDATES, Quotable, quotes_with
 
 
-# Abstain without asking the model when the best retrieved chunk is less similar than this to the
-# question (cosine, MiniLM), or when the best source sentence scores less than KEY_RELEVANCE against it
-# (evidence.key_sentence). Calibrated together on the shared SQuAD subset, retrieval only
-# (benchmarks/bench_answers.py --calibrate): 75% abstention on unanswerable questions, 6.2% on answerable.
-# The sentence does most of the work: a chunk threshold of 0.40 gives 77% / 6.5%, but it refused a
-# short page's plain answer (chunk 0.394, sentence 0.50).
-RELEVANCE = 0.36
-KEY_RELEVANCE = 0.42
+# Abstain without asking the model when the question names something, or holds a number, that no retrieved
+# passage mentions, when the best chunk is less similar to it than RELEVANCE, or when the best source
+# sentence scores less than KEY_RELEVANCE against it. The rule, its thresholds and their calibration are in
+# rag/chains/gate.py (benchmarks/bench_answers.py --calibrate, benchmarks/bench_abstain.py).
 # A question may take at most this share of the context; a longer one is cut, and the reader told.
 QUESTION_SHARE = 0.25
 
@@ -66,8 +63,9 @@ class QAChain(_Base):
                            retrieved=[_hit_dict(h) for h in hits], notes=notes)
         key = key_sentence(standalone, candidates([h.text for h in chosen], avoid or []),
                            _embedder_of(self.source)) if chosen else None
-        if not self._relevant(hits, key):
-            return self._abstain(base, prompt, started)
+        verdict = self._relevant(standalone, hits, key)
+        if not verdict.ok:
+            return self._abstain(base, prompt, started, verdict.reason)
         pointed = self._point_out(prompt, standalone, chosen, key)
         if self.quotes and key is not None:
             base.style = "quote"
@@ -112,17 +110,11 @@ class QAChain(_Base):
         documents = getattr(self.source, "documents", None)
         return callable(documents) and not documents()
 
-    def _relevant(self, hits: list, key: Evidence | None) -> bool:
-        """Whether retrieval found something close enough to the question to answer from: the best
-        chunk by cosine, and the best sentence by cosine and shared words (where the question has words)."""
-        if not hits:
-            return False
-        scores = [h.dense_score for h in hits if getattr(h, "dense_score", None) is not None]
-        if scores and max(scores) < self.relevance:
-            return False
-        # The sentence threshold was calibrated on scores with the embedding; word overlap alone is not it.
-        calibrated = key is not None and _embedder_of(self.source) is not None
-        return not calibrated or key.score >= self.key_relevance
+    def _relevant(self, question: str, hits: list, key: Evidence | None) -> Verdict:
+        """Whether retrieval found something that can answer the question (gate.answerable): its names and
+        numbers in the passages, the best chunk and the best sentence close enough. With a plain search
+        function (no embedder) only the chunk similarity is checked, as the gate was calibrated on a collection."""
+        return answerable(question, hits, key, _embedder_of(self.source), self.relevance, self.key_relevance)
 
     def _cite_quote(self, result: ChainResult, choices: list[Evidence], quotable: Quotable) -> None:
         """A quoted answer is the run of whole clauses the model chose, in quotation marks, citing the
@@ -139,10 +131,10 @@ class QAChain(_Base):
                             "the clauses it chose among the source sentences that best match the question "
                             "(answer style: quote).")
 
-    def _abstain(self, base: ChainResult, prompt: str, started: float) -> Answer:
+    def _abstain(self, base: ChainResult, prompt: str, started: float, reason: str) -> Answer:
         base.prompt, base.prompt_tokens = self.generator.format_prompt(self.messages(prompt)), 0
         base.abstained = True
-        base.notes.append("Nothing retrieved is close enough to the question to answer it; the model was not asked.")
+        base.notes.append(f"{reason} The model was not asked.")
 
         def finish(text: str) -> ChainResult:
             base.answer = text
