@@ -24,6 +24,8 @@ Figures (after SQuAD's normalisation: lower case, no punctuation, no articles):
   citation accuracy  of the answers that cite [n], the first cited source holds a gold answer
   abstain (unans.)   how often it says the documents don't answer, on the unanswerable questions
   abstain (ans.)     how often it does so wrongly, on the answerable ones
+  ends at a boundary of the answers given, those whose text (without citations, quotation marks or a final
+                     ellipsis) ends at . ! ? ; : , ) – — or where a source sentence ends
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ _ABSTAIN = re.compile(r"\b(i don'?t know|i do not know|don'?t (contain|say|answe
                       r"answer|mention)|no (information|mention)|not (mentioned|provided|stated|given) in|"
                       r"cannot answer|can'?t answer|unable to answer)\b", re.IGNORECASE)
 _CITE = re.compile(r"\[(\d{1,2})\]")
+_QUOTE_MARKS = "\"'“”‘’"
 
 
 def normalize(text: str) -> str:
@@ -123,9 +126,26 @@ def score(rows: list[dict]) -> dict:
         "abstain_unanswerable": _mean(r["abstained"] for r in unans),
         "abstain_answerable": _mean(r["abstained"] for r in ans),
         "median_words": statistics.median(len(r["answer"].split()) for r in answered) if answered else 0,
+        "ends_at_boundary": _mean(ends_at_boundary(r["answer"], r["sources"]) for r in answered),
         "seconds_per_answer": _mean(r["seconds"] for r in rows),
         "errors": sum(bool(r.get("error")) for r in rows),
     }
+
+
+def ends_at_boundary(answer: str, sources: list[str]) -> bool:
+    """Whether an answer's text (citations, quotation marks and a final ellipsis left out) ends at a sentence
+    or clause boundary: . ! ? ; : , ) a dash, or where a source sentence ends (a heading, a list item)."""
+    from rag.quote import display
+    from rag.text import sentences
+
+    text = _CITE.sub("", answer).strip().strip(_QUOTE_MARKS).strip()
+    text = text.removesuffix("…").removesuffix("...").strip().strip(_QUOTE_MARKS).strip()
+    if not text:
+        return False
+    if text[-1] in ".!?;:,)–—":
+        return True
+    tail = " ".join(text.split()[-4:])
+    return any(display(s[a:b]).endswith(tail) for s in sources for a, b in sentences(s))
 
 
 def _mean(values) -> float:
@@ -306,7 +326,7 @@ def table(results: dict[str, dict]) -> str:
     lines = ["| measure | " + " | ".join(names) + (" | ours / recipe |" if names == ["recipe", "ours"] else " |"),
              "| --- | " + " | ".join("---:" for _ in names) + (" | ---: |" if names == ["recipe", "ours"] else " |")]
     for key in ("context_recall", "answer_accuracy", "f1", "citation_accuracy", "citing", "abstain_unanswerable",
-                "abstain_answerable", "median_words", "seconds_per_answer", "errors", "questions"):
+                "abstain_answerable", "median_words", "ends_at_boundary", "seconds_per_answer", "errors", "questions"):
         values = [results[n][key] for n in names]
         cells = [f"{v:.3f}" if isinstance(v, float) else str(v) for v in values]
         ratio = ""

@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from rag.text import content_words, sentences, stem
+from rag.text import content_words, is_fragment, sentences, stem
 
 # Combined score from which a source sentence supports an answer sentence. On 48 answers of the shared
 # SQuAD subset every right answer scored 0.506 or more, and everything under 0.45 was wrong.
@@ -106,8 +106,10 @@ def find_support(answer: str, sources: Sequence[str], embed: Embed | None = None
 
 def key_sentence(question: str, sources: Sequence[str], embed: Embed | None = None) -> Evidence | None:
     """The source sentence that best matches the question, scored as support is: a small model answers
-    better when this sentence is pointed out to it (benchmarks/bench_answers.py)."""
+    better when this sentence is pointed out to it (benchmarks/bench_answers.py). A heading or a bare list
+    item ("- Memory") is no answer, so it is chosen only where nothing else matches."""
     spans = [(n, a, b) for n, text in enumerate(sources, 1) for a, b in sentences(text)]
+    spans = [(n, a, b) for n, a, b in spans if content_words(sources[n - 1][a:b])]
     if not spans or not content_words(question):
         return None
     texts = [sources[n - 1][a:b] for n, a, b in spans]
@@ -115,6 +117,6 @@ def key_sentence(question: str, sources: Sequence[str], embed: Embed | None = No
     if embed is not None:
         vectors = embed([question] + texts)
         scores = EMBED_WEIGHT * np.clip(vectors[1:] @ vectors[0], 0.0, 1.0) + (1 - EMBED_WEIGHT) * scores
-    j = int(scores.argmax())
+    j = min(range(len(texts)), key=lambda i: (is_fragment(texts[i]), -scores[i], i))
     n, a, b = spans[j]
     return Evidence(n=n, start=a, end=b, text=texts[j], score=round(float(scores[j]), 4), sentence=-1)

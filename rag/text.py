@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import re
+
+from rag.errors import RagError
 
 WORD = re.compile(r"\w+", re.UNICODE)
 STOPWORDS = frozenset(
@@ -11,8 +14,6 @@ STOPWORDS = frozenset(
     "could would should may might i you he she we me him her us them my your our his one ones about also been "
     "being than so such if some any all more most other only just very much many".split()
 )
-# A sentence ends at . ! ? (and closing quotes or brackets) before whitespace, or at a line break.
-_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+|\n+")
 
 
 def words(text: str) -> list[str]:
@@ -33,33 +34,102 @@ def stem(word: str) -> str:
     return word
 
 
-# A full stop after these (or after a single letter, as in "J. Smith" or "U.S.") ends no sentence.
-_ABBREVIATIONS = frozenset("al e.g i.e etc vs fig figs no nos eq eqs approx ca cf dr mr mrs ms st jr sr prof inc ltd "
-                           "co corp dept est vol pp ed eds".split())
-
-
-def _abbreviation_before(text: str, end: int) -> bool:
-    """Whether the word ending at `end` (just before a full stop) is an abbreviation."""
-    word = text[:end].rsplit(None, 1)[-1].lstrip("([\"'").lower() if text[:end].strip() else ""
-    return len(word) == 1 and word.isalpha() or word in _ABBREVIATIONS or word.rstrip(".") in _ABBREVIATIONS
+# A line that starts a list item: a bullet, "1." or "1)", "a)" or "(a)", or a reference "[1]", then a space.
+_LIST_ITEM = re.compile(r"[ \t]*(?:[-*•‣◦▪–]|\(?\d{1,3}[.)]|\(?[a-z][.)]|\(?[A-Z]\)|\[\d{1,3}\])[ \t]+(?=\S)")
+_LINE = re.compile(r"[^\n]*\S[^\n]*")  # a line with something on it
+# Characters the splitter reads as spaces: line breaks (wrapped lines are joined) and control characters.
+_FLAT = re.compile(r"[\x00-\x1f\x7f]")
+# A heading or a title is a line of at most this many words with no final punctuation.
+HEADING_WORDS = 8
+_NOT_FINAL = ".!?,;:-–—(["
+# A full stop after these never ends a sentence; the splitter sometimes thinks it does ("Dr.", "e.g.").
+_NEVER_FINAL = frozenset("dr mr mrs ms prof e.g i.e cf vs viz".split())
 
 
 def sentences(text: str) -> list[tuple[int, int]]:
-    """(start, end) offsets of the sentences of `text`, whitespace trimmed, empty ones dropped."""
-    spans, start = [], 0
-    for match in _SENTENCE_END.finditer(text):
-        stop = match.start()
-        if text[stop - 1:stop] == "." and "\n" not in match.group() and _abbreviation_before(text, stop - 1):
-            continue
-        spans.append((start, match.start() if text[match.start()] in "\n \t\r" else match.end()))
-        start = match.end()
-    spans.append((start, len(text)))
+    """(start, end) offsets of the sentences of `text`, whitespace trimmed, empty ones dropped.
+
+    A blank line, a list item, a heading and a title end a sentence; a single line break inside a
+    paragraph does not (a PDF wraps its lines). Within a paragraph, Bling Fire's model splits."""
     out = []
-    for a, b in spans:
-        while a < b and text[a].isspace():
-            a += 1
-        while b > a and text[b - 1].isspace():
-            b -= 1
-        if b > a:
-            out.append((a, b))
+    for a, b in _blocks(text):
+        cuts = _cuts(text[a:b])
+        for start, end in zip([0, *cuts], [*cuts, b - a]):
+            start, end = a + start, a + end
+            while start < end and text[start].isspace():
+                start += 1
+            while end > start and text[end - 1].isspace():
+                end -= 1
+            if end > start:
+                out.append((start, end))
     return out
+
+
+def is_fragment(sentence: str) -> bool:
+    """Whether a sentence is a heading or a bare list item: a few words, no final punctuation."""
+    s = sentence.strip().rstrip("\"')]”’")
+    return not s or (s[-1] not in ".!?" and len(s.split()) <= HEADING_WORDS)
+
+
+def _blocks(text: str) -> list[tuple[int, int]]:
+    """(start, end) of the paragraphs, list items (without their marker) and headings of `text`."""
+    lines = [(m.start(), m.end()) for m in _LINE.finditer(text)]
+    blocks: list[list[int]] = []
+    for i, (a, b) in enumerate(lines):
+        line = text[a:b]
+        following = text[lines[i + 1][0]:lines[i + 1][1]] if i + 1 < len(lines) else None
+        previous = text[lines[i - 1][0]:lines[i - 1][1]] if i else None
+        item = _LIST_ITEM.match(line)
+        blank_before = i > 0 and text.count("\n", lines[i - 1][1], a) > 1
+        if not blocks or item or blank_before or _heading(previous, line) or _heading(line, following):
+            blocks.append([a + (item.end() if item else 0), b])
+        else:
+            blocks[-1][1] = b
+    return [(a, b) for a, b in blocks]
+
+
+def _heading(line: str, following: str | None) -> bool:
+    """Whether `line` stands alone before a line that starts upper-case or a list: a heading ('#' first, or
+    a few words with no final punctuation, not ending in a word such as 'the') or a lead-in ending in ':'."""
+    s = line.strip()
+    if s.startswith("#"):
+        return True
+    if following is None or not (following.lstrip()[:1].isupper() or _LIST_ITEM.match(following)):
+        return False
+    words = s.split()
+    if s.endswith(":"):  # a lead-in before a paragraph of its own (an example's label, say)
+        return True
+    return (len(words) <= HEADING_WORDS and s[-1] not in _NOT_FINAL and (s[0].isupper() or s[0].isdigit())
+            and words[-1].lower() not in STOPWORDS)
+
+
+def _cuts(paragraph: str) -> list[int]:
+    """Where the sentences of one paragraph end (offsets into it), the last end left out."""
+    flat = _FLAT.sub(" ", paragraph)
+    _, spans = _splitter()(flat)
+    ends = sorted({e for _, e in spans if 0 < e < len(flat.rstrip())})
+    cuts = []
+    for end in ends:
+        before, after = flat[cuts[-1] if cuts else 0:end], flat[end:end + 80].lstrip()
+        last = before.split()[-1].lower().strip("([\"'.") if before.split() else ""
+        # A sentence starts upper-case, and "Dr." or an initial ("J.") is followed by more of a name.
+        joined = after[:1].islower() or last in _NEVER_FINAL or all(_initial(w) for w in before.split())
+        if not joined:
+            cuts.append(end)
+    return cuts
+
+
+def _initial(word: str) -> bool:
+    w = word.lower().rstrip(".")
+    return w in _NEVER_FINAL or (len(w) == 1 and w.isalpha() and word.endswith("."))
+
+
+@functools.cache
+def _splitter():
+    """Bling Fire's sentence splitter (text -> (sentences, offsets)), imported on first use."""
+    try:
+        import blingfire
+    except (ImportError, OSError) as exc:  # OSError: its native library does not load on this platform
+        raise RagError(f"Sentence splitting needs the blingfire2 package ({exc}); install it with "
+                       "`pip install blingfire2==0.2.1`.") from None
+    return blingfire.text_to_sentences_and_offsets

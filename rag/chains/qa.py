@@ -11,9 +11,9 @@ from rag.chains.base import Answer, ChainResult, _Base, _embedder_of, _hit_dict,
 from rag.chains.candidates import candidates
 from rag.chains.gate import KEY_RELEVANCE, RELEVANCE, Verdict, answerable
 from rag.errors import RagError
-from rag.evidence import Evidence, cited, find_support, key_sentence, key_sentences
+from rag.evidence import Evidence, cited, find_support, key_sentence
 from rag.generators.base import Generator
-from rag.quote import CANDIDATES, Quotable, quotes_with
+from rag.quote import Quotable, quotes_with
 
 
 # Abstain without asking the model when the question names something, or holds a number, that no retrieved
@@ -69,11 +69,10 @@ class QAChain(_Base):
         pointed = self._point_out(prompt, standalone, chosen, key)
         if self.quotes and key is not None:
             base.style = "quote"
-            choices = key_sentences(standalone, candidates([h.text for h in chosen], avoid or []),
-                                    _embedder_of(self.source), CANDIDATES)
-            quotable = Quotable([e.text for e in choices])
+            # The key sentence only: offered the three best, SmolLM2 chose a wrong one more often than not.
+            quotable = Quotable([key.text])
             return self._stream(pointed, base, started, grammar=quotable.grammar(),
-                                check=lambda result: self._cite_quote(result, choices, quotable))
+                                check=lambda result: self._cite_quote(result, key, quotable))
         return self._stream(pointed, base, started, check=self._ground)
 
     def _point_out(self, prompt: str, question: str, chosen: list, key: Evidence | None) -> str:
@@ -116,20 +115,17 @@ class QAChain(_Base):
         function (no embedder) only the chunk similarity is checked, as the gate was calibrated on a collection."""
         return answerable(question, hits, key, _embedder_of(self.source), self.relevance, self.key_relevance)
 
-    def _cite_quote(self, result: ChainResult, choices: list[Evidence], quotable: Quotable) -> None:
-        """A quoted answer is the run of whole clauses the model chose, in quotation marks, citing the
-        sentence it was taken from, which is its evidence."""
+    def _cite_quote(self, result: ChainResult, key: Evidence, quotable: Quotable) -> None:
+        """A quoted answer is the run of whole clauses of the key sentence the model chose, in quotation
+        marks, citing the sentence, which is its evidence."""
         run = quotable.match(result.answer)
-        if run is None:  # the grammar allows nothing else, so only a cut or a changed reply lands here
-            run = quotable.whole(0)
-            result.notes.append("The model's reply was no run of the sources' clauses; the best-matching "
-                                "sentence is quoted whole.")
-        source = choices[run.sentence]
-        result.answer = f"{run.quoted()} [{source.n}]"
-        result.evidence = [{**source.to_dict(), "sentence": 0}]
-        result.notes.append(f"Quoted from source [{source.n}]: with a small model the answer is the sentence or "
-                            "the clauses it chose among the source sentences that best match the question "
-                            "(answer style: quote).")
+        if run is None:  # the grammar allows nothing else, so only a changed reply lands here
+            run = quotable.whole()
+            result.notes.append("The model's reply was no run of the sentence's clauses; the sentence is quoted whole.")
+        result.answer = f"{run.quoted()} [{key.n}]"
+        result.evidence = [{**key.to_dict(), "sentence": 0}]
+        result.notes.append(f"Quoted from source [{key.n}]: with a small model the answer is the sentence, or the "
+                            "clauses of it the model chose, that best matches the question (answer style: quote).")
 
     def _abstain(self, base: ChainResult, prompt: str, started: float, reason: str) -> Answer:
         base.prompt, base.prompt_tokens = self.generator.format_prompt(self.messages(prompt)), 0
