@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from rag.errors import RagError
+from rag.text import content_words, stem
 
 # The longest quote, in words, unless one clause is longer: a whole sentence of a Wikipedia article
 # mostly fits (median about 25 words), and the median answer stays under twice the recipe's (18 to 21).
@@ -145,6 +146,22 @@ class Quotable:
                         break
         return cut
 
+    def closest(self, reply: str) -> Run:
+        """The run whose words a free reply shares most (F1 over content words; the shorter on a tie), for a
+        backend that cannot be held to a grammar; the first sentence whole when the reply shares none."""
+        wanted = {stem(w) for w in content_words(reply)}
+        best, best_score = self.whole(0), 0.0
+        for j, (texts, _) in enumerate(self.parts):
+            for first in range(len(texts)):
+                for last in range(first, self.last_clause(j, first) + 1):
+                    text = self.run_text(j, first, last)
+                    words = {stem(w) for w in content_words(text)}
+                    shared = len(wanted & words)
+                    score = 2 * shared / (len(wanted) + len(words)) if shared else 0.0
+                    if score > best_score:
+                        best, best_score = Run(j, first, last, text, len(texts)), score
+        return best
+
     def whole(self, j: int = 0) -> Run:
         texts, _ = self.parts[j]
         return Run(j, 0, len(texts) - 1, self.run_text(j, 0, len(texts) - 1), len(texts))
@@ -162,13 +179,14 @@ def check_style(style: str) -> str:
     return style
 
 
-def quotes_by_default(style: str, model_bytes: int | None, supports_grammar: bool) -> bool:
-    """Whether a chain quotes: always for "quote" (where the backend can hold a model to a grammar),
-    never for "free", and for "auto" when the model is small."""
+def quotes_by_default(style: str, model_bytes: int | None) -> bool:
+    """Whether a chain quotes: always for "quote", never for "free", and for "auto" when the model is small.
+    How it quotes depends on the backend: a grammar where it takes one, else the reply mapped onto the
+    clauses it matches (`Quotable.closest`)."""
     check_style(style)
-    if not supports_grammar or style == "free":
-        return False
-    return style == "quote" or (model_bytes is not None and model_bytes <= SMALL_MODEL_BYTES)
+    if style != "auto":
+        return style == "quote"
+    return model_bytes is not None and model_bytes <= SMALL_MODEL_BYTES
 
 
 def quotes_with(generator, style: str) -> bool:
@@ -176,4 +194,4 @@ def quotes_with(generator, style: str) -> bool:
     the QA chain and whole-document summaries decide the same way."""
     path = getattr(generator, "model_path", None)
     size = path.stat().st_size if path is not None and path.is_file() else None
-    return quotes_by_default(style, size, bool(getattr(generator, "supports_grammar", False)))
+    return quotes_by_default(style, size)

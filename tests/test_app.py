@@ -248,6 +248,9 @@ class ScriptedRuntime:
     def is_loaded(self, backend):
         return True
 
+    def answer_style(self, chat):
+        return "free" if chat.answer_style == "auto" else chat.answer_style  # the scripted model is no file
+
     def loaded_model(self, backend):
         return "scripted.gguf"
 

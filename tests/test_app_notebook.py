@@ -691,3 +691,25 @@ def test_the_first_answer_says_the_model_is_loading_and_about_how_long(settings)
     note = Generation(runtime)._loading_note(ChatSettings())
     assert note.startswith("Loading the **llamacpp** model (first answer only, about ") and note.endswith(" s)…")
     assert runtime.load_seconds(ChatSettings(), "openai") is None
+
+
+def test_compare_answers_every_backend_in_the_same_style_and_says_why_one_gave_none(tmp_path):
+    """Found by a newcomer: Compare with GPT4All said the documents don't answer, listing nothing, while the
+    other backend quoted. Both now answer in the person's style, and an unsupported reply is shown."""
+    from ui.generation import Generation
+    from ui.state import ChatSettings, Session
+
+    text = "The storm lasted three days, and the harbour stayed closed for a week."
+    gen = ScriptedGenerator("It was a storm of three days")
+    runtime = ScriptedRuntime(gen, FakeCollection([hit(source="a.txt", text=text)]), index_dir=tmp_path)
+    generation = Generation(runtime, backends=["llamacpp", "gpt4all"])
+    *_, (context, first, first_note, second, second_note) = generation.compare(
+        "How long did the storm last?", Session(chat=ChatSettings(answer_style="quote")))
+    assert "same answer style (**quoted from the sources**)" in context
+    assert first == second and first.startswith('"The storm lasted three days,')
+    assert "Answer style: **quoted from the sources**" in first_note and "cannot be held to a grammar" in first_note
+
+    gen.reply = "Paris is the capital of France."
+    *_, (context, first, first_note, *_rest) = generation.compare(
+        "How long did the storm last?", Session(chat=ChatSettings(answer_style="free")))
+    assert "written by the model" in context and "Paris is the capital of France" in first_note

@@ -98,16 +98,30 @@ def test_a_reply_is_shown_in_quotation_marks_with_an_ellipsis_where_the_sentence
     assert run.quoted() == '"' + SENTENCE.split(" (2)")[0] + ' …"'
 
 
-@pytest.mark.parametrize("style, size, grammar, quotes", [
-    ("auto", SMALL_MODEL_BYTES, True, True),
-    ("auto", SMALL_MODEL_BYTES + 1, True, False),
-    ("auto", None, True, False),            # a model served elsewhere: its size is unknown
-    ("quote", 8 << 30, True, True),
-    ("quote", 1, False, False),             # the backend cannot hold a reply to a grammar
-    ("free", 1, True, False),
+@pytest.mark.parametrize("style, size, quotes", [
+    ("auto", SMALL_MODEL_BYTES, True),
+    ("auto", SMALL_MODEL_BYTES + 1, False),
+    ("auto", None, False),            # a model served elsewhere: its size is unknown
+    ("quote", 8 << 30, True),
+    ("free", 1, False),
 ])
-def test_who_quotes(style, size, grammar, quotes):
-    assert quotes_by_default(style, size, grammar) is quotes
+def test_who_quotes(style, size, quotes):
+    assert quotes_by_default(style, size) is quotes
+
+
+def test_a_backend_without_grammars_quotes_the_clauses_its_free_reply_matches():
+    """Compare under one answer style: GPT4All and servers take no grammar, so their reply is mapped onto
+    the clauses of the key sentence it matches best, and the reader still sees whole clauses in quotes."""
+    from rag.chains import QAChain
+    from tests.test_chains import Hit, RecordingSearch
+
+    gen = ScriptedGenerator(["Task decomposition uses LLM prompting like steps for XYZ"])
+    assert not gen.supports_grammar
+    search = RecordingSearch([Hit(1, 0.9, "agent.txt", SENTENCE, dense_score=0.6)])
+    result = QAChain(search, gen, style="quote").ask("How can task decomposition be done?").run()
+    assert result.style == "quote" and result.answer.startswith('"') and result.answer.endswith("[1]")
+    assert "LLM with simple prompting" in result.answer and "cannot be held to a grammar" in " ".join(result.notes)
+    assert gen.params_seen[-1].get("grammar") is None
 
 
 def test_a_backend_without_grammars_refuses_one_in_a_sentence():

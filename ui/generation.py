@@ -169,7 +169,7 @@ class Generation:
         chain = AnswerPath(coll, generator, chat, sources=session.sources).summary()
         documents = None if query else [coll.document(source) for source in sources]
         yield ("Reading the sources (of a long one, its most central passages)…" if query else
-               "Reading the documents, part by part…"), "", ""
+               "Reading the sources, part by part…"), "", ""
         try:
             answer = chain.summarize(query or None, documents=documents)
         except Stopped:
@@ -208,7 +208,12 @@ class Generation:
         coll = self.runtime.existing_collection(session.collection)
         chat = session.chat
         hits = Scope(coll, session.sources).search(question, k=chat.k, mode=chat.mode)
-        context = f"Each backend answers from the same **{len(hits)}** retrieved chunks:\n\n" + fmt.sources_md(hits)
+        # Every backend answers in the style the person's own model answers in, so the answers compare.
+        style = self.runtime.answer_style(chat)
+        chat = dataclasses.replace(chat, answer_style=style)
+        shown = "quoted from the sources" if style == "quote" else "written by the model"
+        context = (f"Each backend answers from the same **{len(hits)}** retrieved chunks, in the same answer "
+                   f"style (**{shown}**):\n\n" + fmt.sources_md(hits))
         cells = ["", ""] * len(self.backends)
         yield context, *cells
         for i, backend in enumerate(self.backends):

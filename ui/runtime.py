@@ -89,18 +89,29 @@ class Runtime:
     def is_loaded(self, backend: str) -> bool:
         return self._pool is not None and backend in self._pool.loaded()
 
-    def load_seconds(self, chat, backend: str) -> int | None:
-        """About how long loading `chat`'s model takes on `backend`: reading the file from disk and preparing
-        it, from its size (None for a server, or a model not found)."""
+    def model_file(self, chat, backend: str) -> Path | None:
+        """The GGUF file `chat`'s model is on `backend` (None for a server, or a model not found)."""
         if backend == "openai":
             return None
         from rag.models import resolve_model
 
         try:
-            path = resolve_model(chat.model or self.settings.model, self.settings.models_dir)
+            return resolve_model(chat.model or self.settings.model, self.settings.models_dir)
         except Exception:  # noqa: BLE001 - a model that can't be found is said when it is loaded
             return None
-        return max(2, round(path.stat().st_size / LOAD_BYTES_PER_S))
+
+    def load_seconds(self, chat, backend: str) -> int | None:
+        """About how long loading `chat`'s model takes on `backend`: reading the file from disk and preparing
+        it, from its size (None for a server, or a model not found)."""
+        path = self.model_file(chat, backend)
+        return None if path is None else max(2, round(path.stat().st_size / LOAD_BYTES_PER_S))
+
+    def answer_style(self, chat) -> str:
+        """The style `chat`'s own backend and model answer in: "quote" or "free" (auto resolved)."""
+        from rag.quote import quotes_by_default
+
+        path = self.model_file(chat, chat.backend)
+        return "quote" if quotes_by_default(chat.answer_style, path.stat().st_size if path else None) else "free"
 
     def loaded_model(self, backend: str) -> str | None:
         """The file name of the model `backend` holds, if it has loaded one."""

@@ -38,6 +38,7 @@ class QAChain(_Base):
     def __init__(self, search, generator: Generator, *, style: str = "auto", **kwargs):
         super().__init__(search, generator, **kwargs)
         self.quotes = quotes_with(generator, style)
+        self.grammars = bool(getattr(generator, "supports_grammar", False))
 
     @property
     def system(self) -> str:
@@ -71,8 +72,10 @@ class QAChain(_Base):
             base.style = "quote"
             # The key sentence only: offered the three best, SmolLM2 chose a wrong one more often than not.
             quotable = Quotable([key.text])
-            return self._stream(pointed, base, started, grammar=quotable.grammar(),
-                                check=lambda result: self._cite_quote(result, key, quotable))
+            check = lambda result: self._cite_quote(result, key, quotable)  # noqa: E731
+            if self.grammars:
+                return self._stream(pointed, base, started, grammar=quotable.grammar(), check=check)
+            return self._stream(pointed, base, started, check=check)
         return self._stream(pointed, base, started, check=self._ground)
 
     def _point_out(self, prompt: str, question: str, chosen: list, key: Evidence | None) -> str:
@@ -119,7 +122,11 @@ class QAChain(_Base):
         """A quoted answer is the run of whole clauses of the key sentence the model chose, in quotation
         marks, citing the sentence, which is its evidence."""
         run = quotable.match(result.answer)
-        if run is None:  # the grammar allows nothing else, so only a changed reply lands here
+        if run is None and not self.grammars:
+            run = quotable.closest(result.answer)
+            result.notes.append(f"This backend cannot be held to a grammar: the model wrote \"{result.answer}\", and "
+                                "the clauses of the source sentence it matches best are quoted.")
+        elif run is None:  # the grammar allows nothing else, so only a changed reply lands here
             run = quotable.whole()
             result.notes.append("The model's reply was no run of the sentence's clauses; the sentence is quoted whole.")
         result.answer = f"{run.quoted()} [{key.n}]"
