@@ -228,6 +228,12 @@ def test_with_a_small_model_each_part_is_its_most_central_sentence_quoted(tmp_pa
     assert "quoted word for word" in result.notes[0]
 
 
+def test_the_quote_answer_style_quotes_whatever_the_model():
+    gen = ScriptedGenerator(lambda p: "never asked", n_ctx=400)
+    result = SummarizeChain(RecordingSearch([]), gen, style="quote").summarize(documents=[article()]).run()
+    assert gen.prompts == [] and [p["kind"] for p in result.parts] == ["quote"] * 4
+
+
 # ---- the real default model, on a document with sections
 
 

@@ -10,10 +10,10 @@ import numpy as np
 from rag import limits
 from rag import prompts as P
 from rag.chains.base import Answer, ChainResult, _Base, _embedder_of, _hit_dict, _sources
-from rag.chains.outline import Part, by_headings, by_passages, heading_lines
+from rag.chains.outline import Part, by_headings, by_passages, heading_lines, headings
 from rag.errors import RagError
-from rag.generators.base import GenerationStats
 from rag.evidence import Embed, overlap
+from rag.generators.base import GenerationStats
 from rag.interrupt import checkpoint
 from rag.quote import check_style, quotes_with
 from rag.repetition import LoopGuard
@@ -228,7 +228,7 @@ class SummarizeChain(_Base):
         progress("embed", 0, len(parts))
         order = self._mmr([t for _, _, t in parts], embed)
         progress("embed", len(parts), len(parts))
-        heads = {d: [h["text"] for h in heading_lines(text)][:16] for d, (_, text) in enumerate(texts)}
+        heads = {d: headings(text) for d, (_, text) in enumerate(texts)}
         used = sum(self._text_tokens(self._doc_header(texts[d][0], heads[d])) for d in heads)
         chosen = []  # most central first
         for i in order:
