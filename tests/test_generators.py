@@ -326,3 +326,19 @@ def test_larger_models_check_for_stop_more_often():
     assert eval_step(100 << 20, 512) == 64
     assert eval_step(300 << 20, 512) == 16 and eval_step(5 << 30, 512) == 16
     assert eval_step(100 << 20, 8) == 8, "never more than the configured batch"
+
+
+def test_a_shared_models_reply_closed_early_still_has_its_stats(stories, tmp_path):
+    """Found in the notebook: a summary line or an answer cut early (Stop, a loop) said "answer 0 tokens"."""
+    _require("llamacpp")
+    from rag.settings import load_settings
+
+    base = load_settings(environ={}, models_dir=tmp_path, model=str(stories), n_ctx=256, n_threads=2,
+                         max_tokens=16, temperature=0.0)
+    pool = GeneratorPool()
+    handle = pool.get(base, "llamacpp")
+    stream = handle.stream(PROMPT)
+    first = [next(stream), next(stream)]
+    stream.close()
+    assert first and handle.last_stats.completion_tokens >= 1 and handle.last_stats.ttft_s is not None
+    pool.close()

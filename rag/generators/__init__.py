@@ -82,8 +82,12 @@ class SharedGenerator:
         return self._relay(self.shared.stream(messages, **params))
 
     def _relay(self, pieces):
-        yield from pieces
-        self.last_stats = self.shared.stats_of(pieces)
+        # A reply closed early (Stop, a loop cut, an answer ended) has its stats too: the shared model
+        # records them when its stream closes, so they are read in `finally`.
+        try:
+            yield from pieces
+        finally:
+            self.last_stats = self.shared.stats_of(pieces)
 
     def generate(self, messages: list[Message], **overrides) -> str:
         return "".join(self.stream(messages, **overrides))
