@@ -66,8 +66,12 @@ def sentences(text: str) -> list[tuple[int, int]]:
 
 
 def is_fragment(sentence: str) -> bool:
-    """Whether a sentence is a heading or a bare list item: a few words, no final punctuation."""
+    """Whether a sentence is a heading or a bare list item: a few words, no final punctuation. A sentence
+    of three words or more that ends in a colon introduces what follows ("Two main types of CoT:"), and a
+    quote of it goes on with its list (`rag.chains.qa.list_after`)."""
     s = sentence.strip().rstrip("\"')]”’")
+    if s.endswith(":") and len(s.split()) >= 3:
+        return False
     return not s or (s[-1] not in ".!?" and len(s.split()) <= HEADING_WORDS)
 
 

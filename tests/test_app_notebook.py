@@ -713,3 +713,11 @@ def test_compare_answers_every_backend_in_the_same_style_and_says_why_one_gave_n
     *_, (context, first, first_note, *_rest) = generation.compare(
         "How long did the storm last?", Session(chat=ChatSettings(answer_style="free")))
     assert "written by the model" in context and "Paris is the capital of France" in first_note
+
+
+def test_the_openai_backend_is_offered_only_where_a_server_is_set(settings):
+    """Found by a newcomer: Compare's openai column said it needs --base-url, which the page cannot set."""
+    from ui.runtime import Runtime
+
+    assert "openai" not in Runtime(settings).backends()
+    assert "openai" in Runtime(settings.replace(base_url="http://127.0.0.1:8080/v1")).backends()

@@ -254,7 +254,6 @@ def _whole_clauses_quoted(result) -> dict:
 
 @pytest.mark.parametrize("question, sentence", [
     ("To whom did the Virgin Mary appear at Lourdes in 1858?", "Bernadette"),
-    ("What are the types of hallucination?", "hallucination: The model output"),    # a list item, not its lead-in
     ("What has driven recent advances in document image analysis?", "neural networks"),  # wrapped PDF lines
 ])
 def test_the_default_model_quotes_whole_clauses_of_a_matching_sentence_and_cites_it(quoting, question, sentence):
@@ -262,5 +261,31 @@ def test_the_default_model_quotes_whole_clauses_of_a_matching_sentence_and_cites
     assert sentence in evidence["text"]
 
 
+def test_the_default_model_quotes_a_lists_lead_in_with_the_list(quoting):
+    """A list's lead-in is quoted with the items it introduces, never alone, and never a bare item."""
+    result = quoting("What are the types of hallucination?")
+    assert result.style == "quote" and result.answer.startswith('"There are two types of hallucination:"; ')
+    assert '"In-context hallucination: The model output should be consistent' in result.answer
+    assert '"Extrinsic hallucination: The model output should be grounded' in result.answer
+
+
 def test_the_default_model_writes_freely_when_asked(quoting):
     assert quoting("To whom did the Virgin Mary appear at Lourdes?", style="free").style == "free"
+
+
+def test_a_quote_that_introduces_a_list_goes_on_with_its_items():
+    """Found by a newcomer: a quote ending "…a three-step process:" promised a list it never gave."""
+    from rag.chains import QAChain
+    from tests.test_chains import Hit, RecordingSearch
+
+    text = ("Two main types of CoT prompting:\n"
+            "- Few-shot CoT. It is to prompt the model with a few demonstrations of reasoning chains.\n"
+            "- Zero-shot CoT. Use a statement like let's think step by step to encourage reasoning.\n"
+            "Examples follow.")
+    gen = ScriptedGenerator(["Two main types of CoT prompting:"])
+    search = RecordingSearch([Hit(1, 0.9, "cot.txt", text, dense_score=0.6)])
+    result = QAChain(search, gen, style="quote").ask("What are the main types of CoT prompting?").run()
+    assert result.answer == ('"Two main types of CoT prompting:"; "Few-shot CoT. It is to prompt the model with a '
+                             'few demonstrations of reasoning chains."; "Zero-shot CoT. Use a statement like let\'s '
+                             'think step by step to encourage reasoning." [1]')
+    assert any("introduces a list" in n for n in result.notes)

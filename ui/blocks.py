@@ -265,9 +265,9 @@ def _stoppable(gen: Generation, step: str, triggers: list, fn, inputs, outputs, 
 
 def _summarize_tab(gen: Generation, session):
     with gr.Tab("3 · Summarize", id="summarize", elem_id="tab-summarize"):
-        gr.Markdown("Summarise what a query retrieves, or whole documents. Short inputs are *stuffed* into one "
-                    "prompt; for a long one the model reads its most *central* passages, in order, in one pass, "
-                    "and the summary ends with the document's own section headings.",
+        gr.Markdown("Summarise whole documents, or what a query retrieves. A document is summarised part by part: "
+                    "one line per main part, labelled with its heading, each marked as *quoted from the document* "
+                    "(a small model) or *written by the model*. A query's passages are read in one prompt.",
                     elem_classes=["step-note"])
         with gr.Row():
             with gr.Column(scale=3):

@@ -376,6 +376,12 @@ def export_markdown(turns: Sequence[dict], collection: str) -> str:
 # ---------------------------------------------------------------- chat
 
 QUOTE_LABEL = "_Quoted from the sources: the model chose these words, it did not write them._"
+FREE_LABEL = "_Written by the model from the sources: check it against the evidence and the passages._"
+
+
+def partial_quote(text: str) -> str:
+    """A quote still being written, or stopped: in quotation marks, with an ellipsis where it goes on."""
+    return f'"{text.strip()} …"' if text.strip() else ""
 _CITATION = re.compile(r"\\\[(\d{1,3})\\\]")  # an escaped "[n]" in escaped Markdown
 
 
@@ -404,8 +410,8 @@ def chat_messages(turns: Sequence) -> list[dict]:
         answer = answer_md(turn.answer, turn.sources, i) or "_(no answer)_"
         if getattr(turn, "stopped", False):
             answer += "\n\n_(stopped)_"
-        if getattr(turn, "style", "free") == "quote" and not getattr(turn, "abstained", False):
-            answer += "\n\n" + QUOTE_LABEL
+        if turn.answer.strip() and not getattr(turn, "abstained", False):
+            answer += "\n\n" + (QUOTE_LABEL if getattr(turn, "style", "free") == "quote" else FREE_LABEL)
         messages.append({"role": "assistant", "content": answer})
         evidence = getattr(turn, "evidence", None) or []
         if evidence:

@@ -109,10 +109,12 @@ class Generation:
             for piece in answer:
                 text += piece
                 pieces += 1
-                reply = {"role": "assistant", "content": fmt.answer_md(text, ready.sources, len(session.turns))}
+                shown_text = fmt.partial_quote(text) if ready.style == "quote" else text
+                reply = {"role": "assistant", "content": fmt.answer_md(shown_text, ready.sources, len(session.turns))}
                 yield shown + [reply], f"Answering with **{chat.backend}**…", *steps, session
         except Stopped:
-            session.turns.append(Turn(question, ready.standalone_question, text.strip(), ready.sources, stopped=True,
+            partial = fmt.partial_quote(text) if ready.style == "quote" and text.strip() else text.strip()
+            session.turns.append(Turn(question, ready.standalone_question, partial, ready.sources, stopped=True,
                                       style=ready.style, notes=list(ready.notes)))
             self._save(session, request)
             kept = (f"Stopped after **{pieces}** tokens; the partial answer and its sources are kept" if pieces else
@@ -227,9 +229,10 @@ class Generation:
                 generator = StoppableGenerator(self.runtime.generator(chat, backend=backend), job)
                 chain = AnswerPath(coll, generator, chat, sources=session.sources).qa()
                 answer = chain.ask(question)
+                cells[2 * i + 1] = f"Answering with **{backend}**…"
                 for piece in answer:
                     text += piece
-                    cells[2 * i] = fmt.escape_markdown(text)
+                    cells[2 * i] = fmt.escape_markdown(fmt.partial_quote(text) if style == "quote" else text)
                     yield context, *cells
                 result = answer.result
                 cells[2 * i] = fmt.escape_markdown(result.answer)

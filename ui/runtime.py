@@ -119,9 +119,11 @@ class Runtime:
         return Path(path).name if path else None
 
     def backends(self) -> list[str]:
+        """The backends the notebook offers: the openai backend only where a server is set (--base-url), since
+        the page has no field for one; a newcomer's Compare said only that it needed one."""
         from rag.generators import available_backends
 
-        return available_backends()
+        return [b for b in available_backends() if b != "openai" or self.settings.base_url]
 
     def export_path(self, session) -> Path:
         """Where a conversation's export is written: one file per conversation, replaced on each export."""

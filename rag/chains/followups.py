@@ -21,8 +21,14 @@ _REFERRING = frozenset(
 
 
 def _refers_back(question: str) -> bool:
-    """Whether the question has a word that points at an earlier turn ("that", "one")."""
-    return bool({w.lower() for w in re.findall(r"[A-Za-z']+", question)} & _REFERRING)
+    """Whether the question has a word that points at an earlier turn ("that", "one") before naming anything
+    itself: in "What is Toolformer and how is it trained?", "it" is Toolformer."""
+    for word in re.findall(r"[A-Za-z'][\w'-]*", question):
+        if word.lower() in _REFERRING:
+            return True
+        if own_subject(word):
+            return False
+    return False
 
 
 def leans_on_history(question: str) -> bool:
@@ -79,7 +85,7 @@ _ASKING_MORE = frozenset(
     "tell explain elaborate example examples detail details detailed mean means meant else again further work "
     "works happen happens matter important instance say said give".split()
 )
-_ABOUT_SUBJECT = re.compile(r"\(about (.+)\)$")
+_FOLLOWING = re.compile(r'\(following "(.+)"\)$')
 
 
 def own_subject(question: str) -> list[str]:
@@ -94,20 +100,15 @@ def needs_subject(question: str) -> bool:
 
 
 def subject_of(standalone: str) -> str:
-    """What a (standalone) question is about: its words after the question frame, or the subject a built
-    follow-up carried ("Why? (about X)" is about X)."""
-    carried = _ABOUT_SUBJECT.search(standalone.strip())
-    if carried:
-        return carried.group(1)
-    words = standalone.strip().rstrip("?.! ").split()
-    frame = _QUESTION_WORDS | {"the", "a", "an", "of", "to", "in", "for", "on", "about", "and", "main", "some"}
-    while words and words[0].lower().strip("\"',") in frame:
-        words.pop(0)
-    return " ".join(words)
+    """The question a follow-up continues: the standalone question itself, or the one a built follow-up
+    carried ('Why? (following "X")' continues X)."""
+    carried = _FOLLOWING.search(standalone.strip())
+    return carried.group(1) if carried else standalone.strip()
 
 
 def with_subject(question: str, previous: str) -> str:
-    """The follow-up made standalone by hand: its own words, and the previous question's subject."""
+    """The follow-up made standalone by hand: its own words, and the question it follows, whole (a subject
+    cut out of a question by rule reads as broken English)."""
     subject = subject_of(previous)
-    return f"{question.strip()} (about {subject})" if subject else question.strip()
+    return f'{question.strip()} (following "{subject}")' if subject else question.strip()
 

@@ -14,6 +14,7 @@ from rag.errors import RagError
 from rag.evidence import Evidence, cited, find_support, key_sentence
 from rag.generators.base import Generator
 from rag.quote import Quotable, quotes_with
+from rag.text import sentences
 
 
 # Abstain without asking the model when the question names something, or holds a number, that no retrieved
@@ -129,7 +130,11 @@ class QAChain(_Base):
         elif run is None:  # the grammar allows nothing else, so only a changed reply lands here
             run = quotable.whole()
             result.notes.append("The model's reply was no run of the sentence's clauses; the sentence is quoted whole.")
-        result.answer = f"{run.quoted()} [{key.n}]"
+        items = list_after(result.sources[key.n - 1].get("text", ""), key.end) if run.text.endswith(":") else []
+        if items:  # a quote that introduces a list goes on with the list's items, each quoted in turn
+            result.notes.append(f"The sentence introduces a list: its first {len(items)} item(s) follow it.")
+        listed = "".join(f"; \"{item}\"" for item in items)
+        result.answer = f"{run.quoted()}{listed} [{key.n}]"
         result.evidence = [{**key.to_dict(), "sentence": 0}]
         result.notes.append(f"Quoted from source [{key.n}]: with a small model the answer is the sentence, or the "
                             "clauses of it the model chose, that best matches the question (answer style: quote).")
@@ -199,3 +204,31 @@ def answer_end(text: str) -> int | None:
         if not (in_list and _LIST_ITEM.match(after)):
             return match.start()
     return None
+
+
+_ITEM = re.compile(r"[ \t]*(?:[-*•‣◦▪–]|\(?\d{1,3}[.)]|\(?[a-z][.)])[ \t]+(\S[^\n]*)")
+LIST_WORDS = 60  # the most words of list items a quote that introduces a list goes on with
+ITEM_WORDS = 8   # an item is quoted to the end of its first sentence that brings it to this many words
+
+
+def list_after(text: str, end: int, words: int = LIST_WORDS) -> list[str]:
+    """The items of the list that follows offset `end` of `text` (each its first sentence, with "…" where it
+    goes on), as many as fit in `words`: what a quoted "There are two types:" introduces."""
+    items, used = [], 0
+    for line in text[end:].lstrip("\n").splitlines():
+        match = _ITEM.fullmatch(line)
+        if match is None:
+            break
+        item = match.group(1).strip()
+        spans = sentences(item) or [(0, len(item))]
+        b = spans[0][1]
+        for _, later in spans[1:]:  # a first sentence that is only a name ("Few-shot CoT.") takes the next
+            if len(item[:b].split()) >= ITEM_WORDS:
+                break
+            b = later
+        shown = item[:b] + (" …" if b < len(item) else "")
+        if items and used + len(shown.split()) > words:
+            break
+        items.append(shown)
+        used += len(shown.split())
+    return items
