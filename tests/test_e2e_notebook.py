@@ -139,7 +139,7 @@ def test_newcomer_adds_a_page_asks_opens_the_citation_stops_and_comes_back(brows
         # Stop while answering: the status says what was kept, the inspector counts the tokens written.
         page.locator("#clear-btn").click()
         wait_status(page, "New conversation")
-        ask(page, "Write a long numbered list of facts about the lighthouse and its keepers.")
+        ask(page, "How long did the storm in the winter of 1923 last?")
         wait_status(page, "answering with")
         page.locator("#stop-btn").click()
         wait_status(page, "Stopped", timeout=SLOW_MS)
@@ -155,7 +155,7 @@ def test_newcomer_adds_a_page_asks_opens_the_citation_stops_and_comes_back(brows
         page.reload()
         page.wait_for_selector("#header")
         page.get_by_role("tab", name="4 · Chat").click()
-        page.wait_for_function("document.querySelector('#chatbot').innerText.includes('Write a long numbered list')")
+        page.wait_for_function("document.querySelector('#chatbot').innerText.includes('in the winter of 1923')")
         page.wait_for_selector("#conversations label >> text=What did the keepers do")
         assert page.locator("#conversations label").count() == 2
         page.close()
@@ -168,7 +168,7 @@ def test_newcomer_adds_a_page_asks_opens_the_citation_stops_and_comes_back(brows
     try:
         page = new_page(browser, again.url)
         page.get_by_role("tab", name="4 · Chat").click()
-        page.wait_for_function("document.querySelector('#chatbot').innerText.includes('Write a long numbered list')")
+        page.wait_for_function("document.querySelector('#chatbot').innerText.includes('in the winter of 1923')")
         # Open the first one from the list, rename it, then start a new one.
         page.locator("#conversations label", has_text="What did the keepers do").click()
         page.wait_for_function("document.querySelector('#chatbot').innerText.includes('What did the keepers do')")
@@ -238,17 +238,13 @@ def test_defects_in_search_settings_summarize_and_tabs(browser, site, workdir):
         page.get_by_role("tab", name="3 · Summarize").click()
         page.locator("#summarize-btn").click()
         wait_status(page, "Type a query, or choose", selector="#summary-info")
-        # Stop on Summarize: the server's work ends and the status says what was kept.
+        # A whole document with the default small model: one line a part, each said to be quoted.
         page.locator("#summary-docs input").click()
         page.get_by_role("option", name="Harbour almanac").click()
         page.keyboard.press("Escape")
         page.locator("#summarize-btn").click()
-        # Stop while the sources are read or while the model reads its long prompt (a minute on a busy CPU,
-        # and the status already names the strategy by then): either way Stop ends it.
-        page.wait_for_function("() => /Reading the sources|summarising with/.test("
-                               "document.querySelector('#summary-info')?.innerText || '')", timeout=SLOW_MS)
-        page.locator("#summary-stop").click()
-        wait_status(page, "Stopped", selector="#summary-info", timeout=SLOW_MS)
+        wait_status(page, "quoted from the document", selector="#summary", timeout=SLOW_MS)
+        assert "no model call" in status(page, "#summary-info")
 
         # The sources panel: with the lighthouse page unticked, a summary reads only the almanac.
         page.locator("#sources-panel").click()
@@ -257,7 +253,11 @@ def test_defects_in_search_settings_summarize_and_tabs(browser, site, workdir):
         page.locator("#summary-query textarea").fill("lighthouse keepers storm ships")
         page.locator("#summarize-btn").click()
         wait_status(page, "Strategy", selector="#summary-info", timeout=SLOW_MS)
+        # Stop while the model reads the query's passages or writes: the status says what was kept (on a fast
+        # machine the summary may be done before the press arrives).
         page.locator("#summary-stop").click()
+        page.wait_for_function("() => /Stopped|inputs/.test(document.querySelector('#summary-info')?.innerText || '')",
+                               timeout=SLOW_MS)
         page.get_by_text("Chunks that went in").click()
         chunks = page.locator("#summary-chunks").inner_text()
         assert "Harbour almanac" in chunks and "Lighthouse Keepers" not in chunks
