@@ -249,7 +249,8 @@ def test_a_bibliography_entry_is_not_an_answer_but_the_text_that_cites_it_is():
     ("What about memory?", False), ("What is ReAct?", False), ("Why?", True), ("Tell me more.", True),
     ("Which one needs human help?", True), ("What about its cost?", True), ("And self-consistency?", False),
     ("What is Toolformer and how is it trained?", False),  # "it" is Toolformer, named before it
-    ("How does it work?", True),
+    ("How does it work?", True), ("How many people live there?", True),
+    ("What is chain-of-thought and why does it help?", False),
 ])
 def test_which_follow_ups_take_their_subject_from_the_conversation(question, needs):
     from rag.chains.followups import needs_subject

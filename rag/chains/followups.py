@@ -21,12 +21,13 @@ _REFERRING = frozenset(
 
 
 def _refers_back(question: str) -> bool:
-    """Whether the question has a word that points at an earlier turn ("that", "one") before naming anything
-    itself: in "What is Toolformer and how is it trained?", "it" is Toolformer."""
-    for word in re.findall(r"[A-Za-z'][\w'-]*", question):
+    """Whether the question has a word that points at an earlier turn ("that", "one") before it names a
+    thing of its own (a capitalised word after the first, or a hyphenated term): in "What is Toolformer and
+    how is it trained?", "it" is Toolformer; in "How many people live there?", "there" is the last turn's."""
+    for i, word in enumerate(re.findall(r"[A-Za-z'][\w'-]*", question)):
         if word.lower() in _REFERRING:
             return True
-        if own_subject(word):
+        if own_subject(word) and (i > 0 and word[0].isupper() or "-" in word.strip("-")):
             return False
     return False
 
