@@ -721,3 +721,22 @@ def test_the_openai_backend_is_offered_only_where_a_server_is_set(settings):
 
     assert "openai" not in Runtime(settings).backends()
     assert "openai" in Runtime(settings.replace(base_url="http://127.0.0.1:8080/v1")).backends()
+
+
+def test_a_lone_document_is_chosen_for_summarize_and_a_stopped_quote_says_it_is_only_a_beginning(tmp_path):
+    """Found by a newcomer: Summarize refused to run with the collection's one document not yet chosen, and a
+    stopped quote ('"It …"') carried the label of a whole answer."""
+    from rag.store import DocumentInfo
+    from ui.generation import Generation
+    from ui.state import Session, Turn
+
+    class Listed(FakeCollection):
+        def documents(self):
+            return [DocumentInfo(source="a", title="A", chunks=1, content_hash="", added_at=0, metadata={})]
+
+    generation = Generation(ScriptedRuntime(ScriptedGenerator("x"), Listed([]), index_dir=tmp_path))
+    assert generation.document_choices(Session())["value"] == ["a"]
+    stopped = fmt.chat_messages([Turn("Q?", answer='"It …"', style="quote", stopped=True)])
+    assert "only the beginning of a quote" in stopped[1]["content"] and fmt.QUOTE_LABEL not in stopped[1]["content"]
+    whole = fmt.chat_messages([Turn("Q?", answer='"It rained." [1]', style="quote")])
+    assert fmt.QUOTE_LABEL in whole[1]["content"]

@@ -290,9 +290,10 @@ def _summarize_tab(gen: Generation, session):
 def _chat_tab(gen: Generation, convs: Conversations, library: Library, session, writable: bool,
               docs_note, table) -> dict:
     with gr.Tab("4 · Chat", id="chat", elem_id="tab-chat"):
-        gr.Markdown("Ask questions: a follow-up is first rewritten into a standalone question, chunks are "
-                    "retrieved for it, and the model answers from them, citing numbered sources. "
-                    "Click a [n] to read that passage in its document.",
+        gr.Markdown("Ask questions: chunks are retrieved for each, and the model answers from them, citing "
+                    "numbered sources. A follow-up that leans on the conversation (\"Why?\", \"Which one…?\") is "
+                    "first made into a standalone question, shown above its answer. Click a [n] to read that "
+                    "passage in its document.",
                     elem_classes=["step-note"])
         with gr.Row():
             with gr.Column(scale=1, min_width=220, elem_id="conversation-panel"):

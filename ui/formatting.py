@@ -379,6 +379,16 @@ QUOTE_LABEL = "_Quoted from the sources: the model chose these words, it did not
 FREE_LABEL = "_Written by the model from the sources: check it against the evidence and the passages._"
 
 
+STOPPED_QUOTE_LABEL = "_Stopped: only the beginning of a quote from the sources, not an answer._"
+
+
+def _label(turn) -> str:
+    """The line under an answer that says whose words it holds."""
+    if getattr(turn, "style", "free") != "quote":
+        return FREE_LABEL
+    return STOPPED_QUOTE_LABEL if getattr(turn, "stopped", False) else QUOTE_LABEL
+
+
 def partial_quote(text: str) -> str:
     """A quote still being written, or stopped: in quotation marks, with an ellipsis where it goes on."""
     return f'"{text.strip()} …"' if text.strip() else ""
@@ -411,7 +421,7 @@ def chat_messages(turns: Sequence) -> list[dict]:
         if getattr(turn, "stopped", False):
             answer += "\n\n_(stopped)_"
         if turn.answer.strip() and not getattr(turn, "abstained", False):
-            answer += "\n\n" + (QUOTE_LABEL if getattr(turn, "style", "free") == "quote" else FREE_LABEL)
+            answer += "\n\n" + _label(turn)
         messages.append({"role": "assistant", "content": answer})
         evidence = getattr(turn, "evidence", None) or []
         if evidence:

@@ -289,8 +289,10 @@ class Generation:
         documents = [d for d in self.runtime.collection(session.collection).documents()
                      if session.sources is None or d.source in session.sources]
         offered = {d.source for d in documents}
-        return gr.update(choices=[(fmt.one_line(d.title or d.source), d.source) for d in documents],
-                         value=[c for c in chosen or [] if c in offered])
+        kept = [c for c in chosen or [] if c in offered]
+        if not kept and len(documents) == 1:  # one document to read: chosen already, so Summarize just runs
+            kept = [documents[0].source]
+        return gr.update(choices=[(fmt.one_line(d.title or d.source), d.source) for d in documents], value=kept)
 
     # -- settings ----------------------------------------------------------------------------------
 
