@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 from rag.errors import RagError
@@ -25,9 +26,9 @@ MAX_WORDS = 40
 # A clause shorter than this joins the one before it (or after it, at a sentence's start): "unfaithful,"
 # or "Sichuan." is not something a reader can take on its own.
 MIN_CLAUSE_WORDS = 4
-# Models up to this file size quote by default: the smallest instruct models (SmolLM2-135M/360M,
-# Qwen2.5-0.5B) at 4-5 bits.
-SMALL_MODEL_BYTES = 600 << 20
+# Models of up to this many weights quote by default: the smallest instruct models (SmolLM2-135M/360M,
+# Qwen2.5-0.5B), whatever their quantisation (a 360M model in F16 is 720 MB, a 1B model in IQ2 400 MB).
+SMALL_MODEL_PARAMETERS = 600_000_000
 ELLIPSIS = "…"
 
 STYLES = ("auto", "quote", "free")
@@ -179,19 +180,28 @@ def check_style(style: str) -> str:
     return style
 
 
-def quotes_by_default(style: str, model_bytes: int | None) -> bool:
-    """Whether a chain quotes: always for "quote", never for "free", and for "auto" when the model is small.
-    How it quotes depends on the backend: a grammar where it takes one, else the reply mapped onto the
-    clauses it matches (`Quotable.closest`)."""
+def quotes_by_default(style: str, parameters: int | None) -> bool:
+    """Whether a chain quotes: always for "quote", never for "free", and for "auto" when the model is small
+    (its weights counted in its GGUF header; unknown for a model served elsewhere). How it quotes depends
+    on the backend: a grammar where it takes one, else the reply mapped onto the clauses it matches
+    (`Quotable.closest`)."""
     check_style(style)
     if style != "auto":
         return style == "quote"
-    return model_bytes is not None and model_bytes <= SMALL_MODEL_BYTES
+    return parameters is not None and 0 < parameters <= SMALL_MODEL_PARAMETERS
+
+
+def model_parameters(path) -> int | None:
+    """How many weights the GGUF file at `path` holds, from its header (None when it can't be read)."""
+    from rag.models import read_header
+
+    try:
+        return read_header(path).parameters if path is not None and Path(path).is_file() else None
+    except (OSError, ValueError, RagError):  # a damaged file is said when it is loaded, not here
+        return None
 
 
 def quotes_with(generator, style: str) -> bool:
-    """Whether a chain over `generator` quotes (quotes_by_default, with the size of its model file);
-    the QA chain and whole-document summaries decide the same way."""
-    path = getattr(generator, "model_path", None)
-    size = path.stat().st_size if path is not None and path.is_file() else None
-    return quotes_by_default(style, size)
+    """Whether a chain over `generator` quotes (quotes_by_default, with its model's weights); the QA chain
+    and whole-document summaries decide the same way."""
+    return quotes_by_default(style, model_parameters(getattr(generator, "model_path", None)))

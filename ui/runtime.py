@@ -108,10 +108,10 @@ class Runtime:
 
     def answer_style(self, chat) -> str:
         """The style `chat`'s own backend and model answer in: "quote" or "free" (auto resolved)."""
-        from rag.quote import quotes_by_default
+        from rag.quote import model_parameters, quotes_by_default
 
         path = self.model_file(chat, chat.backend)
-        return "quote" if quotes_by_default(chat.answer_style, path.stat().st_size if path else None) else "free"
+        return "quote" if quotes_by_default(chat.answer_style, model_parameters(path)) else "free"
 
     def loaded_model(self, backend: str) -> str | None:
         """The file name of the model `backend` holds, if it has loaded one."""

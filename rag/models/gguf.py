@@ -44,6 +44,7 @@ class GGUFHeader:
     spans: dict[str, tuple[int, int]] = field(default_factory=dict)
     special_tokens: dict[str, str] = field(default_factory=dict)
     tensor_count: int = 0
+    parameters: int = 0  # weights in all tensors: what makes a model small or capable, whatever its quantisation
     kv_end: int = 0
     table_end: int = 0
     data_start: int = 0
@@ -229,6 +230,7 @@ def _read_tensor_infos(r: _Reader, header: GGUFHeader) -> int:
         count = 1
         for d in dims:
             count *= d
+        header.parameters += count
         per_block, block_bytes = _BLOCKS.get(kind, (1, 0))
         extent = max(extent, offset + count // per_block * block_bytes)
     header.table_end = r.f.tell()
