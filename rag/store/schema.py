@@ -7,6 +7,7 @@ away, so a search cache at generation g catches up to G by reading only what cha
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 
 from rag.store.errors import open_error
@@ -52,6 +53,7 @@ DROP TRIGGER IF EXISTS chunks_ai;
 DROP TRIGGER IF EXISTS chunks_ad;
 DROP TABLE IF EXISTS chunks_fts;
 """
+LOCKED_WAIT_S = 30  # as long as the busy timeout: how long opening waits out another process's lock
 # Columns added since format 1 first shipped: (table, column, declaration).
 _ADDED = (("documents", "chunking", "TEXT NOT NULL DEFAULT ''"), ("chunks", "gen", "INTEGER NOT NULL DEFAULT 0"))
 
@@ -63,22 +65,39 @@ def connect_plain(file: Path) -> sqlite3.Connection:
 
 
 def connect_writer(path: Path) -> sqlite3.Connection:
-    """The connection that writes: WAL, the schema created or upgraded."""
-    try:
-        db = connect_plain(path / "store.sqlite")
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a killed process loses nothing committed
-        db.execute("PRAGMA foreign_keys=ON")
-        db.executescript(SCHEMA)
-        for table, column, decl in _ADDED:
-            if column not in {r[1] for r in db.execute(f"PRAGMA table_info({table})")}:
-                db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
-        db.executescript(_INDEXES)
-        if db.execute("SELECT 1 FROM sqlite_master WHERE name='chunks_fts'").fetchone():
-            db.executescript(_DROP_FTS5)
-    except sqlite3.DatabaseError as exc:
-        raise open_error(path, exc) from None
-    return db
+    """The connection that writes: WAL, the schema created or upgraded. Two processes creating one
+    collection at once can meet SQLite's "database is locked" where its busy handler does not wait (the
+    switch to WAL, a read that must become a write); that is tried again for up to LOCKED_WAIT_S."""
+    deadline = time.monotonic() + LOCKED_WAIT_S
+    while True:
+        db = None
+        try:
+            db = connect_plain(path / "store.sqlite")
+            _prepare_writer(db)
+            return db
+        except sqlite3.OperationalError as exc:
+            if db is not None:
+                db.close()
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise open_error(path, exc) from None
+            time.sleep(0.05)
+        except sqlite3.DatabaseError as exc:
+            if db is not None:
+                db.close()
+            raise open_error(path, exc) from None
+
+
+def _prepare_writer(db: sqlite3.Connection) -> None:
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a killed process loses nothing committed
+    db.execute("PRAGMA foreign_keys=ON")
+    db.executescript(SCHEMA)
+    for table, column, decl in _ADDED:
+        if column not in {r[1] for r in db.execute(f"PRAGMA table_info({table})")}:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
+    db.executescript(_INDEXES)
+    if db.execute("SELECT 1 FROM sqlite_master WHERE name='chunks_fts'").fetchone():
+        db.executescript(_DROP_FTS5)
 
 
 def connect_reader(path: Path) -> sqlite3.Connection:
