@@ -323,7 +323,7 @@ def test_the_cli_prints_one_line_a_part_and_what_wrote_them(indexed_sections, ca
 def test_the_notebook_marks_quoted_and_written_lines_and_escapes_them():
     from types import SimpleNamespace
 
-    from ui.formatting import summary_info_md, summary_md
+    from ui.summary_format import summary_info_md, summary_md
 
     parts = [{"heading": "Tides <b>", "text": "The *moon* pulls.", "kind": "quote", "cut": False},
              {"heading": "Ships", "text": "Ships sail", "kind": "model", "cut": True}]

@@ -473,11 +473,15 @@ def done_note(backend: str, result) -> str:
     return note + " Click a [n] in the answer to open its passage."
 
 
+def style_name(style: str) -> str:
+    """An answer style as a reader is told it: whose words the answer holds."""
+    return "quoted from the sources" if style == "quote" else "written by the model"
+
+
 def compare_note(result, n_ctx: int | None) -> str:
     """Under one backend's answer in Compare: its answer style, timings and tokens, and why it gave no
     answer when it gave none (the model's unsupported text, or nothing close enough retrieved)."""
-    style = "quoted from the sources" if result.style == "quote" else "written by the model"
-    line = (f"Answer style: **{style}** · " + result_timings_md(result) + " · "
+    line = (f"Answer style: **{style_name(result.style)}** · " + result_timings_md(result) + " · "
             + token_usage_md(result.prompt_tokens, n_ctx, result.completion_tokens))
     notes = [n for n in result.notes if not n.startswith("Quoted from")]
     if notes:
@@ -532,52 +536,3 @@ def passage_html(src, doc_text: str | None, pages: Sequence = (), context: int =
 
 
 VIEWER_EMPTY = '<div class="viewer empty">Click a [n] in an answer to read that passage in its document.</div>'
-
-
-# ---------------------------------------------------------------- summaries
-
-SUMMARY_KINDS = {"quote": "quoted from the document", "model": "written by the model"}
-
-
-def summary_md(result, streamed: str = "") -> str:
-    """A summary as escaped Markdown: a whole-document summary one paragraph per part, its heading in bold
-    and its text marked as quoted from the document or written by the model; any other, the text as written."""
-    parts = getattr(result, "parts", None) or []
-    if not parts:
-        return escape_markdown(streamed or getattr(result, "answer", ""))
-    lines = []
-    for part in parts:
-        text = escape_markdown(one_line(part.get("text", "")))
-        if not text:
-            continue
-        body = f"“{text}”" if part["kind"] == "quote" else text + (" …" if part.get("cut") else "")
-        lines.append(f"**{escape_markdown(one_line(part['heading'], 200))}** — {body} "
-                     f"_({SUMMARY_KINDS.get(part['kind'], part['kind'])})_")
-    return "\n\n".join(lines)
-
-
-def summary_info_md(result, n_ctx: int | None) -> str:
-    """A summary's status line: its strategy, inputs, tokens and times (summed over a summary's model calls),
-    then its notes. A summary that quotes every part called no model, and says so instead of counting 0 tokens."""
-    strategy = (result.strategy or "").replace("_", "-")
-    parts, t = getattr(result, "parts", None) or [], result.timings or {}
-    if not parts:
-        line = (f"Strategy **{strategy}** · **{len(result.sources)}** inputs · "
-                + token_usage_md(result.prompt_tokens, n_ctx, result.completion_tokens) + " · "
-                + result_timings_md(result))
-    else:
-        quoted = sum(p["kind"] == "quote" for p in parts)
-        line = (f"Strategy **{strategy}** · **{len(parts)}** parts: **{quoted}** quoted from the document, "
-                f"**{len(parts) - quoted}** written by the model · ")
-        calls = t.get("model_calls", 0)
-        if calls:
-            line += (f"**{calls}** model calls · prompts **{t.get('prompt_tokens_sum', 0)}** tokens (the largest "
-                     f"**{result.prompt_tokens}** of **{n_ctx}** context) · answer **{result.completion_tokens}** "
-                     f"tokens · time to first token **{fmt_seconds(t.get('ttft_s'))}** (first call; "
-                     f"**{fmt_seconds(t.get('ttft_sum_s'))}** over all calls)"
-                     + (f" · **{t['gen_tps']:.1f}** tokens/s" if t.get("gen_tps") else "") + " · ")
-        else:
-            line += "no model call · "
-        line += f"total **{fmt_seconds(t.get('total_s'))}**"
-    notes = getattr(result, "notes", None) or []
-    return line + ("\n\n" + " ".join(escape_markdown(one_line(n, 300)) for n in notes) if notes else "")

@@ -16,8 +16,9 @@ from ui import formatting as fmt
 from ui.jobs import StoppableGenerator, Stopped
 from ui.runtime import Runtime
 from ui.search import check_k, check_query
-from ui.state import MAX_K, ChatSettings, Session, Turn
+from ui.state import ChatSettings, Session, Turn
 from ui.status import error_line, errors_in_status
+from ui.summary_format import summary_info_md, summary_md
 
 CHAT_OUTPUTS = 7  # chatbot, status, standalone, prompt, usage, timings, session
 
@@ -190,16 +191,16 @@ class Generation:
                 job.check()  # a quoted part calls no model, whose stream would see the Stop
                 text += piece
                 pieces += 1
-                yield status, inputs, fmt.summary_md(ready, text)
+                yield status, inputs, summary_md(ready, text)
         except Stopped:
             stream.close()  # seen here first: the model's work ends now, and what was written is kept
             done = (f"**{len(ready.parts)}** of {len(ready.outline)} parts" if ready.parts else f"**{pieces}** tokens")
             yield (f"Stopped after {done}; the partial summary below is kept." if pieces else
-                   "Stopped before the first token; nothing was summarised.", inputs, fmt.summary_md(ready, text))
+                   "Stopped before the first token; nothing was summarised.", inputs, summary_md(ready, text))
             return
         result = answer.result
-        yield (fmt.summary_info_md(result, generator.context_size), fmt.sources_md(result.sources),
-               fmt.summary_md(result))
+        yield (summary_info_md(result, generator.context_size), fmt.sources_md(result.sources),
+               summary_md(result))
 
     # -- compare -----------------------------------------------------------------------------------
 
@@ -213,9 +214,8 @@ class Generation:
         # Every backend answers in the style the person's own model answers in, so the answers compare.
         style = self.runtime.answer_style(chat)
         chat = dataclasses.replace(chat, answer_style=style)
-        shown = "quoted from the sources" if style == "quote" else "written by the model"
         context = (f"Each backend answers from the same **{len(hits)}** retrieved chunks, in the same answer "
-                   f"style (**{shown}**):\n\n" + fmt.sources_md(hits))
+                   f"style (**{fmt.style_name(style)}**):\n\n" + fmt.sources_md(hits))
         cells = ["", ""] * len(self.backends)
         yield context, *cells
         for i, backend in enumerate(self.backends):

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import re
 
-from rag.text import sentences
+from rag.evidence import strip_citations
+from rag.text import sentences, words
 
 # "[7] Wei et al. “Chain of thought prompting elicits reasoning…” NeurIPS 2022": a line that is a numbered
 # entry naming authors, or that holds a quoted title followed by a year.
 _REFERENCE = re.compile(r"^[ \t]*\[\d{1,3}\][ \t]+\S+(?:[ \t]+\S+){0,3}[ \t]+(?:et al\.|and[ \t]).*$|"
                         r"^.*[“\"][^”\"\n]{8,}[”\"][^.\n]{0,60}\b(?:19|20)\d\d\b.*$", re.MULTILINE)
-_CITATIONS = re.compile(r"\s*\[\d{1,3}\]")
 
 
 def candidates(texts: list[str], earlier: list[str]) -> list[str]:
@@ -33,10 +33,11 @@ def candidates(texts: list[str], earlier: list[str]) -> list[str]:
 def _quoted_parts(answer: str) -> list[str]:
     """The runs of source words an answer holds: its quotations' pieces between ellipses, or the whole
     answer without citations when it quotes nothing."""
-    text = _CITATIONS.sub("", answer)
+    text = strip_citations(answer)
     quoted = re.findall(r"[\"“]([^\"”]+)[\"”]", text) or [text]
     return [piece for q in quoted for piece in re.split(r"…|\.\.\.", q) if piece.strip()]
 
 
+
 def _normal(text: str) -> str:
-    return " ".join(w.lower() for w in re.findall(r"\w+", text))
+    return " ".join(words(text))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from rag.text import content_words, stem
+from rag.text import content_words, stem, words
 
 _QUESTION_WORDS = frozenset(
     "what who whom whose which when where why how is are was were do does did can could should would will "
@@ -76,7 +76,7 @@ def _elliptical(question: str) -> bool:
 
 
 def _normal(text: str) -> str:
-    return " ".join(w.lower() for w in re.findall(r"\w+", text))
+    return " ".join(words(text))
 
 
 

@@ -32,14 +32,14 @@ class QAChain(_Base):
     relevance = RELEVANCE
     key_relevance = KEY_RELEVANCE
 
-    def reply_end(self, text: str) -> int | None:
-        """An answer ends at a blank line, unless a list goes on there: what follows is commentary."""
-        return answer_end(text)
-
     def __init__(self, search, generator: Generator, *, style: str = "auto", **kwargs):
         super().__init__(search, generator, **kwargs)
         self.quotes = quotes_with(generator, style)
         self.grammars = bool(getattr(generator, "supports_grammar", False))
+
+    def reply_end(self, text: str) -> int | None:
+        """An answer ends at a blank line, unless a list goes on there: what follows is commentary."""
+        return answer_end(text)
 
     @property
     def system(self) -> str:

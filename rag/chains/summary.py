@@ -23,6 +23,7 @@ STRATEGIES = ("parts", "central", "map_reduce")
 QUOTED = "quoted from the document"
 ECHO = 0.7  # a line whose content words are this much the instruction's repeats the instruction
 WRITTEN = "written by the model"
+KINDS = {"quote": QUOTED, "model": WRITTEN}  # what a summary line says of its text
 
 
 class SummarizeChain(_Base):
@@ -130,7 +131,7 @@ class SummarizeChain(_Base):
                 if line["kind"] == "quote":  # the model wrote nothing
                     self._quote(line, text, part, embed)
                     yield f"“{line['text']}”"
-                yield f" ({QUOTED if line['kind'] == 'quote' else WRITTEN})\n"
+                yield f" ({KINDS[line['kind']]})\n"
 
         def finish(text: str) -> ChainResult:
             base.parts[:] = [p for p in base.parts if p["text"]]
@@ -366,7 +367,7 @@ def render_parts(parts: list[dict]) -> str:
     lines = []
     for p in parts:
         body = f"“{p['text']}”" if p["kind"] == "quote" else p["text"] + (" …" if p.get("cut") else "")
-        lines.append(f"**{p['heading']}** — {body} ({QUOTED if p['kind'] == 'quote' else WRITTEN})")
+        lines.append(f"**{p['heading']}** — {body} ({KINDS[p['kind']]})")
     return "\n".join(lines)
 
 
