@@ -19,6 +19,9 @@ from rag.settings import read_secret
 
 # A call that may be repeated safely (reads, upserts, deletes) is tried again after each of these pauses.
 BACKOFF = (0.25, 0.75, 1.5)  # the pauses between tries: four tries in all, 2.5 s
+# Loading a collection right after a restart waits longer: the server reads its files back first, and on a
+# busy machine that took more than 2.5 s (milvus-lite kept answering "No data left in file").
+PATIENT_BACKOFF = BACKOFF + (3.0, 5.0, 8.0)  # 18.5 s in all
 CONNECT_TIMEOUT = 5.0  # seconds to open a connection
 # gRPC waits up to two minutes between reconnects to a server that went away; a restarted server should
 # answer the next search, so it tries again within a second. Keep-alive pings only during calls: an idle
@@ -136,10 +139,10 @@ class Connection:
         """`call()` with bounded retries while the server is unreachable; any failure as a RagError.
 
         A server that restarted has its collections released: `reload` loads them, and the call is repeated.
-        `patient` retries any failure within the same pauses: loading a collection right after a restart
+        `patient` retries any failure, within longer pauses: loading a collection right after a restart
         can fail while the server is still reading its files back (milvus-lite: "No data left in file").
         """
-        pauses = list(BACKOFF)
+        pauses = list(PATIENT_BACKOFF if patient else BACKOFF)
         while True:
             try:
                 return call()
