@@ -33,11 +33,29 @@ class LaunchConfig:
     auth: tuple[tuple[str, str], ...] = ()
     read_only: bool = False
     max_upload_mb: int = 25
+    admin: str = ""  # --admin; under --auth the users file's first user when not given
 
     @property
     def exposed(self) -> bool:
         """True when people other than this machine's user can reach the app."""
         return self.share or not is_loopback(self.host)
+
+    @property
+    def admin_name(self) -> str:
+        """Who may download models and change app-wide settings under --auth ('' without --auth)."""
+        if not self.auth:
+            return ""
+        return self.admin or self.auth[0][0]
+
+    def is_admin(self, user: str) -> bool:
+        """Whether `user` (the logged-in name, '' without --auth) may act as the admin.
+
+        Without --auth on an app only this machine reaches, the one person is the admin; an exposed app
+        without --auth has no admin at all (anyone on the link could be anyone).
+        """
+        if not self.auth:
+            return not self.exposed
+        return bool(user) and user == self.admin_name
 
 
 def is_loopback(host: str) -> bool:
@@ -101,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="also serve through a temporary public share link (RAG_SHARE=1)",
     )
     parser.add_argument("--auth", default=env("RAG_AUTH"), help="user:password, or a file of such lines (RAG_AUTH)")
+    parser.add_argument("--admin", default=env("RAG_ADMIN", ""),
+                        help="under --auth, the user who downloads models and changes app-wide settings; "
+                             "the users file's first user when not given (RAG_ADMIN)")
     parser.add_argument(
         "--read-only", action="store_true", default=env_flag(os.environ, "RAG_READ_ONLY"),
         help="guest/demo mode: no ingest, delete or settings changes (RAG_READ_ONLY=1)",
@@ -128,8 +149,11 @@ def configure(argv: list[str] | None = None, environ: dict | None = None) -> tup
     args = build_parser().parse_args(argv)
     launch = LaunchConfig(
         host=args.host, port=args.port, share=args.share, auth=parse_auth(args.auth),
-        read_only=args.read_only, max_upload_mb=args.max_upload_mb,
+        read_only=args.read_only, max_upload_mb=args.max_upload_mb, admin=args.admin or "",
     )
+    if launch.admin and launch.admin not in {user for user, _ in launch.auth}:
+        raise RagError(f"--admin {launch.admin!r} is not one of the --auth users; "
+                       f"choose one of: {', '.join(user for user, _ in launch.auth) or '(no --auth given)'}.")
     limits.PORT.check(launch.port)
     limits.UPLOAD_MB.check(launch.max_upload_mb)
     overrides = dict(index_dir=args.index_dir, store=args.store, collection=args.collection, backend=args.backend,

@@ -71,6 +71,20 @@ def test_auth_from_a_pair_or_a_file(tmp_path):
         app.parse_auth("just-a-name")
 
 
+def test_the_admin_is_the_first_user_unless_named(tmp_path):
+    users = tmp_path / "users.txt"
+    users.write_text("ann:secret\nbob:hunter2\n")
+    launch = app.configure(["--index-dir", str(tmp_path), "--auth", str(users)], environ={})[1]
+    assert launch.admin_name == "ann" and launch.is_admin("ann") and not launch.is_admin("bob")
+    launch = app.configure(["--index-dir", str(tmp_path), "--auth", str(users), "--admin", "bob"], environ={})[1]
+    assert launch.is_admin("bob") and not launch.is_admin("ann")
+    with pytest.raises(RagError, match="not one of the --auth users"):
+        app.configure(["--index-dir", str(tmp_path), "--auth", str(users), "--admin", "carol"], environ={})
+    # without --auth: the one person at this machine is the admin, nobody is on an exposed app
+    assert app.configure(["--index-dir", str(tmp_path)], environ={})[1].is_admin("")
+    assert not app.configure(["--index-dir", str(tmp_path), "--host", "0.0.0.0"], environ={})[1].is_admin("")
+
+
 # ---------------------------------------------------------------- read-only mode
 
 
