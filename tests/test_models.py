@@ -7,7 +7,7 @@ import json
 import pytest
 
 from rag.errors import RagError
-from rag.models import (CATALOGUE, default_model_path, download_model, gpt4all_compatible, list_local_models,
+from rag.models import (CATALOGUE, default_model_path, gpt4all_compatible, list_local_models,
                         read_header, resolve_model, rewrite_string_value)
 from tests.conftest import shared_data
 
@@ -58,15 +58,6 @@ def test_resolve_paths_names_and_the_default(stories, tmp_path):
         assert resolve_model("smollm2-135m", tmp_path) == default_model_path()
 
 
-def test_download_fails_with_one_sentence_when_the_hub_is_unreachable(tmp_path):
-    pytest.importorskip("huggingface_hub")
-    # A closed local port: the real download code runs, and no network is touched.
-    with pytest.raises(RagError, match="Could not download Llama-3.2-1B-Instruct-Q4_K_M.gguf") as err:
-        download_model(CATALOGUE["llama-3.2-1b"], tmp_path / "models", endpoint="http://127.0.0.1:9")
-    assert "\n" not in str(err.value)
-    assert not list((tmp_path / "models").glob("*.gguf"))
-
-
 def test_models_command_lists_catalogue_and_files(stories, tmp_path, monkeypatch, capsys):
     from rag.cli_generate import cmd_models
 
@@ -108,65 +99,6 @@ def test_exposed_app_accepts_offered_models_only_and_reveals_no_files(stories, t
     assert len(set(messages)) == 1 and "is not one this notebook offers" in messages[0]
     if default_model_path() is not None:
         assert resolve_model("", models_dir, offered_only=True) == default_model_path()
-
-
-def _hub(tmp_path, served: bytes, sha256: str):
-    """A Hugging Face-shaped file server on 127.0.0.1: HEAD gives the LFS hash and size, GET honours Range."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    requests = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-        def do_HEAD(self):
-            self.send_response(302)
-            self.send_header("x-linked-etag", f'"{sha256}"')
-            self.send_header("x-linked-size", str(len(served)))
-            self.send_header("location", self.path)
-            self.send_header("content-length", "0")
-            self.end_headers()
-
-        def do_GET(self):
-            requests.append(self.headers.get("range"))
-            start = int(self.headers["range"].split("=")[1].rstrip("-")) if self.headers.get("range") else 0
-            body = served[start:]
-            self.send_response(206 if start else 200)
-            self.send_header("content-length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    return httpd, requests
-
-
-def test_download_resumes_and_checks_the_hash(stories, tmp_path):
-    import hashlib
-
-    data = stories.read_bytes()
-    entry = CATALOGUE["llama-3.2-1b"]
-    models_dir = tmp_path / "models"
-    models_dir.mkdir()
-    (models_dir / (entry.filename + ".part")).write_bytes(data[:300_000])  # an interrupted earlier run
-    httpd, requests = _hub(tmp_path, data, hashlib.sha256(data).hexdigest())
-    try:
-        path = download_model(entry, models_dir, endpoint=f"http://127.0.0.1:{httpd.server_address[1]}",
-                              progress=False)
-    finally:
-        httpd.shutdown()
-    assert path.read_bytes() == data and requests == ["bytes=300000-"]
-    assert not (models_dir / (entry.filename + ".part")).exists()
-    path.unlink()
-    httpd, _ = _hub(tmp_path, data, "0" * 64)  # the hub's hash does not match what arrives
-    try:
-        with pytest.raises(RagError, match="arrived damaged") as err:
-            download_model(entry, models_dir, endpoint=f"http://127.0.0.1:{httpd.server_address[1]}", progress=False)
-    finally:
-        httpd.shutdown()
-    assert "\n" not in str(err.value) and list(models_dir.iterdir()) == []
 
 
 def test_files_without_new_pre_tokenizers_are_used_as_they_are(stories, tmp_path):
