@@ -122,6 +122,16 @@ class ChunkStore(ABC):
     def vectors(self, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(ids, vectors) of up to `limit` chunks, for maps of the collection."""
 
+    # -- who may use it (rag.access) -------------------------------------------------------------
+
+    @abstractmethod
+    def access(self) -> dict | None:
+        """The collection's access record (owner and shares) as last written, or None when none was."""
+
+    @abstractmethod
+    def set_access(self, record: dict) -> None:
+        """Replace the access record at once: a reader sees the old record or the new one, whole."""
+
     @abstractmethod
     def integrity_problems(self) -> list[str]:
         """What is inconsistent inside the store (empty when sound)."""

@@ -31,6 +31,29 @@ from rag.store.lock import WriterLock
 from rag.store.keyword_index import KeywordIndex
 from rag.store.vector_index import VectorCache
 
+ACCESS_FILE = "access.json"  # the owner and shares (rag.access), beside the manifest
+
+
+def read_access(path: Path) -> dict | None:
+    """The access record of the collection at `path`, or None (none written, or no collection)."""
+    try:
+        return json.loads((Path(path) / ACCESS_FILE).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise storage_error(Path(path), exc) from None
+
+
+def write_access(path: Path, record: dict) -> None:
+    """Replace the access record in one rename: a crash leaves the old record or the new one, whole."""
+    path = Path(path)
+    if not (path / "manifest.json").is_file():
+        raise RagError(f"There is no collection at {path}; ingest something into it first.")
+    try:
+        manifest.write_json_atomic(path / ACCESS_FILE, record)
+    except OSError as exc:
+        raise storage_error(path, exc) from None
+
 
 class LocalStore(ChunkStore):
     """A collection directory: manifest.json, store.sqlite, keywords/, faiss-<gen>.index and a writer lock."""
@@ -290,6 +313,12 @@ class LocalStore(ChunkStore):
         ids = np.array([r[0] for r in rows], dtype=np.int64)
         vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), self.dimension)
         return ids, vecs
+
+    def access(self) -> dict | None:
+        return read_access(self.path)
+
+    def set_access(self, record: dict) -> None:
+        write_access(self.path, record)
 
     def integrity_problems(self) -> list[str]:
         """What is inconsistent between the database, the keyword index and the FAISS index (empty when sound)."""

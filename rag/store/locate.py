@@ -44,3 +44,27 @@ def collection_names(settings) -> list[str]:
     if not root.is_dir():
         return []
     return sorted(p.name for p in root.iterdir() if (p / "manifest.json").is_file())
+
+
+def read_access(settings, name: str) -> dict | None:
+    """Collection `name`'s access record (rag.access) without opening the collection; None when none."""
+    if on_milvus(settings):
+        from rag.store.milvus import read_access as read
+        from rag.store.milvus_client import connect
+
+        return read(connect(settings), name)
+    from rag.store.local import read_access as read
+
+    return read(Path(settings.index_dir) / name)
+
+
+def write_access(settings, name: str, record: dict) -> None:
+    """Replace collection `name`'s access record at once (one rename; one upsert on Milvus)."""
+    if on_milvus(settings):
+        from rag.store.milvus import write_access as write
+        from rag.store.milvus_client import connect
+
+        return write(connect(settings), name, record)
+    from rag.store.local import write_access as write
+
+    write(Path(settings.index_dir) / name, record)

@@ -23,9 +23,9 @@ from rag.documents import Chunk, Document
 from rag.errors import RagError
 from rag.store.base import ChunkStore, DocumentInfo, Found, StoredChunk
 from rag.store.milvus_client import Connection
-from rag.store.milvus_schema import (HEAD_KEY, KINDS, MAX_SOURCE, MAX_VARCHAR, PLACEHOLDER, chunks_schema,
-                                     check_manifest, doc_key, docs_schema, logical_name, new_manifest, physical_name,
-                                     texts_schema)
+from rag.store.milvus_schema import (ACCESS_KEY, HEAD_KEY, KINDS, MAX_SOURCE, MAX_VARCHAR, PLACEHOLDER,
+                                     RESERVED_KEYS, check_manifest, chunks_schema, doc_key, docs_schema,
+                                     logical_name, new_manifest, physical_name, texts_schema)
 
 INSERT_BATCH = 500  # rows per insert call (a few MB with 384-d vectors)
 TEXT_PIECE = 60_000  # characters of a document's JSON (ASCII) per row of the texts collection
@@ -86,6 +86,28 @@ def collection_names(connection: Connection) -> list[str]:
 
 def collection_exists(connection: Connection, name: str) -> bool:
     return connection.retry(lambda: connection.client.has_collection(physical_name(name, "docs")))
+
+
+def read_access(connection: Connection, name: str) -> dict | None:
+    """The access record of collection `name`, or None (none written, or no collection)."""
+    docs = physical_name(name, "docs")
+    if not collection_exists(connection, name):
+        return None
+    rows = connection.retry(lambda: connection.client.get(docs, ids=[ACCESS_KEY], output_fields=["metadata"]),
+                            reload=lambda: connection.retry(lambda: connection.client.load_collection(docs),
+                                                            patient=True))
+    return json.loads(rows[0]["metadata"]) if rows else None
+
+
+def write_access(connection: Connection, name: str, record: dict) -> None:
+    """Replace the access record with one upsert of its row: readers see the old record or the new one."""
+    docs = physical_name(name, "docs")
+    if not collection_exists(connection, name):
+        raise RagError(f"There is no collection {name!r} on the Milvus server at {connection.address.shown}.")
+    row = {"id": ACCESS_KEY, "source": "", "version": 0, "content_hash": "", "chunking": "", "title": "",
+           "metadata": json.dumps(record), "added_at": 0.0, "chunks": 0, "_v": PLACEHOLDER}
+    connection.retry(lambda: connection.client.upsert(docs, [row]),
+                     reload=lambda: connection.retry(lambda: connection.client.load_collection(docs), patient=True))
 
 
 class MilvusStore(ChunkStore):
@@ -279,7 +301,7 @@ class MilvusStore(ChunkStore):
             iterator.close()
 
     def _doc_rows(self, fields: list[str]) -> list[dict]:
-        return list(self._iterate("docs", f"id != {HEAD_KEY}", ["source", *fields]))
+        return list(self._iterate("docs", f"id not in {list(RESERVED_KEYS)}", ["source", *fields]))
 
     def _docs_by_source(self, sources: Iterable[str], fields: list[str]) -> dict[str, dict]:
         sources = set(sources)
@@ -397,6 +419,12 @@ class MilvusStore(ChunkStore):
         order = np.argsort(ids, kind="stable")
         return (np.asarray(ids, dtype=np.int64)[order],
                 np.asarray(vecs, dtype=np.float32).reshape(len(ids), self.dimension)[order])
+
+    def access(self) -> dict | None:
+        return read_access(self.conn, self.name)
+
+    def set_access(self, record: dict) -> None:
+        write_access(self.conn, self.name, record)
 
     def integrity_problems(self) -> list[str]:
         """Documents whose chunks or text are not all there, and abandoned writes older than the sweep's wait."""

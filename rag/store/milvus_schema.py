@@ -23,6 +23,9 @@ MAX_SOURCE = 8_192
 TEXT_PIECE = MAX_VARCHAR // 4  # characters of a document's text per row (UTF-8 takes up to 4 bytes each)
 # The key of the docs row holding the manifest (in its metadata) and, as its version, the last change's.
 HEAD_KEY = 0
+# The key of the docs row holding the access record (rag.access) in its metadata.
+ACCESS_KEY = -1
+RESERVED_KEYS = (HEAD_KEY, ACCESS_KEY)
 # The analyzer of the keyword index: lite and a server both accept it (lite rejects "english"), and the
 # stopwords are the local store's, so both stores drop the same words.
 ANALYZER = {"tokenizer": "standard", "filter": ["lowercase", {"type": "stop", "stop_words": sorted(STOPWORDS)}]}

@@ -1,0 +1,133 @@
+"""Who may read, change and share a collection: its owner, its shares, the admin. The one home of the rule.
+
+Under `--auth` each collection has an owner and a list of shares: named users, or everyone who can log in
+(`EVERYONE`), each either read-only or read-write. The owner and the admin may also share, take shares back
+and delete; only the admin moves ownership. A collection without a record (made before owners existed)
+belongs to the admin. Without `--auth` there is one person, and everything is theirs.
+
+The record lives where the collection lives (`rag.store.locate.read_access` / `write_access`: a file
+beside the local store's database, a row of the docs collection on Milvus), so app instances agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from rag.errors import RagError
+
+FORMAT_VERSION = 1
+EVERYONE = "*"
+READ, WRITE = "read", "write"
+LEVELS = (READ, WRITE)
+# The one sentence for a collection a user may not open, and for one that does not exist: it tells neither apart.
+HIDDEN = "There is no collection {name!r} that you can open; choose one from the list."
+
+
+class AccessDenied(RagError):
+    """A user asked for a collection they may not see, or for a change they may not make."""
+
+
+def hidden(name: str) -> AccessDenied:
+    return AccessDenied(HIDDEN.format(name=name))
+
+
+@dataclass(frozen=True)
+class Access:
+    """A collection's owner and shares: {user or EVERYONE: READ or WRITE}."""
+
+    owner: str
+    shares: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"format_version": FORMAT_VERSION, "owner": self.owner, "shares": dict(sorted(self.shares.items()))}
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> "Access | None":
+        """The record as stored; None for no record. A record of a newer format is refused, not guessed at."""
+        if not data:
+            return None
+        if data.get("format_version") != FORMAT_VERSION:
+            raise RagError(f"A collection's sharing record is format {data.get('format_version')!r}; this program "
+                           f"reads format {FORMAT_VERSION}. Update the program.")
+        shares = {str(u): v for u, v in (data.get("shares") or {}).items() if v in LEVELS}
+        return cls(owner=str(data.get("owner") or ""), shares=shares)
+
+    def shared(self, who: str, level: str | None) -> "Access":
+        """A copy with `who` given `level` (None takes their share back)."""
+        shares = {u: v for u, v in self.shares.items() if u != who}
+        if level is not None:
+            shares[who] = check_level(level)
+        return Access(self.owner, shares)
+
+
+def check_level(level: str) -> str:
+    if level not in LEVELS:
+        raise RagError(f"Unknown share level {level!r}; choose one of: {', '.join(LEVELS)}.")
+    return level
+
+
+@dataclass(frozen=True)
+class AccessRule:
+    """The rule for one app: `users` are those who can log in (empty: no --auth, one person), `admin` one of them."""
+
+    users: tuple[str, ...] = ()
+    admin: str = ""
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.users)
+
+    def owner(self, record: Access | None) -> str:
+        """The collection's owner; one made before owners existed belongs to the admin."""
+        return record.owner if record is not None and record.owner else self.admin
+
+    def is_admin(self, user: str) -> bool:
+        return not self.enabled or (bool(user) and user == self.admin)
+
+    def level(self, user: str, record: Access | None) -> str | None:
+        """What `user` may do with the collection: "own", WRITE, READ or None (nothing, not even see it)."""
+        if not self.enabled or self.is_admin(user) or (user and user == self.owner(record)):
+            return "own"
+        if not user or record is None:
+            return None
+        mine, everyone = record.shares.get(user), record.shares.get(EVERYONE)
+        if WRITE in (mine, everyone):
+            return WRITE
+        return READ if READ in (mine, everyone) else None
+
+    def can_read(self, user: str, record: Access | None) -> bool:
+        return self.level(user, record) is not None
+
+    def can_write(self, user: str, record: Access | None) -> bool:
+        return self.level(user, record) in ("own", WRITE)
+
+    def can_manage(self, user: str, record: Access | None) -> bool:
+        """Share, take shares back, delete the collection: its owner and the admin."""
+        return self.level(user, record) == "own"
+
+    def new_record(self, user: str) -> Access:
+        """The record of a collection `user` creates now."""
+        return Access(owner=user if self.enabled else "")
+
+    def check_user(self, who: str) -> str:
+        """A share's target: one of the users, or EVERYONE; anyone else is refused by name."""
+        who = (who or "").strip()
+        if who in ("everyone", EVERYONE):
+            return EVERYONE
+        if who not in self.users:
+            raise RagError(f"{who!r} is not a user of this notebook; share with one of them, or with everyone.")
+        return who
+
+
+def read(settings, name: str) -> Access | None:
+    """Collection `name`'s record, where the collection lives (no record: made before owners existed)."""
+    from rag.store.locate import read_access
+
+    return Access.from_dict(read_access(settings, name))
+
+
+def write(settings, name: str, record: Access) -> None:
+    """Replace collection `name`'s record at once; a crash leaves the old record or the new one."""
+    from rag.store.locate import write_access
+
+    write_access(settings, name, record.to_dict())
