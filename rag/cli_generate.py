@@ -88,11 +88,12 @@ def _open(args):
 
 def first_run_note(settings, generator) -> str | None:
     """Once per models dir, when the tiny default model answers: say so, and what else there is."""
-    from rag.models import DEFAULT_MODEL, default_model_path, discover
+    from rag.models import DEFAULT_MODEL, default_model_path, discover, is_default_model
 
     default = default_model_path()
     marker = Path(settings.models_dir) / ".told-about-the-default-model"
-    if default is None or getattr(generator, "model_path", None) != default or marker.exists():
+    path = getattr(generator, "model_path", None)
+    if default is None or path is None or not is_default_model(path) or marker.exists():
         return None
     try:
         marker.parent.mkdir(parents=True, exist_ok=True)

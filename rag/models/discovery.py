@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from rag.errors import RagError
-from rag.models.catalogue import default_model_path
+from rag.models.catalogue import CATALOGUE, default_model_path
 from rag.models.compat import COMPAT_SUFFIX
 from rag.models.gguf import read_header
 
@@ -88,6 +88,13 @@ def _plain(directory: Path, pattern: str, source: str) -> list[tuple[str, str, P
     return found
 
 
+def _models_dir(directory: Path) -> list[tuple[str, str, Path]]:
+    """The models dir's files; one downloaded from the catalogue goes by its catalogue name."""
+    names = {entry.filename: entry.name for entry in CATALOGUE.values()}
+    return [(names.get(path.name, name), source, path) for name, source, path in _plain(directory, "*.gguf",
+                                                                                         "models dir")]
+
+
 def _lm_studio() -> list[tuple[str, str, Path]]:
     found = []
     for root in lm_studio_dirs():  # <root>/<publisher>/<repository>/<file>.gguf
@@ -127,7 +134,7 @@ def _ollama() -> list[tuple[str, str, Path]]:
 
 def discover(models_dir: str | os.PathLike, n_ctx: int | None = None) -> list[FoundModel]:
     """Every readable GGUF model in the places above, each once (the first place that has it wins)."""
-    candidates = _plain(Path(models_dir), "*.gguf", "models dir")
+    candidates = _models_dir(Path(models_dir))
     if (default := default_model_path()) is not None:
         candidates.insert(0, (default.name.removesuffix(".gguf"), "default", default))
     for directory in gpt4all_dirs():
