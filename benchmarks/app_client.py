@@ -27,7 +27,7 @@ _ENV_OF = {"n_threads": "RAG_THREADS", "n_ctx": "RAG_N_CTX", "answer_style": "RA
            "models_dir": "RAG_MODELS_DIR", "embedding_model": "RAG_EMBEDDING_MODEL",
            "embedding_backend": "RAG_EMBEDDING_BACKEND", "n_gpu_layers": "RAG_GPU_LAYERS"}
 
-# ui/formatting.py: answer_md links a cited [n] as [\[n\]](#cite-turn-n); escape_markdown puts a backslash
+# ui/chat_format.py: answer_md links a cited [n] as [\[n\]](#cite-turn-n); escape_markdown puts a backslash
 # before Markdown's special characters and list or heading starts, after escaping HTML.
 _CITE_LINK = re.compile(r"\[\\\[(\d{1,3})\\\]\]\(#cite-\d+-\d+\)")
 _ESCAPED = re.compile(r"\\([\\`*_{}\[\]()#+!|>~$.=\-])")
@@ -36,12 +36,12 @@ _ESCAPED = re.compile(r"\\([\\`*_{}\[\]()#+!|>~$.=\-])")
 _LABEL = re.compile(r"(?:\n\n|^)_[^\n]*_\s*$")
 _SOURCE = re.compile(r"<details><summary>.*?</summary>(.*?)</details>", re.DOTALL)
 _SOURCES_TITLE = re.compile(r"^Sources \((\d+)\)$")
-# ui/formatting.done_note: "Not answered: ..." when the model was not asked; any abstention ends so.
+# ui/chat_format.done_note: "Not answered: ..." when the model was not asked; any abstention ends so.
 _ABSTAINED = ("Not answered", "The sources listed are the closest passages.")
 
 
 def plain_markdown(markdown: str) -> str:
-    """Text as it was before ui.formatting.escape_markdown."""
+    """Text as it was before ui.escaping.escape_markdown."""
     return html.unescape(_ESCAPED.sub(r"\1", markdown))
 
 
@@ -54,7 +54,7 @@ def plain_answer(markdown: str) -> str:
 
 
 def plain_sources(markdown: str) -> list[str]:
-    """The passages of a "Sources (n)" message (ui.formatting.sources_md), in their order."""
+    """The passages of a "Sources (n)" message (ui.chat_format.sources_md), in their order."""
     return [plain_markdown(body.strip()) for body in _SOURCE.findall(markdown)]
 
 

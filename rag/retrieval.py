@@ -23,6 +23,22 @@ BM25_WEIGHT = 1.0
 ALPHA = 0.7  # convex fusion: weight of the normalised dense score
 CANDIDATES = 100
 
+# What each retriever's score means, for whoever shows one: they score on different scales.
+SCORE_LEGEND = {
+    "fused": "fused: the dense and keyword scores of the candidates, each scaled, then combined; 0 to 1",
+    "dense": "dense: cosine similarity of the query and chunk embeddings, −1 to 1",
+    "bm25": "bm25: keyword score (BM25), 0 and up, comparable only within one query",
+}
+# The score a mode ranks by: its name in SCORE_LEGEND and the SearchHit attribute that holds it.
+MODE_SCORE = {"hybrid": ("fused", "score"), "dense": ("dense", "dense_score"), "bm25": ("bm25", "bm25_score")}
+
+
+def scores_for(mode: str) -> list[tuple[str, str]]:
+    """(name, attribute) of the scores a hit of `mode` carries: the one it ranks by, and for hybrid its two parts."""
+    if mode == "hybrid":
+        return [MODE_SCORE["hybrid"], MODE_SCORE["dense"], MODE_SCORE["bm25"]]
+    return [MODE_SCORE.get(mode, MODE_SCORE["hybrid"])]
+
 
 @dataclass
 class SearchHit:

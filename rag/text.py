@@ -1,4 +1,5 @@
-"""Words, stopwords and sentences: the text rules that evidence matching and follow-up checks share."""
+"""Words, stopwords and sentences: the text rules that evidence matching, follow-up checks, keyword
+search and term highlighting share."""
 
 from __future__ import annotations
 
@@ -8,11 +9,18 @@ import re
 from rag.errors import RagError
 
 WORD = re.compile(r"\w+", re.UNICODE)
-STOPWORDS = frozenset(
+# Two lists, for two purposes. QUERY_STOPWORDS are dropped from keyword queries (tantivy, and the BM25
+# analyzer of a Milvus collection, which keeps the list it was created with) and left unmarked in a hit:
+# they match nearly every chunk and add nothing to BM25. STOPWORDS adds pronouns, modals and quantifiers,
+# words that say nothing about what a sentence is about, to decide which words an answer, a source
+# sentence or a follow-up must share; a keyword search still ranks by them ("most", "why").
+QUERY_STOPWORDS = frozenset(
     "a an and are as at be but by for from has have in into is it its of on or that the their then there "
-    "these they this to was were which will with what when where who whom whose why how do does did not no can "
-    "could would should may might i you he she we me him her us them my your our his one ones about also been "
-    "being than so such if some any all more most other only just very much many".split()
+    "these they this to was were which will with what when where who how do does did not no can".split()
+)
+STOPWORDS = QUERY_STOPWORDS | frozenset(
+    "whom whose why could would should may might i you he she we me him her us them my your our his one ones "
+    "about also been being than so such if some any all more most other only just very much many".split()
 )
 
 
@@ -27,7 +35,11 @@ def content_words(text: str) -> list[str]:
 
 
 def stem(word: str) -> str:
-    """A light suffix strip, enough to match 'decomposition' with 'decompose' loosely, 'agents' with 'agent'."""
+    """A light suffix strip, enough to match 'decomposition' with 'decompose' loosely, 'agents' with 'agent'.
+
+    Keyword search stems with tantivy's Snowball stemmer instead, inside the index. This one decides
+    which words of an answer, a source sentence or a follow-up count as the same, and the evidence and
+    relevance thresholds (`rag.chains.gate`, `rag.evidence`) were calibrated with it."""
     for suffix in ("ations", "ation", "ings", "ing", "ies", "ed", "es", "s"):
         if len(word) > len(suffix) + 2 and word.endswith(suffix):
             return word[: -len(suffix)]

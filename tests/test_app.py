@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import app
-from ui import formatting as fmt
+from ui import chat_format, escaping, search_format
 from rag.errors import RagError
 from rag.generators.base import GenerationParams, GenerationStats, Generator
 from rag.retrieval import SearchHit
@@ -153,31 +153,31 @@ def hit(rank=1, title="Title", source="https://example.com/a", text="some text",
 
 def test_markdown_escaping_neutralises_markup_and_keeps_urls_readable():
     nasty = '<script>alert(1)</script> ![x](http://evil.example/p.png) **b** [l](javascript:alert(1))\n# H\n1. item'
-    out = fmt.escape_markdown(nasty)
+    out = escaping.escape_markdown(nasty)
     assert "<script" not in out and "&lt;script&gt;" in out
     assert "![" not in out and "](" not in out and "**" not in out
     assert "\n\\# H" in out and "\n1\\. item" in out
-    assert "see https://example.com/a_b(c)" in fmt.escape_markdown("see https://example.com/a_b(c)")
+    assert "see https://example.com/a_b(c)" in escaping.escape_markdown("see https://example.com/a_b(c)")
 
 
 def test_hit_cards_escape_text_and_only_link_http_sources():
-    card = fmt.hit_card_html(hit(title="<img src=x onerror=alert(1)>", source="javascript:alert(1)",
+    card = search_format.hit_card_html(hit(title="<img src=x onerror=alert(1)>", source="javascript:alert(1)",
                                  text="storm <b>warning</b> Storm"), ["storm"])
     assert "<img" not in card and "<b>" not in card and "href" not in card
     assert card.count("<mark>") == 2
-    linked = fmt.hit_card_html(hit(source='https://example.com/"onmouseover="x'), [])
+    linked = search_format.hit_card_html(hit(source='https://example.com/"onmouseover="x'), [])
     assert 'href="https://example.com/&quot;onmouseover=&quot;x"' in linked
 
 
 def test_sources_escape_chunk_text_inside_their_details():
-    md = fmt.sources_md([{"n": 1, **hit(text="<iframe src=//evil>", title="<b>t</b>").to_dict()}])
+    md = chat_format.sources_md([{"n": 1, **hit(text="<iframe src=//evil>", title="<b>t</b>").to_dict()}])
     assert "<iframe" not in md and "<b>t</b>" not in md
     assert md.startswith("<details><summary>[1] &lt;b&gt;t&lt;/b&gt;")
 
 
 def test_uploads_are_shown_by_file_name():
-    assert fmt.display_source("/srv/idx/_uploads/default/notes.txt") == "upload: notes.txt"
-    assert fmt.display_source("https://example.com/_uploads/x/y") == "https://example.com/_uploads/x/y"
+    assert escaping.display_source("/srv/idx/_uploads/default/notes.txt") == "upload: notes.txt"
+    assert escaping.display_source("https://example.com/_uploads/x/y") == "https://example.com/_uploads/x/y"
 
 
 # ---------------------------------------------------------------- chat callback with a scripted model

@@ -14,6 +14,7 @@ import pytest
 from rag.conversations import ConversationStore
 from rag.errors import RagError
 from test_app import FakeCollection, ScriptedGenerator, ScriptedRuntime, hit
+from ui import charts, chat_format, escaping, passage_viewer, search_format
 from ui import formatting as fmt
 
 SKIP = {"__type__": "update"}
@@ -359,7 +360,7 @@ def test_a_new_question_empties_the_passage_viewer():
     from ui.generation import Generation
 
     generation = Generation(ScriptedRuntime(ScriptedGenerator("x"), FakeCollection([])))
-    assert generation.viewer_for_question("What next?") == fmt.VIEWER_EMPTY
+    assert generation.viewer_for_question("What next?") == passage_viewer.VIEWER_EMPTY
     assert generation.viewer_for_question("  ") == SKIP
 
 
@@ -379,19 +380,19 @@ def test_unexpected_errors_are_a_sentence_too():
 
 def test_scores_are_labelled_by_the_mode_with_a_legend():
     h = hit(score=0.81, dense_score=0.81, bm25_score=5.47)
-    dense = fmt.hits_html([h], "storm", "dense")
+    dense = search_format.hits_html([h], "storm", "dense")
     assert "dense 0.810" in dense and "fused" not in dense and "bm25 5.470" not in dense
-    bm25 = fmt.hits_html([hit(score=5.47, dense_score=None, bm25_score=5.47)], "storm", "bm25")
+    bm25 = search_format.hits_html([hit(score=5.47, dense_score=None, bm25_score=5.47)], "storm", "bm25")
     assert "bm25 5.470" in bm25 and "fused" not in bm25
-    hybrid = fmt.hits_html([hit(score=0.7, dense_score=0.5, bm25_score=5.47)], "storm", "hybrid")
+    hybrid = search_format.hits_html([hit(score=0.7, dense_score=0.5, bm25_score=5.47)], "storm", "hybrid")
     assert "fused 0.700" in hybrid and "bm25 5.470" in hybrid and 'class="legend"' in hybrid
     for mode, name in (("bm25", "bm25"), ("dense", "dense")):
-        frame = fmt.scores_frame([h], mode)
+        frame = charts.scores_frame([h], mode)
         drawn = frame[frame["relative"] > 0]
         assert set(drawn["retriever"]) == {name} and list(drawn["bar"]) == [f"#1 {name}"]
         # The chart keeps the colours of its first frame: every frame names all three retrievers.
         assert set(frame["retriever"]) == {"fused", "dense", "bm25"} and set(frame["bar"]) == {f"#1 {name}"}
-    assert set(fmt.scores_frame([], "hybrid")["retriever"]) == {"fused", "dense", "bm25"}
+    assert set(charts.scores_frame([], "hybrid")["retriever"]) == {"fused", "dense", "bm25"}
 
 
 # ---------------------------------------------------------------- escaping: titles with newlines, toasts
@@ -401,7 +402,7 @@ HOSTILE_TITLE = "Report\n\n![x](https://tracker.example/p.png)\n\n<img src=https
 
 
 def test_a_multi_line_title_cannot_end_the_sources_block():
-    md = fmt.sources_md([{"n": 1, **hit(title=HOSTILE_TITLE, text="body ![y](https://tracker.example/t.png)",
+    md = chat_format.sources_md([{"n": 1, **hit(title=HOSTILE_TITLE, text="body ![y](https://tracker.example/t.png)",
                                        source="upload\n\n[a](https://tracker.example/)").to_dict()}])
     summary = md[md.index("<summary>"): md.index("</summary>")]
     assert "\n" not in summary
@@ -412,8 +413,8 @@ def test_a_multi_line_title_cannot_end_the_sources_block():
 def test_document_choices_and_map_labels_are_one_line():
     import pandas as pd  # noqa: F401 - map_frame builds a DataFrame
 
-    assert fmt.one_line(HOSTILE_TITLE).count("\n") == 0
-    frame = fmt.map_frame({"ids": [1], "xy": [[0, 0]], "query_xy": None}, [hit(rank=1, title=HOSTILE_TITLE)])
+    assert escaping.one_line(HOSTILE_TITLE).count("\n") == 0
+    frame = charts.map_frame({"ids": [1], "xy": [[0, 0]], "query_xy": None}, [hit(rank=1, title=HOSTILE_TITLE)])
     assert "\n" not in frame["label"][0]
 
 
@@ -500,17 +501,17 @@ def test_errors_in_the_status_line_are_escaped():
 
 
 def test_citations_become_links_only_for_sources_that_exist():
-    md = fmt.answer_md("It lasted eleven days [1], see also [2] and [9].", [{"n": 1}, {"n": 2}], turn=3)
+    md = chat_format.answer_md("It lasted eleven days [1], see also [2] and [9].", [{"n": 1}, {"n": 2}], turn=3)
     assert "[\\[1\\]](#cite-3-1)" in md and "[\\[2\\]](#cite-3-2)" in md
     assert "\\[9\\]" in md and "#cite-3-9" not in md
-    hostile = fmt.answer_md("[1](javascript:alert(1)) ![x](https://tracker.example/p.png)", [{"n": 1}], turn=0)
+    hostile = chat_format.answer_md("[1](javascript:alert(1)) ![x](https://tracker.example/p.png)", [{"n": 1}], turn=0)
     assert "](javascript" not in hostile and "![" not in hostile
 
 
 def test_sources_show_title_and_first_words_not_four_identical_titles():
     sources = [{"n": i, **hit(rank=i, title="Same title", text=f"Passage number {i} starts here").to_dict()}
                for i in (1, 2)]
-    md = fmt.sources_md(sources)
+    md = chat_format.sources_md(sources)
     assert "Same title — “Passage number 1 starts here”" in md and "“Passage number 2 starts here”" in md
 
 
@@ -521,12 +522,12 @@ def test_the_viewer_highlights_the_passage_inside_its_document_at_its_page():
     pages = [(1, 0), (2, text.index("The storm") - 30), (3, text.index("Page three."))]
     src = {"n": 2, "title": "Log <b>book</b>", "source": "/x/_uploads/default/log.pdf", "page": 2,
            "start": start, "end": end, "text": text[start:end]}
-    html = fmt.passage_html(src, text, pages)
+    html = passage_viewer.passage_html(src, text, pages)
     assert '<mark id="cited">The storm lasted eleven days.</mark>' in html
     assert "Page 2 of the document" in html and "Page three." not in html and "&lt;b&gt;book" in html
     # A document changed since: the passage is found by its text, or shown as it was cited.
-    assert '<mark id="cited">The storm lasted' in fmt.passage_html(src, "New intro. " + text, pages)
-    assert "no longer in the collection" in fmt.passage_html(src, None)
+    assert '<mark id="cited">The storm lasted' in passage_viewer.passage_html(src, "New intro. " + text, pages)
+    assert "no longer in the collection" in passage_viewer.passage_html(src, None)
 
 
 def test_opening_a_citation_of_the_conversation_on_screen(tmp_path):
@@ -736,7 +737,8 @@ def test_a_lone_document_is_chosen_for_summarize_and_a_stopped_quote_says_it_is_
 
     generation = Generation(ScriptedRuntime(ScriptedGenerator("x"), Listed([]), index_dir=tmp_path))
     assert generation.document_choices(Session())["value"] == ["a"]
-    stopped = fmt.chat_messages([Turn("Q?", answer='"It …"', style="quote", stopped=True)])
-    assert "only the beginning of a quote" in stopped[1]["content"] and fmt.QUOTE_LABEL not in stopped[1]["content"]
-    whole = fmt.chat_messages([Turn("Q?", answer='"It rained." [1]', style="quote")])
-    assert fmt.QUOTE_LABEL in whole[1]["content"]
+    stopped = chat_format.chat_messages([Turn("Q?", answer='"It …"', style="quote", stopped=True)])
+    assert "only the beginning of a quote" in stopped[1]["content"]
+    assert chat_format.QUOTE_LABEL not in stopped[1]["content"]
+    whole = chat_format.chat_messages([Turn("Q?", answer='"It rained." [1]', style="quote")])
+    assert chat_format.QUOTE_LABEL in whole[1]["content"]

@@ -1,5 +1,5 @@
 """bench_answers.py --via app reads answers back from the Chat's Markdown: the parser must follow what
-ui/formatting.py writes, so these strings are built by ui.formatting itself."""
+ui/chat_format.py and ui/escaping.py write, so these strings are built by those modules themselves."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from ui import formatting as fmt
+from ui import chat_format, escaping
 from ui.state import Turn
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,7 +41,7 @@ def test_the_answer_read_back_from_the_chat_is_the_chains_answer(answer, style, 
     turns = [Turn("Earlier?", answer="Before [1].", sources=SOURCES),
              Turn("When does the ferry leave?", answer=answer, sources=SOURCES, style=style, stopped=stopped)]
     status = "Answered by **llamacpp** from **2** of 4 retrieved chunks in 1.2 s. Click a [n] in the answer."
-    turn = app_client.read_turn(fmt.chat_messages(turns), status)
+    turn = app_client.read_turn(chat_format.chat_messages(turns), status)
     assert turn["answer"] == answer
     assert turn["sources"] == [s["text"] for s in SOURCES]
     assert turn["abstained"] is False and turn["error"] is None
@@ -52,12 +52,13 @@ def test_an_abstention_is_read_from_the_status_line():
                              timings={"total_s": 0.02})
     turns = [Turn("Who won in 1998?", answer="The documents don't answer this question.", sources=SOURCES,
                   abstained=True)]
-    turn = app_client.read_turn(fmt.chat_messages(turns), fmt.done_note("llamacpp", result))
+    turn = app_client.read_turn(chat_format.chat_messages(turns), chat_format.done_note("llamacpp", result))
     assert turn["abstained"] is True and turn["answer"] == "The documents don't answer this question."
 
 
 def test_an_error_in_the_status_line_is_the_rows_error():
-    turn = app_client.read_turn([], "⚠️ " + fmt.escape_markdown("Collection 'squad' is empty; ingest [files]."))
+    status = "⚠️ " + escaping.escape_markdown("Collection 'squad' is empty; ingest [files].")
+    turn = app_client.read_turn([], status)
     assert turn["error"] == "Collection 'squad' is empty; ingest [files]."
 
 

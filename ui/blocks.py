@@ -10,6 +10,7 @@ from ui import formatting as fmt
 from ui.conversations import Conversations
 from ui.generation import Generation
 from ui.library import Library
+from ui.passage_viewer import VIEWER_EMPTY
 from ui.runtime import Runtime
 from ui.search import Search
 from ui.state import MAX_K, ChatSettings, Session
@@ -325,7 +326,7 @@ def _chat_tab(gen: Generation, convs: Conversations, library: Library, session, 
                     stop = gr.Button("Stop", variant="stop", scale=0, elem_id="stop-btn")
                 status = gr.Markdown(elem_classes=["step-out"], elem_id="chat-status")
             with gr.Column(scale=2):
-                viewer = gr.HTML(fmt.VIEWER_EMPTY, elem_id="passage", label="Cited passage")
+                viewer = gr.HTML(VIEWER_EMPTY, elem_id="passage", label="Cited passage")
                 # The page's script writes the clicked citation here and presses the button (assets/notebook.js).
                 cite_ref = gr.Textbox(elem_id="cite-ref", elem_classes=["offscreen"], show_label=False)
                 cite_open = gr.Button("Open citation", elem_id="cite-open", elem_classes=["offscreen"])
@@ -354,7 +355,7 @@ def _chat_tab(gen: Generation, convs: Conversations, library: Library, session, 
     for cleared in (chatbot.clear, new.click):
         cleared(gen.clear, session, outputs, cancels=[event]).then(
             convs.choices, session, conversations, show_progress="hidden").then(
-            lambda: ("", fmt.VIEWER_EMPTY), None, [title, viewer], show_progress="hidden")
+            lambda: ("", VIEWER_EMPTY), None, [title, viewer], show_progress="hidden")
     export.click(gen.export, session, [export_file, status])
     conversations.input(convs.open, [conversations, session], [chatbot, status, title, session], cancels=[event]).then(
         _empty_viewer, None, viewer, show_progress="hidden")
@@ -371,7 +372,7 @@ def _chat_tab(gen: Generation, convs: Conversations, library: Library, session, 
 
 
 def _empty_viewer() -> str:
-    return fmt.VIEWER_EMPTY
+    return VIEWER_EMPTY
 
 
 def _compare_tab(gen: Generation, session, backends: list[str]) -> None:

@@ -9,8 +9,10 @@ from __future__ import annotations
 import gradio as gr
 
 from rag.errors import RagError
-from ui import formatting as fmt
+from ui.chat_format import chat_messages
+from ui.escaping import escape_markdown, one_line
 from ui.generation import job_key, user_name
+from ui.passage_viewer import passage_html
 from ui.runtime import Runtime
 from ui.state import Session, Turn
 from ui.status import errors_in_status
@@ -32,7 +34,7 @@ class Conversations:
     def choices(self, session: Session, request: gr.Request = None):
         """The list in the side panel, the open conversation selected."""
         saved = self._store().list(user_name(request), session.collection)
-        return gr.update(choices=[(fmt.one_line(c.title, 60), c.id) for c in saved], value=session.conversation_id)
+        return gr.update(choices=[(one_line(c.title, 60), c.id) for c in saved], value=session.conversation_id)
 
     def panel(self, session: Session, request: gr.Request = None):
         """The list and the open conversation's name, after an answer has saved it."""
@@ -60,9 +62,9 @@ class Conversations:
     def _open(self, conversation_id: str, session: Session, request):
         saved = self._store().get(user_name(request), conversation_id)
         session.turns, session.conversation_id = _turns(saved.turns), saved.id
-        status = (f"Opened “{fmt.escape_markdown(fmt.one_line(saved.title, 80))}”: **{len(session.turns)}** "
+        status = (f"Opened “{escape_markdown(one_line(saved.title, 80))}”: **{len(session.turns)}** "
                   "turns. A question continues it.")
-        return fmt.chat_messages(session.turns), status, saved.title, session
+        return chat_messages(session.turns), status, saved.title, session
 
     @errors_in_status(2, status=0)
     def rename(self, title: str, session: Session, request: gr.Request = None):
@@ -70,7 +72,7 @@ class Conversations:
         if not session.conversation_id:
             raise RagError("Ask a question first: a conversation is saved, and can be renamed, once it has one.")
         title = self._store().rename(user_name(request), session.conversation_id, title)
-        return f"Renamed to “{fmt.escape_markdown(title)}”.", title
+        return f"Renamed to “{escape_markdown(title)}”.", title
 
     @errors_in_status(4, status=1)
     def delete(self, session: Session, request: gr.Request = None):
@@ -98,4 +100,4 @@ class Conversations:
                 text, pages = doc.text, doc.pages
             except RagError:
                 pass  # deleted since: the viewer shows the passage as it was cited
-        return fmt.passage_html(src, text, pages)
+        return passage_html(src, text, pages)

@@ -13,7 +13,12 @@ import gradio as gr
 from rag.chains.path import AnswerPath, Scope
 from rag.errors import RagError
 from ui import formatting as fmt
+from ui.chat_format import (answer_md, chat_messages, compare_note, done_note, partial_quote, sources_md,
+                            standalone_md, style_name)
+from ui.conversation_export import export_markdown
+from ui.escaping import display_source, escape_markdown, one_line
 from ui.jobs import StoppableGenerator, Stopped
+from ui.passage_viewer import VIEWER_EMPTY
 from ui.runtime import Runtime
 from ui.search import check_k, check_query
 from ui.state import ChatSettings, Session, Turn
@@ -68,7 +73,7 @@ class Generation:
     def viewer_for_question(self, question: str):
         """The passage viewer once a question is sent: emptied, since the new answer has its own sources
         (an empty question changes nothing on screen)."""
-        return fmt.VIEWER_EMPTY if (question or "").strip() else gr.skip()
+        return VIEWER_EMPTY if (question or "").strip() else gr.skip()
 
     def _job(self, request, step: str):
         return self.runtime.jobs.current(job_key(request, step))
@@ -88,7 +93,7 @@ class Generation:
             return
         # A stopped answer is cut short: its question stays in the history, its partial text does not.
         history = [(t.question, "" if t.stopped else t.answer, t.standalone) for t in session.turns]
-        shown = fmt.chat_messages(session.turns) + [{"role": "user", "content": fmt.escape_markdown(question)}]
+        shown = chat_messages(session.turns) + [{"role": "user", "content": escape_markdown(question)}]
         blank = ("", "", "", "")
         yield shown, self._loading_note(chat), *blank, session
         generator = StoppableGenerator(self.runtime.generator(chat), job)
@@ -98,11 +103,11 @@ class Generation:
         try:
             answer = chain.ask(question, history)
         except Stopped:
-            yield (fmt.chat_messages(session.turns), "Stopped while rewriting the follow-up; nothing was answered "
+            yield (chat_messages(session.turns), "Stopped while rewriting the follow-up; nothing was answered "
                    "and the conversation is as it was.", *blank, session)
             return
         ready = answer.prepared  # the standalone question, sources and prompt, shown before the answer
-        steps = (fmt.standalone_md(ready), ready.prompt,
+        steps = (standalone_md(ready), ready.prompt,
                  fmt.token_usage_md(ready.prompt_tokens, generator.context_size, 0), "")
         yield shown, f"Retrieved **{len(ready.sources)}** chunks; answering with **{chat.backend}**…", *steps, session
         text, pieces = "", 0
@@ -110,17 +115,17 @@ class Generation:
             for piece in answer:
                 text += piece
                 pieces += 1
-                shown_text = fmt.partial_quote(text) if ready.style == "quote" else text
-                reply = {"role": "assistant", "content": fmt.answer_md(shown_text, ready.sources, len(session.turns))}
+                shown_text = partial_quote(text) if ready.style == "quote" else text
+                reply = {"role": "assistant", "content": answer_md(shown_text, ready.sources, len(session.turns))}
                 yield shown + [reply], f"Answering with **{chat.backend}**…", *steps, session
         except Stopped:
-            partial = fmt.partial_quote(text) if ready.style == "quote" and text.strip() else text.strip()
+            partial = partial_quote(text) if ready.style == "quote" and text.strip() else text.strip()
             session.turns.append(Turn(question, ready.standalone_question, partial, ready.sources, stopped=True,
                                       style=ready.style, notes=list(ready.notes)))
             self._save(session, request)
             kept = (f"Stopped after **{pieces}** tokens; the partial answer and its sources are kept" if pieces else
                     "Stopped before the first token; the question and its sources are kept")
-            yield (fmt.chat_messages(session.turns), kept + " in the conversation.", steps[0], steps[1],
+            yield (chat_messages(session.turns), kept + " in the conversation.", steps[0], steps[1],
                    fmt.token_usage_md(ready.prompt_tokens, generator.context_size, pieces), "", session)
             return
         result = answer.result
@@ -129,7 +134,7 @@ class Generation:
                                   abstained=bool(getattr(result, "abstained", False)),
                                   style=result.style, notes=list(result.notes)))
         self._save(session, request)
-        yield (fmt.chat_messages(session.turns), fmt.done_note(chat.backend, result), fmt.standalone_md(result),
+        yield (chat_messages(session.turns), done_note(chat.backend, result), standalone_md(result),
                result.prompt, fmt.token_usage_md(result.prompt_tokens, generator.context_size,
                                                  result.completion_tokens),
                fmt.result_timings_md(result), session)
@@ -161,7 +166,7 @@ class Generation:
             raise RagError("Type a query, or choose one or more of the ticked documents, to summarise.")
         unticked = [s for s in sources or [] if session.sources is not None and s not in session.sources]
         if not query and unticked:
-            raise RagError(f"{fmt.display_source(unticked[0])} is not ticked in Sources; tick it there, or choose "
+            raise RagError(f"{display_source(unticked[0])} is not ticked in Sources; tick it there, or choose "
                            "another document.")
         if query:
             query = check_query(query)
@@ -179,7 +184,7 @@ class Generation:
             yield "Stopped while reading the sources; no summary was written.", skip, skip
             return
         ready = answer.prepared  # which chunks went in, the strategy and the parts, shown before the summary
-        inputs = fmt.sources_md(ready.sources)
+        inputs = sources_md(ready.sources)
         strategy = (ready.strategy or "").replace("_", "-")
         doing = (f"quoting the most central sentence of each of its **{len(ready.outline)}** parts"
                  if ready.style == "quote" and ready.strategy == "parts" else f"summarising with **{chat.backend}**")
@@ -199,7 +204,7 @@ class Generation:
                    "Stopped before the first token; nothing was summarised.", inputs, summary_md(ready, text))
             return
         result = answer.result
-        yield (summary_info_md(result, generator.context_size), fmt.sources_md(result.sources),
+        yield (summary_info_md(result, generator.context_size), sources_md(result.sources),
                summary_md(result))
 
     # -- compare -----------------------------------------------------------------------------------
@@ -215,7 +220,7 @@ class Generation:
         style = self.runtime.answer_style(chat)
         chat = dataclasses.replace(chat, answer_style=style)
         context = (f"Each backend answers from the same **{len(hits)}** retrieved chunks, in the same answer "
-                   f"style (**{fmt.style_name(style)}**):\n\n" + fmt.sources_md(hits))
+                   f"style (**{style_name(style)}**):\n\n" + sources_md(hits))
         cells = ["", ""] * len(self.backends)
         yield context, *cells
         for i, backend in enumerate(self.backends):
@@ -232,15 +237,15 @@ class Generation:
                 cells[2 * i + 1] = f"Answering with **{backend}**…"
                 for piece in answer:
                     text += piece
-                    cells[2 * i] = fmt.escape_markdown(fmt.partial_quote(text) if style == "quote" else text)
+                    cells[2 * i] = escape_markdown(partial_quote(text) if style == "quote" else text)
                     yield context, *cells
                 result = answer.result
-                cells[2 * i] = fmt.escape_markdown(result.answer)
-                cells[2 * i + 1] = fmt.compare_note(result, generator.context_size)
+                cells[2 * i] = escape_markdown(result.answer)
+                cells[2 * i + 1] = compare_note(result, generator.context_size)
             except Stopped:
                 cells[2 * i + 1] = "Stopped; the partial answer above is kept."
             except RagError as exc:  # one backend failing must not hide the other's answer
-                cells[2 * i] = f"**{backend} could not answer:** {fmt.escape_markdown(exc)}"
+                cells[2 * i] = f"**{backend} could not answer:** {escape_markdown(exc)}"
                 cells[2 * i + 1] = ""
             yield context, *cells
 
@@ -257,7 +262,7 @@ class Generation:
         """The conversation on screen, stopped answers included, as a Markdown file to download."""
         if not session.turns:
             raise RagError("Nothing to export yet: ask a question first.")
-        text = fmt.export_markdown([dataclasses.asdict(t) for t in session.turns], session.collection)
+        text = export_markdown([dataclasses.asdict(t) for t in session.turns], session.collection)
         path = self.runtime.export_path(session)
         path.write_text(text, encoding="utf-8")
         return gr.update(value=str(path), visible=True), f"Exported **{len(session.turns)}** turns as Markdown."
@@ -269,7 +274,7 @@ class Generation:
         documents = self.runtime.collection(session.collection).documents()
         sources = [d.source for d in documents]
         ticked = sources if session.sources is None else [s for s in sources if s in session.sources]
-        return gr.update(choices=[(fmt.one_line(d.title or fmt.display_source(d.source), 80), d.source)
+        return gr.update(choices=[(one_line(d.title or display_source(d.source), 80), d.source)
                                   for d in documents], value=ticked)
 
     def choose_sources(self, ticked: list[str], session: Session):
@@ -292,7 +297,7 @@ class Generation:
         kept = [c for c in chosen or [] if c in offered]
         if not kept and len(documents) == 1:  # one document to read: chosen already, so Summarize just runs
             kept = [documents[0].source]
-        return gr.update(choices=[(fmt.one_line(d.title or d.source), d.source) for d in documents], value=kept)
+        return gr.update(choices=[(one_line(d.title or d.source), d.source) for d in documents], value=kept)
 
     # -- settings ----------------------------------------------------------------------------------
 
@@ -382,7 +387,7 @@ class Generation:
 
         if found:
             offer = (f"**{len(found)}** found on this machine, such as "
-                     + ", ".join(f"`{fmt.one_line(m.name, 60)}`" for m in found[:3]))
+                     + ", ".join(f"`{one_line(m.name, 60)}`" for m in found[:3]))
         else:
             offer = ("none was found on this machine; `python -m rag models --download llama-3.2-3b` fetches a good "
                      "one (2 GB), or choose one marked *catalogue* to see how")
@@ -403,7 +408,7 @@ class Generation:
         else:
             model = loaded or chat.model or self.runtime.settings.model
         state = "loaded" if loaded else "loads on first use"
-        return (f"**Model in use:** {fmt.escape_markdown(chat.backend)} · {fmt.escape_markdown(model)} ({state}) · "
+        return (f"**Model in use:** {escape_markdown(chat.backend)} · {escape_markdown(model)} ({state}) · "
                 f"k={chat.k} · {chat.mode} · max {chat.max_tokens} new tokens · temperature {chat.temperature:g}")
 
 

@@ -10,6 +10,7 @@ import gradio as gr
 from rag import limits
 from rag.errors import RagError
 from ui import formatting as fmt
+from ui.escaping import UPLOAD_PREFIX, display_source, escape_markdown, one_line, safe_href
 from ui.runtime import Runtime
 from ui.state import Session
 from ui.status import errors_in_status
@@ -24,7 +25,7 @@ def parse_urls(text: str) -> tuple[list[str], list[str]]:
     for entry in _SPLIT.split(text or ""):
         if not entry:
             continue
-        (urls if fmt.safe_href(entry) and "://" in entry and len(entry) > 8 else bad).append(entry)
+        (urls if safe_href(entry) and "://" in entry and len(entry) > 8 else bad).append(entry)
     return list(dict.fromkeys(urls)), bad
 
 
@@ -92,8 +93,8 @@ class Library:
             chunk_size=int(chunk_size), chunk_overlap=int(chunk_overlap),
         )
         lines = [fmt.ingest_result_lines_md(report)]
-        lines += [f"- ✗ **failed** — {fmt.escape_markdown(b)}: not an http(s) URL" for b in bad]
-        lines += [f"- ✗ **failed** — {fmt.escape_markdown(r)}" for r in refused]
+        lines += [f"- ✗ **failed** — {escape_markdown(b)}: not an http(s) URL" for b in bad]
+        lines += [f"- ✗ **failed** — {escape_markdown(r)}" for r in refused]
         docs, table = self.documents_view(session)
         return fmt.ingest_summary_md(report), "\n".join(lines), docs, table
 
@@ -107,10 +108,10 @@ class Library:
         progress(0, desc="Opening the collection (the embedding model loads on first use)…")
         report = self.runtime.collection(session.collection).ingest(urls, progress=_progress_reporter(progress))
         # The error sentence names the address already; it is not repeated in front of it.
-        failed = [fmt.escape_markdown(e["error"].rstrip(".")) if e["source"] in e["error"]
-                  else f"{fmt.escape_markdown(e['source'])}: {fmt.escape_markdown(e['error'].rstrip('.'))}"
+        failed = [escape_markdown(e["error"].rstrip(".")) if e["source"] in e["error"]
+                  else f"{escape_markdown(e['source'])}: {escape_markdown(e['error'].rstrip('.'))}"
                   for e in report.errors]
-        titles = [fmt.escape_markdown(fmt.one_line(r.title or r.source, 80)) for r in report.results
+        titles = [escape_markdown(one_line(r.title or r.source, 80)) for r in report.results
                   if r.status != "failed"]
         line = (f"Added {', '.join(f'“{t}”' for t in titles)}. Ask a question about it." if titles else "")
         line += (" Not added: " + "; ".join(failed) + "." if failed else "")
@@ -121,11 +122,11 @@ class Library:
     def documents_view(self, session: Session):
         """The documents table of the user's collection, and a one-line count above it."""
         if session.collection not in self.runtime.collection_names():
-            return f"Collection **{fmt.escape_markdown(session.collection)}** is empty.", []
+            return f"Collection **{escape_markdown(session.collection)}** is empty.", []
         documents = self.runtime.collection(session.collection).documents()
         chunks = sum(d.chunks for d in documents)
         noun = "document" if len(documents) == 1 else "documents"
-        note = f"**{len(documents)}** {noun} · **{chunks}** splits in **{fmt.escape_markdown(session.collection)}**"
+        note = f"**{len(documents)}** {noun} · **{chunks}** splits in **{escape_markdown(session.collection)}**"
         return note, fmt.documents_rows(documents)
 
     @errors_in_status(2, status=0)
@@ -142,8 +143,8 @@ class Library:
 
     def _real_source(self, shown: str, session: Session) -> str:
         """The stored source for what the table shows (uploads are shown by file name)."""
-        if shown.startswith(fmt.UPLOAD_PREFIX):
-            return str(self.runtime.uploads_dir(session.collection) / shown[len(fmt.UPLOAD_PREFIX):])
+        if shown.startswith(UPLOAD_PREFIX):
+            return str(self.runtime.uploads_dir(session.collection) / shown[len(UPLOAD_PREFIX):])
         return shown
 
     @errors_in_status(5, status=0)
@@ -160,7 +161,7 @@ class Library:
         else:
             raise RagError("Give an http(s) URL or upload a file to preview." + _bad_note(bad))
         doc = load_source(source, self.runtime.settings)
-        return "", fmt.display_source(source), *_preview(doc), gr.Accordion(open=True)
+        return "", display_source(source), *_preview(doc), gr.Accordion(open=True)
 
     @errors_in_status(3, status=1)
     def delete(self, source: str, session: Session):
@@ -187,7 +188,7 @@ def _row_source(rows, row: int) -> str:
 def _preview(doc) -> tuple[str, dict]:
     limit = 20_000
     text = doc.text if len(doc.text) <= limit else doc.text[:limit] + f"\n… ({len(doc.text) - limit} more characters)"
-    meta = {"title": fmt.one_line(doc.title), "source": fmt.display_source(doc.source), "characters": len(doc.text),
+    meta = {"title": one_line(doc.title), "source": display_source(doc.source), "characters": len(doc.text),
             **(doc.metadata or {})}
     if doc.pages:
         meta["pages"] = len(doc.pages)

@@ -8,7 +8,10 @@ import gradio as gr
 
 from rag.errors import RagError
 from ui import formatting as fmt
+from ui.charts import map_frame, scores_frame
+from ui.escaping import escape_markdown
 from ui.runtime import Runtime
+from ui.search_format import hits_html
 from ui.state import MAX_K, MAX_QUESTION_CHARS, Session
 from ui.status import errors_in_status
 
@@ -56,8 +59,8 @@ class Search:
         took = time.perf_counter() - started
         projection = coll.projection(query)
         note = (
-            f"Retrieved **{len(hits)}** of k={k} chunks for “{fmt.escape_markdown(query)}” with **{mode}** search "
-            f"in {fmt.fmt_seconds(took)} from **{fmt.escape_markdown(session.collection)}**."
+            f"Retrieved **{len(hits)}** of k={k} chunks for “{escape_markdown(query)}” with **{mode}** search "
+            f"in {fmt.fmt_seconds(took)} from **{escape_markdown(session.collection)}**."
         )
-        bars = fmt.scores_frame(hits, mode)
-        return note, fmt.hits_html(hits, query, mode), bars, fmt.map_frame(projection, hits)
+        bars = scores_frame(hits, mode)
+        return note, hits_html(hits, query, mode), bars, map_frame(projection, hits)

@@ -14,7 +14,7 @@ import logging
 import gradio as gr
 
 from rag.errors import RagError
-from ui import formatting as fmt
+from ui.escaping import escape_markdown
 from ui.guard import watched
 
 log = logging.getLogger("local-rag.ui")
@@ -27,7 +27,7 @@ def error_line(exc: BaseException) -> str:
     else:
         log.exception("Unexpected error in a callback", exc_info=exc)
         message = f"Something went wrong ({exc.__class__.__name__}: {exc}). The app is still running."
-    return f"⚠️ {fmt.escape_markdown(message)}"
+    return f"⚠️ {escape_markdown(message)}"
 
 
 def _failed(count: int, status: int, exc: BaseException):

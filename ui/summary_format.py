@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from rag.chains.summary import KINDS
-from ui.formatting import escape_markdown, fmt_seconds, one_line, result_timings_md, token_usage_md
+from ui.escaping import escape_markdown, one_line
+from ui.formatting import fmt_seconds, result_timings_md, token_usage_md
 
 
 def summary_md(result, streamed: str = "") -> str:

@@ -20,6 +20,21 @@ from rag.repetition import LoopGuard
 
 Search = Callable[..., list]
 
+# The kinds of a Note: a follow-up's rewrite that was not used, an answer quoted from a source, any other.
+REWRITE, QUOTED, NOTE = "rewrite", "quoted", "note"
+
+
+class Note(str):
+    """A sentence for the reader about what the chain did, with its kind, so that a reader picks notes
+    by kind and not by their words. It is a str: notes print and save as their sentences."""
+
+    kind: str
+
+    def __new__(cls, text: str, kind: str = NOTE) -> "Note":
+        note = super().__new__(cls, text)
+        note.kind = kind
+        return note
+
 
 @dataclass
 class ChainResult:

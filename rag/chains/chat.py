@@ -6,11 +6,12 @@ import time
 
 from rag import limits
 from rag import prompts as P
-from rag.chains.base import Answer, _messages
+from rag.chains.base import REWRITE, Answer, Note, _messages
 from rag.chains.followups import needs_subject, rewrite_problem, with_subject
 from rag.chains.qa import QAChain
 from rag.errors import RagError
 from rag.interrupt import checkpoint
+
 
 class ChatChain(QAChain):
     """QA over a conversation. A follow-up that names its own subject ("What about memory?") is searched
@@ -43,7 +44,7 @@ class ChatChain(QAChain):
         standalone = with_subject(question, previous)[:limits.MAX_QUESTION_CHARS]
         note = (f"The follow-up's rewrite \"{rewrite}\" was not used ({problem}); your question was searched with "
                 "the previous question's subject.")
-        return self._answer(question, standalone, started, notes=[note], avoid=earlier)
+        return self._answer(question, standalone, started, notes=[Note(note, REWRITE)], avoid=earlier)
 
     def condense(self, question: str, history: list[tuple[str, str]]) -> str:
         """The follow-up as the model rewrites it (the question itself when there is no history)."""

@@ -7,7 +7,7 @@ import time
 
 from rag import limits
 from rag import prompts as P
-from rag.chains.base import Answer, ChainResult, _Base, _embedder_of, _hit_dict, _sources
+from rag.chains.base import QUOTED, Answer, ChainResult, Note, _Base, _embedder_of, _hit_dict, _sources
 from rag.chains.candidates import candidates
 from rag.chains.gate import KEY_RELEVANCE, RELEVANCE, Verdict, answerable
 from rag.errors import RagError
@@ -136,8 +136,9 @@ class QAChain(_Base):
         listed = "".join(f"; \"{item}\"" for item in items)
         result.answer = f"{run.quoted()}{listed} [{key.n}]"
         result.evidence = [{**key.to_dict(), "sentence": 0}]
-        result.notes.append(f"Quoted from source [{key.n}]: with a small model the answer is the sentence, or the "
-                            "clauses of it the model chose, that best matches the question (answer style: quote).")
+        result.notes.append(Note(f"Quoted from source [{key.n}]: with a small model the answer is the sentence, or "
+                                 "the clauses of it the model chose, that best matches the question (answer style: "
+                                 "quote).", QUOTED))
 
     def _abstain(self, base: ChainResult, prompt: str, started: float, reason: str) -> Answer:
         base.prompt, base.prompt_tokens = self.generator.format_prompt(self.messages(prompt)), 0

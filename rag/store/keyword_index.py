@@ -15,7 +15,6 @@ is rebuilt from every chunk.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import sqlite3
 import threading
@@ -24,13 +23,10 @@ from typing import Sequence
 
 from rag.store import schema
 from rag.store.errors import cache_save_error
+# Dropped from keyword queries: they match nearly every chunk and add nothing to BM25 (one list, in rag.text).
+from rag.text import QUERY_STOPWORDS as STOPWORDS
+from rag.text import WORD
 
-_WORD = re.compile(r"\w+", re.UNICODE)
-# Dropped from keyword queries: they match nearly every chunk, cost time and add nothing to BM25.
-STOPWORDS = frozenset(
-    "a an and are as at be but by for from has have in into is it its of on or that the their then there "
-    "these they this to was were which will with what when where who how do does did not no can".split()
-)
 DIRECTORY = "keywords"
 # What the indexed text is and how it is analysed, written into the marker beside the generation: an
 # index built another way is rebuilt. Each chunk is indexed with its document's title (as BEIR indexes
@@ -43,7 +39,7 @@ ADD_BATCH = 5_000  # rows read from SQLite at a time while (re)indexing
 def query_words(text: str) -> list[str]:
     """The distinct lower-case words of `text` that a keyword search looks for (stopwords dropped,
     unless the text has nothing else)."""
-    words = [w.lower() for w in _WORD.findall(text)]
+    words = [w.lower() for w in WORD.findall(text)]
     kept = [w for w in words if w not in STOPWORDS] or words
     return list(dict.fromkeys(kept))
 
