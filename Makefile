@@ -12,7 +12,7 @@ CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGM
 export CMAKE_ARGS
 endif
 
-.PHONY: install install-test run test browser clean
+.PHONY: install install-test run test browser ocr clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,9 +27,16 @@ $(VENV)/.installed-test: requirements-test.txt $(VENV)/.installed
 	$(BIN)/pip install -r requirements-test.txt
 	touch $@
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed ocr
 
-install-test: $(VENV)/.installed-test browser
+install-test: $(VENV)/.installed-test ocr browser
+
+# Debian's Tesseract reads scans and images (rag/ocr.py): measured against rapidocr-onnxruntime, whose bundled
+# models ran English words together (README, formats benchmark).
+ocr:
+	@command -v tesseract >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq tesseract-ocr tesseract-ocr-eng; }
 
 # Debian's Chromium for the browser tests (Playwright cannot download its own browser here).
 browser:
