@@ -68,6 +68,8 @@ def test_streams_the_same_greedy_reply_as_llama_cpp_in_process(gen, smollm2, tmp
     local = get_generator("llamacpp", _settings(tmp_path, "", model=str(smollm2), n_threads=2))
     try:
         assert local.generate(QUESTION).strip() == "".join(pieces).strip()
+        # The inspector shows the prompt in the served model's own template (its GGUF is on this machine).
+        assert gen.format_prompt(QUESTION) == local.format_prompt(QUESTION) and gen.template_source == "model file"
     finally:
         local.close()
 
@@ -236,6 +238,10 @@ def test_rag_ask_answers_with_sources_then_one_error_line_when_the_server_is_gon
     assert asked.returncode == 0, asked.stderr
     result = json.loads(asked.stdout)
     assert result["answer"] and result["sources"][0]["source"] == str(notes)
+    # The prompt's size as the server counted it (its usage, or its tokenize endpoint), not a guess.
+    assert result["prompt_tokens"] > 20 and result["prompt_counted_by"] == "server"
+    sent = result["prompt"]  # what was sent, near enough to count: the server applies its own template
+    assert "Paris is the capital of France" in sent
     gone = _rag("ask", "What is the capital of France?", "--backend", "openai", "--base-url",
                 f"http://127.0.0.1:{free_port()}/v1", env_extra=env, cwd=REPO)
     assert gone.returncode == 1 and gone.stdout == ""

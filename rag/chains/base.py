@@ -47,6 +47,7 @@ class ChainResult:
     retrieved: list[dict] = field(default_factory=list)   # every hit retrieval returned, with scores
     prompt: str = ""
     prompt_tokens: int = 0
+    prompt_counted_by: str = ""  # GenerationStats.prompt_counted_by: "estimate" is an upper bound, not a count
     completion_tokens: int = 0
     timings: dict = field(default_factory=dict)
     strategy: str | None = None
@@ -174,6 +175,7 @@ class _Base:
         messages = self.messages(prompt)
         base.prompt = gen.format_prompt(messages)
         base.prompt_tokens = gen.count_tokens(base.prompt)
+        base.prompt_counted_by = getattr(gen, "counted_by", "") or "model"
         guard, written = LoopGuard(), []
 
         def pieces() -> Iterator[str]:
@@ -197,6 +199,8 @@ class _Base:
             end = self.reply_end(text)
             text = text[:end] if end is not None else text
             base.answer, base.completion_tokens = text.strip(), stats.completion_tokens
+            if stats.prompt_tokens:  # what the backend counted as it read the prompt (a server's usage)
+                base.prompt_tokens, base.prompt_counted_by = stats.prompt_tokens, stats.prompt_counted_by
             base.timings = {"ttft_s": stats.ttft_s, "prompt_tps": stats.prompt_tps, "gen_tps": stats.gen_tps,
                             "generate_s": time.perf_counter() - t0, "total_s": time.perf_counter() - started}
             if not base.answer and not base.stopped:

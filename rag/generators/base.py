@@ -54,6 +54,9 @@ class GenerationStats:
     prompt_tps: float = 0.0
     gen_tps: float = 0.0
     finish_reason: str = ""
+    # Who counted prompt_tokens: "model" (the loaded model's tokenizer), "server" (a server's usage or its
+    # tokenize endpoint), "model file" (the served model's GGUF here) or "estimate" (no tokenizer: an upper bound).
+    prompt_counted_by: str = "model"
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -64,6 +64,7 @@ class OpenAIGenerator(Generator):
         self._tokenizer_path = tokenizer
         self._counter: Callable[[str], int] | None = None
         self.token_counter = ""  # how tokens are counted: server, local or estimate
+        self.template_source: str | None = None  # how format_prompt renders (found on first use)
         self._counts: dict[str, int] = {}
         self._vocab = None
         self._count_lock = threading.Lock()
@@ -140,9 +141,32 @@ class OpenAIGenerator(Generator):
     # ---- counting tokens
 
     def format_prompt(self, messages: list[Message]) -> str:
-        """The messages as the server will see them, near enough to count (the server templates them)."""
+        """The messages as the server templates them: with the chat template the server reports (llama.cpp's
+        `/props`) or the served model's own GGUF here; ChatML only when neither is known (`template_source`)."""
         _check_messages(messages)
-        return "".join(_COUNT_TEMPLATE.format(**m) for m in messages) + "<|im_start|>assistant\n"
+        if self.template_source is None:
+            self._find_template()
+        if self.header is None:
+            return "".join(_COUNT_TEMPLATE.format(**m) for m in messages) + "<|im_start|>assistant\n"
+        return super().format_prompt(messages)
+
+    def _find_template(self) -> None:
+        """Where the prompt inspector's rendering comes from: "server", "model file", or "ChatML (…)"."""
+        from rag.models import read_header
+
+        served = _json_or_none(self._request("GET", self.root + "/props"))
+        template = served.get("chat_template") if isinstance(served, dict) else None
+        if isinstance(template, str) and template.strip():
+            self.header = _TemplateOnly(template, {k: served[k] for k in ("bos_token", "eos_token")
+                                                   if isinstance(served.get(k), str)})
+            self.template_source = "server"
+            return
+        path = self._local_tokenizer()
+        if path is not None:
+            self.header, self.template_source = read_header(path), "model file"
+            if self.header.chat_template:
+                return
+        self.header, self.template_source = None, "ChatML (the server's own template is not known here)"
 
     def count_tokens(self, text: str) -> int:
         """The server's tokenizer where it has an endpoint, else the model file's, else an estimate."""
@@ -154,6 +178,11 @@ class OpenAIGenerator(Generator):
                     self._counts.clear()
                 self._counts[text] = self._counter(text)
             return self._counts[text]
+
+    @property
+    def counted_by(self) -> str:
+        """Who counts this backend's prompts before they are sent (GenerationStats.prompt_counted_by)."""
+        return {"server": "server", "local": "model file", "estimate": "estimate"}.get(self.token_counter or "", "")
 
     def _choose_counter(self) -> Callable[[str], int]:
         for counter in (self._count_llama_server, self._count_llama_cpp_python):
@@ -259,6 +288,7 @@ class OpenAIGenerator(Generator):
         finally:
             usage = usage or {}
             timer.stats.prompt_tokens = usage.get("prompt_tokens") or timer.stats.prompt_tokens
+            timer.stats.prompt_counted_by = "server" if usage.get("prompt_tokens") else self.counted_by
             completion = usage.get("completion_tokens", pieces)  # each streamed piece is a token where unsaid
             self.last_stats = timer.finish(min(completion, max_tokens), "cut" if cut else finish)
         if cut:
@@ -356,6 +386,22 @@ def _error_text(body) -> str:
             return str(error[0].get("msg", error[0]) if isinstance(error[0], dict) else error[0])
         return str(error)
     return str(body)
+
+
+class _TemplateOnly:
+    """A server's chat template in the shape format_prompt reads from a GGUF header."""
+
+    def __init__(self, chat_template: str, special_tokens: dict):
+        self.chat_template, self.special_tokens, self.adds_bos = chat_template, special_tokens, True
+
+
+def _json_or_none(response):
+    if response is None or getattr(response, "status_code", 500) >= 400:
+        return None
+    try:
+        return response.json()
+    except ValueError:
+        return None
 
 
 def _token_count(response) -> int | None:
