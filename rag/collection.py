@@ -158,7 +158,7 @@ class Collection:
         checkpoint()
         progress("fetch", i, total, source)
         try:
-            doc = load_source(source, self.settings)
+            doc = load_source(source, self.settings, lambda done, pages: progress("ocr", done, pages, source))
         except RagError as exc:
             return SourceResult(source, "failed", error=str(exc))
         progress("extract", i + 1, total, source)
