@@ -74,11 +74,17 @@ def docx_file(data: bytes, name: str, settings: Settings, progress=None) -> Docu
 
 
 def doc_file(data: bytes, name: str, settings: Settings, progress=None) -> Document:
-    """An old .doc: read when it is really a .docx (a zip) by its content, else refused in one sentence."""
+    """An old .doc: its piece table's text (rag.loaders.word97), or a .docx when it really is one."""
+    from rag.loaders.word97 import doc_text
+
     if is_zip(data):
         return load_docx(data, name)
-    raise RagError(f"{name} is a Word 97-2003 .doc file, which can't be read here; save it as .docx "
-                   "(or PDF) and load that.")
+    if not is_ole(data):
+        raise RagError(f"{name} is not a Word document (neither Word 97-2003 nor .docx); check the file.")
+    text = doc_text(data, name)
+    if not text:
+        raise RagError(f"{name} has no text; it holds no paragraphs with words.")
+    return Document(source=name, text=text, title=first_line_title(text.splitlines()))
 
 
 # -- PowerPoint -----------------------------------------------------------------------------------
