@@ -27,6 +27,22 @@ QA_PROMPT = (
     "Answer in a few words taken from the sources."
 )
 
+# A capable model (over 600M weights, or one a server runs) writes the answer the question needs: asked for
+# "one short sentence" and "a few words", 1-8B models cut lists and explanations short.
+FULL_QA_SYSTEM = (
+    "You answer questions using only the numbered sources given to you. Write a complete answer, as long as "
+    "the question needs: a sentence for a single fact, a short paragraph or a list for how, why or what are. "
+    "Put the number of the source that supports each claim right after it, like [1] or [2][3]. Do not add "
+    "facts the sources do not state. If the sources do not contain the answer, reply only: The documents "
+    "don't say."
+)
+
+FULL_QA_PROMPT = (
+    "Sources:\n\n"
+    "{context}\n\n"
+    "Question: {question}"
+)
+
 RECIPE_QA_PROMPT = (
     "Use the following pieces of context to answer the question at the end. If you don't know the "
     "answer, just say that you don't know, don't try to make up an answer.\n\n"
@@ -85,6 +101,11 @@ class Prompts:
     summarize: str = SUMMARIZE_PROMPT
     map: str = MAP_PROMPT
     part: str = PART_PROMPT
+
+    @classmethod
+    def for_model(cls, small: bool) -> "Prompts":
+        """The short-answer prompts for a small model, the complete-answer ones for a capable model."""
+        return cls() if small else cls(system=FULL_QA_SYSTEM, qa=FULL_QA_PROMPT)
 
     def check(self) -> "Prompts":
         for kind, required in REQUIRED.items():

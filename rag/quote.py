@@ -205,3 +205,10 @@ def quotes_with(generator, style: str) -> bool:
     """Whether a chain over `generator` quotes (quotes_by_default, with its model's weights); the QA chain
     and whole-document summaries decide the same way."""
     return quotes_by_default(style, model_parameters(getattr(generator, "model_path", None)))
+
+
+def is_small_model(generator) -> bool:
+    """Whether `generator`'s model is small (up to SMALL_MODEL_PARAMETERS weights in its GGUF header): it gets
+    the short-answer prompts. A model served elsewhere, whose size is unknown here, is not."""
+    parameters = model_parameters(getattr(generator, "model_path", None))
+    return parameters is not None and 0 < parameters <= SMALL_MODEL_PARAMETERS

@@ -7,6 +7,7 @@ passages use it), the ticked documents filtered inside the store, the answer sty
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Sequence
 
 from rag.chains.chat import ChatChain
@@ -16,6 +17,7 @@ from rag.collection import NO_SOURCES
 from rag.errors import RagError
 from rag.generators.base import Generator
 from rag.prompts import Prompts
+from rag.quote import is_small_model
 
 class Scope:
     """A collection, limited to some of its documents (`sources`; None: all of them): what a chain searches.
@@ -48,7 +50,9 @@ class AnswerPath:
     """Builds the chains of one collection with one generator and one set of settings.
 
     `settings` is anything with k, mode, max_tokens and answer_style (the app's settings, a session's chat
-    settings); `template` replaces the QA prompt where the reader wrote one.
+    settings); `template` replaces the QA prompt where the reader wrote one, and the settings' `system` the
+    system prompt. A small model gets the short-answer prompts and its reply ends at a blank line outside a
+    list; a capable one is asked for a complete answer, cited claim by claim, and ends where it stops.
     """
 
     def __init__(self, collection, generator: Generator, settings, *, sources: Sequence[str] | None = None,
@@ -58,17 +62,20 @@ class AnswerPath:
         self.k, self.mode = settings.k, settings.mode
         self.max_tokens = settings.max_tokens
         self.style = getattr(settings, "answer_style", "auto") or "auto"
+        self.concise = is_small_model(generator)
         template = (template or getattr(settings, "template", "") or "").strip()
-        self.prompts = Prompts(qa=template) if template else None
+        system = (getattr(settings, "system", "") or "").strip()
+        edits = {key: value for key, value in (("qa", template), ("system", system)) if value}
+        self.prompts = dataclasses.replace(Prompts.for_model(self.concise), **edits)
 
     def _common(self) -> dict:
         return {"k": self.k, "mode": self.mode, "max_tokens": self.max_tokens, "prompts": self.prompts}
 
     def qa(self) -> QAChain:
-        return QAChain(self.scope, self.generator, style=self.style, **self._common())
+        return QAChain(self.scope, self.generator, style=self.style, concise=self.concise, **self._common())
 
     def chat(self) -> ChatChain:
-        return ChatChain(self.scope, self.generator, style=self.style, **self._common())
+        return ChatChain(self.scope, self.generator, style=self.style, concise=self.concise, **self._common())
 
     def summary(self) -> SummarizeChain:
         return SummarizeChain(self.scope, self.generator, style=self.style, **self._common())

@@ -32,14 +32,16 @@ class QAChain(_Base):
     relevance = RELEVANCE
     key_relevance = KEY_RELEVANCE
 
-    def __init__(self, search, generator: Generator, *, style: str = "auto", **kwargs):
+    def __init__(self, search, generator: Generator, *, style: str = "auto", concise: bool = True, **kwargs):
         super().__init__(search, generator, **kwargs)
+        self.concise = concise  # a small model's reply ends at a blank line outside a list
         self.quotes = quotes_with(generator, style)
         self.grammars = bool(getattr(generator, "supports_grammar", False))
 
     def reply_end(self, text: str) -> int | None:
-        """An answer ends at a blank line, unless a list goes on there: what follows is commentary."""
-        return answer_end(text)
+        """A small model's answer ends at a blank line, unless a list goes on there: what follows is
+        commentary. A capable model's goes on to its own end: paragraphs and lists are the answer."""
+        return answer_end(text) if self.concise else None
 
     @property
     def system(self) -> str:
@@ -182,10 +184,24 @@ class QAChain(_Base):
             result.notes.append(f"The citation [{n}] was added: the answer's evidence is in source {n}.")
 
 
+_NO_ANSWER_OPENING = re.compile(
+    r"^\W*(?:i\s+(?:don't|do not)\s+know|(?:the\s+)?(?:provided\s+|given\s+)?(?:documents?|sources?|context|text)"
+    r"\s+(?:don't|do not|does not|doesn't)\s+(?:say|answer|contain|cover|mention|state|provide|include))",
+    re.IGNORECASE)
+
+
 def _says_no_answer(answer: str) -> bool:
-    text = answer.lower()
-    return any(p in text for p in ("documents don't", "documents do not", "don't know", "do not know",
-                                   "sources do not", "sources don't"))
+    """Whether the answer says the documents don't cover the question: its first sentence says so, and nothing
+    after it is cited. An answer that goes on to cite what the documents do say ("… don't say when, but they
+    say where [1]") is an answer, and so is one that mentions "don't know" in passing."""
+    text = answer.strip().replace("’", "'")
+    if not _NO_ANSWER_OPENING.match(text):
+        return False
+    first = re.search(r"[.!?](?:\s*\[\d+\])*\s", text + " ")
+    opening, rest = (text[:first.end()], text[first.end():]) if first else (text, "")
+    # A short opening may carry a stray citation ("The documents don't say [1]."); a long one that cites
+    # goes on to answer ("… don't say when, but it lies on the Seine [1].").
+    return not cited(rest) and (len(opening.split()) <= 8 or not cited(opening))
 
 
 _LIST_ITEM = re.compile(r"\s*(?:[-*•]|\d{1,2}[.)]|[a-z][.)])\s")
