@@ -65,3 +65,15 @@ $(RECIPE_VENV)/.installed: benchmarks/requirements-recipe.txt
 
 clean:
 	rm -rf $(VENV)
+
+# The formats benchmark's peers (markitdown, rapidocr-onnxruntime) in a venv of their own;
+# benchmarks/peers_runner.py runs them from there.
+PEERS_VENV ?= benchmarks/.venv-peers
+.PHONY: bench-peers-venv
+bench-peers-venv: $(PEERS_VENV)/.installed
+
+$(PEERS_VENV)/.installed: benchmarks/requirements-peers.txt
+	$(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/pip install --quiet --upgrade pip
+	$(PEERS_VENV)/bin/pip install -r benchmarks/requirements-peers.txt
+	touch $@
