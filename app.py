@@ -47,6 +47,13 @@ class LaunchConfig:
             return ""
         return self.admin or self.auth[0][0]
 
+    @property
+    def access_rule(self):
+        """Who may open which collection (rag.access): under --auth its owner, those it is shared with, the admin."""
+        from rag.access import AccessRule
+
+        return AccessRule(users=tuple(user for user, _ in self.auth), admin=self.admin_name)
+
     def is_admin(self, user: str) -> bool:
         """Whether `user` (the logged-in name, '' without --auth) may act as the admin.
 
@@ -206,7 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     from ui.blocks import build_app
     from ui.runtime import Runtime
 
-    runtime = Runtime(settings=settings, read_only=launch_cfg.read_only, max_upload_mb=launch_cfg.max_upload_mb)
+    runtime = Runtime(settings=settings, read_only=launch_cfg.read_only, max_upload_mb=launch_cfg.max_upload_mb,
+                      access_rule=launch_cfg.access_rule)
     demo = build_app(runtime)
     try:
         launch(demo, launch_cfg)

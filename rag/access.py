@@ -19,8 +19,12 @@ FORMAT_VERSION = 1
 EVERYONE = "*"
 READ, WRITE = "read", "write"
 LEVELS = (READ, WRITE)
-# The one sentence for a collection a user may not open, and for one that does not exist: it tells neither apart.
-HIDDEN = "There is no collection {name!r} that you can open; choose one from the list."
+# The one sentence for a collection a user may not open, and for one that does not exist: the notebook's
+# sentence for an empty collection, so that a refusal tells neither apart.
+HIDDEN = "Collection {name!r} is empty; ingest something in step 1 first."
+# Creating a collection under a name another user's collection has: the one place a name is found taken.
+TAKEN = "The name {name!r} is taken; choose another name for a new collection."
+READ_ONLY_SHARE = "Collection {name!r} is shared with you read-only; only its owner can let you change it."
 
 
 class AccessDenied(RagError):
@@ -29,6 +33,16 @@ class AccessDenied(RagError):
 
 def hidden(name: str) -> AccessDenied:
     return AccessDenied(HIDDEN.format(name=name))
+
+
+def refused(name: str, want: str, readable: bool) -> AccessDenied:
+    """The refusal of `want` (read, write, create, manage) on an existing collection, saying no more than
+    the user may know: nothing at all of a collection they cannot read."""
+    if not readable:
+        return AccessDenied(TAKEN.format(name=name)) if want == "create" else hidden(name)
+    if want == "manage":
+        return AccessDenied(f"Only the owner of collection {name!r} can share it, take shares back or delete it.")
+    return AccessDenied(READ_ONLY_SHARE.format(name=name))
 
 
 @dataclass(frozen=True)
@@ -104,6 +118,14 @@ class AccessRule:
     def can_manage(self, user: str, record: Access | None) -> bool:
         """Share, take shares back, delete the collection: its owner and the admin."""
         return self.level(user, record) == "own"
+
+    def allows(self, want: str, user: str, record: Access | None) -> bool:
+        """Whether `user` may `want` (read, write, create, manage) the existing collection of `record`."""
+        if want == "read":
+            return self.can_read(user, record)
+        if want in ("write", "create"):
+            return self.can_write(user, record)
+        return self.can_manage(user, record)
 
     def new_record(self, user: str) -> Access:
         """The record of a collection `user` creates now."""

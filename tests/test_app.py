@@ -247,13 +247,19 @@ class ScriptedRuntime:
     def require_writable(self, action):
         pass
 
-    def existing_collection(self, name):
+    def existing_collection(self, name, user=""):
         return self.coll
 
-    def collection(self, name):
+    def collection(self, name, user="", want="read"):
         return self.coll
 
-    def collection_names(self):
+    def visible(self, name, user=""):
+        return self.coll
+
+    def check_access(self, name, user, want="read"):
+        pass  # one person, as without --auth: rag.access and tests/test_access_app.py test the rule
+
+    def collection_names(self, user=""):
         return ["default"]
 
     def generator(self, chat, backend=None):

@@ -13,6 +13,7 @@ from ui.library import Library
 from ui.passage_viewer import VIEWER_EMPTY
 from ui.runtime import Runtime
 from ui.search import Search
+from ui.sharing import LEVELS, Sharing
 from ui.state import MAX_K, ChatSettings, Session
 
 # Every model call joins this group, so simultaneous users queue for the one model in memory.
@@ -87,7 +88,8 @@ def build_app(runtime: Runtime) -> gr.Blocks:
         kept_settings = gr.Textbox(visible=False, elem_id="kept-settings")
 
         with gr.Tabs(overflow_behavior="wrap") as tabs:
-            ingest_tab = _ingest_tab(library, session, collection, docs_note, writable)
+            ingest_tab = _ingest_tab(library, session, collection, docs_note, writable,
+                                     Sharing(runtime) if runtime.access.enabled else None)
             _search_tab(search, session, runtime)
             summary_docs = _summarize_tab(gen, session)
             chat = _chat_tab(gen, convs, library, session, writable, docs_note, ingest_tab["table"])
@@ -98,7 +100,7 @@ def build_app(runtime: Runtime) -> gr.Blocks:
 
         restore = ([chat["chatbot"], chat["status"], chat["title"], session],
                    [chat["conversations"]])
-        collection.input(
+        chosen = collection.input(
             library.choose_collection, [collection, session], [session, docs_note, ingest_tab["table"]]
         ).then(library.collection_choices, session, collection, show_progress="hidden").then(
             gen.document_choices, session, summary_docs, show_progress="hidden"
@@ -106,6 +108,8 @@ def build_app(runtime: Runtime) -> gr.Blocks:
             _empty_viewer, None, chat["viewer"], show_progress="hidden").then(
             convs.choices, session, restore[1], show_progress="hidden").then(
             gen.source_choices, session, sources, show_progress="hidden")
+        if ingest_tab["sharing"] is not None:
+            chosen.then(ingest_tab["sharing"]["view"], session, ingest_tab["sharing"]["out"], show_progress="hidden")
         # Once an answer has loaded the model, the line under the collection names its file.
         chat["listed"].then(gen.model_line_of, session, model_line, show_progress="hidden")
         # Summarize lists the collection's documents, so it follows every ingest and delete.
@@ -171,7 +175,7 @@ def _settings_panel(gen: Generation, session, runtime: Runtime, writable: bool, 
     return {"model": model, "form": form, "applied": applied}
 
 
-def _ingest_tab(library: Library, session, collection, docs_note, writable: bool) -> dict:
+def _ingest_tab(library: Library, session, collection, docs_note, writable: bool, sharing: Sharing | None) -> dict:
     with gr.Tab("1 · Ingest", id="ingest", elem_id="tab-ingest"):
         gr.Markdown(
             "Load sources, split them into chunks, embed the chunks and index them. "
@@ -213,6 +217,7 @@ def _ingest_tab(library: Library, session, collection, docs_note, writable: bool
             with gr.Row():
                 preview_text = gr.Textbox(label="Text", lines=12, max_lines=24, interactive=False, scale=3)
                 preview_meta = gr.JSON(label="Metadata", scale=2)
+        shared = _sharing_panel(sharing, session, writable) if sharing is not None else None
 
     ingested = ingest_btn.click(
         library.ingest, [urls, files, chunk_size, chunk_overlap, session], [summary, results, docs_note, table],
@@ -224,7 +229,34 @@ def _ingest_tab(library: Library, session, collection, docs_note, writable: bool
     deleted = delete_btn.click(library.delete, [selected, session], [selected, docs_note, table],
                                concurrency_id="ingest")
     refresh_btn.click(library.refresh, session, [docs_note, table])
-    return {"table": table, "changed": [ingested, deleted]}
+    return {"table": table, "changed": [ingested, deleted], "sharing": shared}
+
+
+def _sharing_panel(sharing: Sharing, session, writable: bool) -> dict:
+    """Under --auth: who owns the chosen collection and whom it is shared with; the owner shares and takes back,
+    the admin sees every owner and moves a collection. The server checks each call (ui/sharing.py)."""
+    with gr.Accordion("👥 Sharing", open=False, elem_id="sharing") as panel:
+        out = gr.Markdown(elem_classes=["step-out"], elem_id="sharing-view")
+        people = ["everyone", *sharing.runtime.access.users]
+        with gr.Row(equal_height=True):
+            who = gr.Dropdown(people, value="everyone", label="Share with", interactive=writable, elem_id="share-who")
+            level = gr.Radio(list(LEVELS), value="read-only", label="Access", interactive=writable,
+                             elem_id="share-level")
+            share = gr.Button("Share", variant="primary", interactive=writable, scale=0, elem_id="share-btn")
+            take_back = gr.Button("Take back", interactive=writable, scale=0, elem_id="unshare-btn")
+        with gr.Accordion("Admin: who owns what", open=False, elem_id="owners") as admin:
+            owners = gr.Markdown(elem_id="owners-list")
+            with gr.Row(equal_height=True):
+                new_owner = gr.Dropdown(list(sharing.runtime.access.users), label="Move the chosen collection to",
+                                        interactive=writable, elem_id="new-owner")
+                move = gr.Button("Move", interactive=writable, scale=0, elem_id="move-btn")
+    panel.expand(sharing.view, session, out, show_progress="hidden")
+    share.click(sharing.share, [who, level, session], out)
+    take_back.click(sharing.take_back, [who, session], out)
+    admin.expand(sharing.owners, None, owners, show_progress="hidden")
+    move.click(sharing.move, [new_owner, session], out).then(sharing.owners, None, owners, show_progress="hidden")
+    return {"view": sharing.view, "out": out}
+
 
 
 def _search_tab(search: Search, session, runtime: Runtime) -> None:

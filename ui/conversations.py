@@ -61,6 +61,8 @@ class Conversations:
 
     def _open(self, conversation_id: str, session: Session, request):
         saved = self._store().get(user_name(request), conversation_id)
+        # Its turns quote the collection's passages: a collection no longer shared with this user shows none.
+        self.runtime.check_access(saved.collection, user_name(request))
         session.turns, session.conversation_id = _turns(saved.turns), saved.id
         status = (f"Opened “{escape_markdown(one_line(saved.title, 80))}”: **{len(session.turns)}** "
                   "turns. A question continues it.")
@@ -85,8 +87,9 @@ class Conversations:
         return [], "Deleted the conversation. A question starts a new one.", "", session
 
     @errors_in_status(1, status=0)
-    def open_citation(self, ref: str, session: Session):
+    def open_citation(self, ref: str, session: Session, request: gr.Request = None):
         """The passage that [n] of turn t cites (`ref` is "t-n"), highlighted inside its document."""
+        self.runtime.check_access(session.collection, user_name(request))
         try:
             turn_index, number = (int(part) for part in (ref or "").split("-"))
             turn = session.turns[turn_index]
@@ -94,9 +97,9 @@ class Conversations:
         except (ValueError, IndexError, StopIteration):
             raise RagError("That citation is not in the conversation on screen any more.") from None
         text, pages = None, ()
-        if session.collection in self.runtime.collection_names():
+        if session.collection in self.runtime.collection_names(user_name(request)):
             try:
-                doc = self.runtime.collection(session.collection).document(src.get("source", ""))
+                doc = self.runtime.collection(session.collection, user_name(request)).document(src.get("source", ""))
                 text, pages = doc.text, doc.pages
             except RagError:
                 pass  # deleted since: the viewer shows the passage as it was cited

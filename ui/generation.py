@@ -85,7 +85,7 @@ class Generation:
         """Condense a follow-up, retrieve, prompt and stream the answer, showing each step's output."""
         job = self._job(request, "chat")
         question = check_query(question, "question")
-        coll = self.runtime.existing_collection(session.collection)
+        coll = self.runtime.existing_collection(session.collection, user_name(request))
         chat = session.chat
         skip = gr.skip()
         if job.stopped:
@@ -160,7 +160,7 @@ class Generation:
     def summarize(self, query: str, sources: list[str], session: Session, request: gr.Request = None):
         """Summarise what a query retrieves, or the chosen documents; the summary streams."""
         job = self._job(request, "summarize")
-        coll = self.runtime.existing_collection(session.collection)
+        coll = self.runtime.existing_collection(session.collection, user_name(request))
         query = (query or "").strip()
         if not query and not sources:
             raise RagError("Type a query, or choose one or more of the ticked documents, to summarise.")
@@ -213,7 +213,7 @@ class Generation:
         """The same retrieved chunks answered by each backend in turn, with timings."""
         job = self._job(request, "compare")
         question = check_query(question, "question")
-        coll = self.runtime.existing_collection(session.collection)
+        coll = self.runtime.existing_collection(session.collection, user_name(request))
         chat = session.chat
         hits = Scope(coll, session.sources).search(question, k=chat.k, mode=chat.mode)
         # Every backend answers in the style the person's own model answers in, so the answers compare.
@@ -258,8 +258,9 @@ class Generation:
         return [], "New conversation. The previous one is kept in the list of conversations.", "", "", "", "", session
 
     @errors_in_status(2, status=1)
-    def export(self, session: Session):
+    def export(self, session: Session, request: gr.Request = None):
         """The conversation on screen, stopped answers included, as a Markdown file to download."""
+        self.runtime.check_access(session.collection, user_name(request))  # its passages are the collection's
         if not session.turns:
             raise RagError("Nothing to export yet: ask a question first.")
         text = export_markdown([dataclasses.asdict(t) for t in session.turns], session.collection)
@@ -267,31 +268,33 @@ class Generation:
         path.write_text(text, encoding="utf-8")
         return gr.update(value=str(path), visible=True), f"Exported **{len(session.turns)}** turns as Markdown."
 
-    def source_choices(self, session: Session):
+    def source_choices(self, session: Session, request: gr.Request = None):
         """The sources panel: a box per document, ticked when Chat, Summarize and Compare read it."""
-        if session.collection not in self.runtime.collection_names():
+        coll = self.runtime.visible(session.collection, user_name(request))
+        if coll is None:
             return gr.update(choices=[], value=[])
-        documents = self.runtime.collection(session.collection).documents()
+        documents = coll.documents()
         sources = [d.source for d in documents]
         ticked = sources if session.sources is None else [s for s in sources if s in session.sources]
         return gr.update(choices=[(one_line(d.title or display_source(d.source), 80), d.source)
                                   for d in documents], value=ticked)
 
-    def choose_sources(self, ticked: list[str], session: Session):
+    def choose_sources(self, ticked: list[str], session: Session, request: gr.Request = None):
         """Keep which documents are read; all of them (None) keeps later ingests included."""
-        documents = {d.source for d in self.runtime.collection(session.collection).documents()} \
-            if session.collection in self.runtime.collection_names() else set()
+        coll = self.runtime.visible(session.collection, user_name(request))
+        documents = {d.source for d in coll.documents()} if coll is not None else set()
         ticked = [s for s in (ticked or []) if s in documents]
         session.sources = None if set(ticked) == documents else ticked
         note = ("Chat, Summarize and Compare read every document." if session.sources is None else
                 f"Chat, Summarize and Compare read **{len(ticked)}** of {len(documents)} documents.")
         return note, session
 
-    def document_choices(self, session: Session, chosen: list[str] | None = None):
+    def document_choices(self, session: Session, chosen: list[str] | None = None, request: gr.Request = None):
         """Summarize's documents: those ticked in Sources, keeping the ones still chosen there."""
-        if session.collection not in self.runtime.collection_names():
+        coll = self.runtime.visible(session.collection, user_name(request))
+        if coll is None:
             return gr.update(choices=[], value=[])
-        documents = [d for d in self.runtime.collection(session.collection).documents()
+        documents = [d for d in coll.documents()
                      if session.sources is None or d.source in session.sources]
         offered = {d.source for d in documents}
         kept = [c for c in chosen or [] if c in offered]

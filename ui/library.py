@@ -11,6 +11,7 @@ from rag import limits
 from rag.errors import RagError
 from ui import formatting as fmt
 from ui.escaping import UPLOAD_PREFIX, display_source, escape_markdown, one_line, safe_href
+from ui.generation import user_name
 from ui.runtime import Runtime
 from ui.state import Session
 from ui.status import errors_in_status
@@ -55,25 +56,30 @@ class Library:
     def __init__(self, runtime: Runtime):
         self.runtime = runtime
 
-    def collection_choices(self, session: Session):
-        names = sorted(set(self.runtime.collection_names()) | {session.collection})
+    def collection_choices(self, session: Session, request: gr.Request = None):
+        """The collections this user may open, and the one chosen (a new name stays until its first ingest)."""
+        names = sorted(set(self.runtime.collection_names(user_name(request))) | {session.collection})
         return gr.update(choices=names, value=session.collection)
 
     @errors_in_status(3, status=1)
-    def choose_collection(self, name: str, session: Session):
-        """Select (or, when writable, create on first ingest) the collection this user works on."""
+    def choose_collection(self, name: str, session: Session, request: gr.Request = None):
+        """Select (or, when writable, create on first ingest) the collection this user works on. Another user's
+        collection is chosen as a new name would be: it shows empty, and nothing says whose it is."""
         from rag.store import validate_collection_name
 
         name = validate_collection_name((name or "").strip())
-        if self.runtime.read_only and name not in self.runtime.collection_names():
+        if self.runtime.read_only and name not in self.runtime.collection_names(user_name(request)):
             raise RagError(f"Collection {name!r} does not exist, and this read-only notebook cannot create it.")
         session.collection, session.sources = name, None  # a new collection: every document is read
-        return session, *self.documents_view(session)
+        return session, *self.documents_view(session, user_name(request))
 
     @errors_in_status(4, status=0)
-    def ingest(self, urls_text, files, chunk_size, chunk_overlap, session: Session, progress=gr.Progress()):
+    def ingest(self, urls_text, files, chunk_size, chunk_overlap, session: Session, progress=gr.Progress(),
+               request: gr.Request = None):
         """Fetch, extract, chunk, embed and index the given URLs and uploads, with per-stage progress."""
         self.runtime.require_writable("ingesting")
+        user = user_name(request)
+        self.runtime.check_access(session.collection, user, "create")  # before an upload lands in its folder
         limits.check_count("uploaded files", len(files or []), limits.MAX_UPLOADS, "ingest them in several batches.")
         urls, bad = parse_urls(urls_text)
         sources, refused = list(urls), []
@@ -87,7 +93,7 @@ class Library:
                 "Give at least one http(s) URL or upload a file to ingest." + _bad_note(bad) + " ".join(refused)
             )
         progress(0, desc="Opening the collection (the embedding model loads on first use)…")
-        coll = self.runtime.collection(session.collection)
+        coll = self.runtime.collection(session.collection, user, "create")
         report = coll.ingest(
             sources, progress=_progress_reporter(progress),
             chunk_size=int(chunk_size), chunk_overlap=int(chunk_overlap),
@@ -95,18 +101,19 @@ class Library:
         lines = [fmt.ingest_result_lines_md(report)]
         lines += [f"- ✗ **failed** — {escape_markdown(b)}: not an http(s) URL" for b in bad]
         lines += [f"- ✗ **failed** — {escape_markdown(r)}" for r in refused]
-        docs, table = self.documents_view(session)
+        docs, table = self.documents_view(session, user)
         return fmt.ingest_summary_md(report), "\n".join(lines), docs, table
 
     @errors_in_status(4, status=0)
-    def quick_add(self, urls_text, session: Session, progress=gr.Progress()):
+    def quick_add(self, urls_text, session: Session, progress=gr.Progress(), request: gr.Request = None):
         """Add web pages from beside the chat, with the Ingest step's default chunking."""
         self.runtime.require_writable("ingesting")
         urls, bad = parse_urls(urls_text)
         if not urls:
             raise RagError("Type the http(s) address of a web page to add." + _bad_note(bad))
         progress(0, desc="Opening the collection (the embedding model loads on first use)…")
-        report = self.runtime.collection(session.collection).ingest(urls, progress=_progress_reporter(progress))
+        coll = self.runtime.collection(session.collection, user_name(request), "create")
+        report = coll.ingest(urls, progress=_progress_reporter(progress))
         # The error sentence names the address already; it is not repeated in front of it.
         failed = [escape_markdown(e["error"].rstrip(".")) if e["source"] in e["error"]
                   else f"{escape_markdown(e['source'])}: {escape_markdown(e['error'].rstrip('.'))}"
@@ -117,28 +124,31 @@ class Library:
         line += (" Not added: " + "; ".join(failed) + "." if failed else "")
         # The addresses that failed stay in the box, to be corrected and tried again.
         kept = "\n".join(e["source"] for e in report.errors)
-        return line.strip() or "Nothing was added.", kept, *self.documents_view(session)
+        return line.strip() or "Nothing was added.", kept, *self.documents_view(session, user_name(request))
 
-    def documents_view(self, session: Session):
-        """The documents table of the user's collection, and a one-line count above it."""
-        if session.collection not in self.runtime.collection_names():
+    def documents_view(self, session: Session, user: str = ""):
+        """The documents table of the user's collection, and a one-line count above it (empty for a
+        collection that is not theirs to read, as for a new one)."""
+        coll = self.runtime.visible(session.collection, user)
+        if coll is None:
             return f"Collection **{escape_markdown(session.collection)}** is empty.", []
-        documents = self.runtime.collection(session.collection).documents()
+        documents = coll.documents()
         chunks = sum(d.chunks for d in documents)
         noun = "document" if len(documents) == 1 else "documents"
         note = f"**{len(documents)}** {noun} · **{chunks}** splits in **{escape_markdown(session.collection)}**"
         return note, fmt.documents_rows(documents)
 
     @errors_in_status(2, status=0)
-    def refresh(self, session: Session):
-        return self.documents_view(session)
+    def refresh(self, session: Session, request: gr.Request = None):
+        return self.documents_view(session, user_name(request))
 
     @errors_in_status(5, status=0)
-    def select_document(self, rows, session: Session, evt: gr.SelectData):
+    def select_document(self, rows, session: Session, evt: gr.SelectData, request: gr.Request = None):
         """Selecting a row of the table opens that document's extracted text and metadata."""
+        coll = self.runtime.existing_collection(session.collection, user_name(request))
         row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
         shown = _row_source(rows, row)
-        doc = self.runtime.collection(session.collection).document(self._real_source(shown, session))
+        doc = coll.document(self._real_source(shown, session))
         return "", shown, *_preview(doc), gr.Accordion(open=True)
 
     def _real_source(self, shown: str, session: Session) -> str:
@@ -148,11 +158,12 @@ class Library:
         return shown
 
     @errors_in_status(5, status=0)
-    def preview(self, urls_text, files, session: Session):
+    def preview(self, urls_text, files, session: Session, request: gr.Request = None):
         """Load the first URL or upload without indexing it, to see what extraction makes of it."""
         from rag.loaders import load_source
 
         self.runtime.require_writable("previewing new sources")
+        self.runtime.check_access(session.collection, user_name(request), "create")  # the upload lands in its folder
         urls, bad = parse_urls(urls_text)
         if files:
             source = str(self.runtime.stash_upload(session.collection, files[0]))
@@ -164,17 +175,19 @@ class Library:
         return "", display_source(source), *_preview(doc), gr.Accordion(open=True)
 
     @errors_in_status(3, status=1)
-    def delete(self, source: str, session: Session):
+    def delete(self, source: str, session: Session, request: gr.Request = None):
         """Remove one document and its splits from the collection."""
         self.runtime.require_writable("deleting documents")
+        user = user_name(request)
+        coll = self.runtime.collection(session.collection, user, "write")
         if not (source or "").strip():
             raise RagError("Select a document in the table first, then delete it.")
-        deleted = self.runtime.collection(session.collection).delete(self._real_source(source.strip(), session))
+        deleted = coll.delete(self._real_source(source.strip(), session))
         if not deleted:
             raise RagError(f"{source!r} is not in collection {session.collection!r}; refresh the table.")
         # Toasts render HTML: a source named like a tag must show as text.
         gr.Info(f"Deleted {html.escape(source)}")
-        return "", *self.documents_view(session)
+        return "", *self.documents_view(session, user)
 
 
 def _row_source(rows, row: int) -> str:

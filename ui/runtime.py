@@ -6,11 +6,14 @@ Built once in `app.main` and passed to the Blocks. Per-user data lives in `ui.st
 from __future__ import annotations
 
 import re
+import secrets
 import shutil
 import tempfile
 import threading
 from pathlib import Path
 
+from rag import access
+from rag.access import AccessRule
 from rag.conversations import ConversationStore
 from rag.errors import RagError
 from rag.settings import Settings
@@ -29,9 +32,12 @@ class ReadOnlyError(RagError):
 class Runtime:
     """Shared services for every session; opening a collection happens on first use."""
 
-    def __init__(self, settings: Settings, read_only: bool = False, max_upload_mb: int = 25):
+    def __init__(self, settings: Settings, read_only: bool = False, max_upload_mb: int = 25,
+                 access_rule: AccessRule | None = None):
         self.settings = settings
         self.read_only = read_only
+        # Who may open which collection (rag.access); the default, without --auth, lets the one person do all.
+        self.access = access_rule or AccessRule()
         self.max_upload_bytes = max_upload_mb * 1024 * 1024
         self._collections: dict[str, object] = {}
         self._opening: dict[str, threading.Lock] = {}
@@ -48,11 +54,92 @@ class Runtime:
         if self.read_only:
             raise ReadOnlyError(f"This notebook is read-only (demo mode): {action} is disabled.")
 
-    def collection(self, name: str):
-        """The named collection, opened (or created) once and shared; it is thread-safe."""
+    def collection(self, name: str, user: str = "", want: str = "read"):
+        """The named collection for `user`, who must be allowed to `want` it (read, write, create: write and
+        create it when missing, manage: share or delete it); opened (or created) once and shared, thread-safe.
+
+        Under --auth a collection the user may not read is refused in the sentence a missing one gets.
+        """
+        name = (name or self.settings.collection).strip()
+        self.check_access(name, user, want)
+        coll = self._open(name)
+        if self.access.enabled and want == "create" and access.read(self.settings, name) is None:
+            access.write(self.settings, name, self.access.new_record(user))  # just made: the maker owns it
+        return coll
+
+    def check_access(self, name: str, user: str, want: str = "read") -> None:
+        """Refuse `user` what they may not do with collection `name`, saying nothing of one they cannot read."""
+        from rag.store import validate_collection_name
+        from rag.store.locate import collection_exists
+
+        if not self.access.enabled:
+            return
+        name = validate_collection_name(name)
+        if not collection_exists(self.settings, name):
+            if want == "create" and not self.read_only:
+                return
+            raise access.hidden(name)
+        record = access.read(self.settings, name)
+        if not self.access.allows(want, user, record):
+            raise access.refused(name, want, self.access.can_read(user, record))
+
+    def level(self, name: str, user: str) -> str | None:
+        """What `user` may do with collection `name`: own, write, read, or None (missing, or not theirs)."""
+        from rag.store.locate import collection_exists
+
+        if not collection_exists(self.settings, name):
+            return None
+        return self.access.level(user, access.read(self.settings, name))
+
+    def sharing(self, name: str, user: str):
+        """Collection `name`'s owner and shares, for its owner or the admin (anyone else: as a missing one)."""
+        self.check_access(name, user, "manage")
+        record = access.read(self.settings, name)
+        return self.access.owner(record), dict(record.shares) if record else {}
+
+    def share(self, name: str, user: str, who: str, level: str | None) -> None:
+        """Give `who` (a user, or everyone) `level` on collection `name`, or take it back (None); owner or admin."""
+        self.require_writable("sharing collections")
+        self.check_access(name, user, "manage")
+        who = self.access.check_user(who)
+        record = access.read(self.settings, name) or access.Access(self.access.owner(None))
+        if who == self.access.owner(record):
+            raise RagError(f"{who} owns collection {name!r} already.")
+        access.write(self.settings, name, record.shared(who, level))
+
+    def move_owner(self, name: str, user: str, new_owner: str) -> None:
+        """Make `new_owner` the owner of collection `name`; the admin only. Shares stay as they were."""
+        self.require_writable("moving collections")
+        if not self.access.is_admin(user):
+            raise access.AccessDenied("Only the notebook's admin can move a collection to another owner.")
+        self.check_access(name, user, "manage")
+        new_owner = self.access.check_user(new_owner)
+        if new_owner == access.EVERYONE:
+            raise RagError("A collection is owned by one user; share it with everyone instead.")
+        record = access.read(self.settings, name) or access.Access(self.access.owner(None))
+        access.write(self.settings, name, access.Access(new_owner, record.shared(new_owner, None).shares))
+
+    def owners(self, user: str) -> list[tuple[str, str, dict]]:
+        """Every collection with its owner and shares; the admin only."""
+        if not self.access.is_admin(user):
+            raise access.AccessDenied("Only the notebook's admin can see who owns every collection.")
+        from rag.collection import list_collections
+
+        rows = []
+        for name in list_collections(self.settings):
+            record = access.read(self.settings, name)
+            rows.append((name, self.access.owner(record), dict(record.shares) if record else {}))
+        return rows
+
+    def visible(self, name: str, user: str = ""):
+        """The collection when it exists and `user` may read it, else None (the views show it empty)."""
+        if name not in self.collection_names(user):
+            return None
+        return self.collection(name, user)
+
+    def _open(self, name: str):
         from rag.collection import Collection
 
-        name = (name or self.settings.collection).strip()
         with self._lock:
             if name in self._collections:
                 return self._collections[name]
@@ -67,11 +154,12 @@ class Runtime:
                 self._collections[name] = coll
             return coll
 
-    def existing_collection(self, name: str):
-        """The named collection when it holds something, else a readable error pointing at step 1."""
-        if name not in self.collection_names():
-            raise RagError(f"Collection {name!r} is empty; ingest something in step 1 first.")
-        return self.collection(name)
+    def existing_collection(self, name: str, user: str = ""):
+        """The named collection when it holds something `user` may read, else a readable error pointing at
+        step 1 (the same sentence, under --auth, for one that is not theirs)."""
+        if name not in self.collection_names(user):
+            raise access.hidden(name)
+        return self.collection(name, user)
 
     def generator(self, chat, backend: str | None = None):
         """The model `chat` (a ChatSettings) asks for, loaded on first use; one per backend is kept."""
@@ -130,14 +218,19 @@ class Runtime:
         with self._lock:
             if self._exports is None:
                 self._exports = tempfile.TemporaryDirectory(prefix="local-rag-exports-")
-        folder = Path(self._exports.name) / (session.conversation_id or "unsaved")
+        # A conversation not saved yet gets a folder of its own: a shared "unsaved" one mixed users' exports.
+        folder = Path(self._exports.name) / (session.conversation_id or f"unsaved-{secrets.token_hex(8)}")
         folder.mkdir(exist_ok=True)
         return folder / "conversation.md"
 
-    def collection_names(self) -> list[str]:
+    def collection_names(self, user: str = "") -> list[str]:
+        """The collections `user` may read (every one without --auth)."""
         from rag.collection import list_collections
 
-        return list_collections(self.settings)
+        names = list_collections(self.settings)
+        if not self.access.enabled:
+            return names
+        return [n for n in names if self.access.can_read(user, access.read(self.settings, n))]
 
     def uploads_dir(self, collection: str) -> Path:
         from rag.store import validate_collection_name

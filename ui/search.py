@@ -45,15 +45,15 @@ class Search:
         self.runtime = runtime
 
     @errors_in_status(4, status=0)
-    def search(self, query: str, k, mode: str, session: Session, progress=gr.Progress()):
+    def search(self, query: str, k, mode: str, session: Session, progress=gr.Progress(), request: gr.Request = None):
         """Hits as cards, their scores as a chart, and the collection map with the query and hits marked."""
         from rag.retrieval import check_mode
+        from ui.generation import user_name  # generation imports this module's checks
 
         query, k, mode = check_query(query), check_k(k), check_mode(mode)
-        if session.collection not in self.runtime.collection_names():
-            raise RagError(f"Collection {session.collection!r} is empty; ingest something in step 1 first.")
+        # One that is not this user's to read is refused as an empty one is (the map included).
+        coll = self.runtime.existing_collection(session.collection, user_name(request))
         progress(0, desc="Searching (the embedding model loads on first use)…")
-        coll = self.runtime.collection(session.collection)
         started = time.perf_counter()
         hits = coll.search(query, k=k, mode=mode)
         took = time.perf_counter() - started
