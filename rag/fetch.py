@@ -124,9 +124,11 @@ def _left(deadline: float, url: str) -> float:
 
 def fetch(url: str, settings: Settings, *,
           is_allowed: Callable[[IPAddress], bool] = is_public_address,
-          resolver: Callable[[str, int], list[AddrInfo]] = resolve) -> FetchResult:
+          resolver: Callable[[str, int], list[AddrInfo]] = resolve,
+          types: dict[str, str] = ACCEPTED_TYPES) -> FetchResult:
     """GET `url` within the settings' limits, following redirects by hand so every hop is checked.
 
+    `types` maps the content types accepted to a kind (the crawler also reads robots.txt and sitemaps).
     `settings.fetch_timeout` bounds the whole fetch: DNS, connecting, every redirect and the body.
     Unless `settings.allow_private_urls`, every address a host resolves to must pass `is_allowed`;
     `resolver` maps a host and port to getaddrinfo-style entries.
@@ -150,7 +152,7 @@ def fetch(url: str, settings: Settings, *,
                                "use the final address directly.")
             current = urljoin(target.url, headers["location"])
             continue
-        return _result(target.url, status, headers, body)
+        return _result(target.url, status, headers, body, types)
 
 
 def _parse(url: str) -> _Target:
@@ -365,10 +367,11 @@ def _decompress(url: str, headers: dict[str, str], body: bytes, max_bytes: int) 
     return data
 
 
-def _result(url: str, status: int, headers: dict[str, str], body: bytes) -> FetchResult:
+def _result(url: str, status: int, headers: dict[str, str], body: bytes,
+            types: dict[str, str] = ACCEPTED_TYPES) -> FetchResult:
     """Check the content type (sniffing when absent or generic) and package the response."""
     content_type = headers.get("content-type", "").split(";")[0].strip().lower()
-    kind = ACCEPTED_TYPES.get(content_type)
+    kind = types.get(content_type)
     if kind is None and content_type in ("", "application/octet-stream"):
         kind = _sniff(body)
     if kind is None:

@@ -30,8 +30,8 @@ KINDS = {
 }
 _SUPPORTED = ", ".join(sorted(KINDS))
 
-__all__ = ["KINDS", "is_url", "expand_sources", "load_source", "load_file", "load_text", "load_pdf",
-           "load_docx", "load_pptx"]
+__all__ = ["KINDS", "is_url", "expand_sources", "load_source", "load_file", "page_document", "load_text",
+           "load_pdf", "load_docx", "load_pptx"]
 
 
 def is_url(source: str) -> bool:
@@ -163,7 +163,11 @@ def _load_url(url: str, settings: Settings) -> Document:
     """Fetch a URL and load it by what the server says it is; the source stays the URL asked for."""
     from rag.fetch import fetch
 
-    page = fetch(url, settings)
+    return page_document(fetch(url, settings), url, settings)
+
+
+def page_document(page, url: str, settings: Settings) -> Document:
+    """A fetched page (`rag.fetch.FetchResult`) as a document whose source is `url`, the address asked for."""
     name = urlsplit(page.final_url).path.rsplit("/", 1)[-1] or page.final_url
     if page.kind == "pdf":
         doc = load_pdf(page.body, name, settings)

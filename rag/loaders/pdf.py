@@ -42,7 +42,7 @@ def load_pdf(data: bytes, name: str, settings: Settings | None = None, progress=
     if unreadable:
         metadata["unreadable_pages"] = unreadable
     if ocr_pages := [n for n in scanned if texts.get(n)]:
-        metadata["ocr_pages"] = ocr_pages
+        metadata.update({"ocr_pages": ocr_pages, "ocr_engine": "tesseract"})
     text = "\n\n".join(parts)
     if headings := _pdf_headings(reader, text, dict(pages)):
         metadata["headings"] = headings

@@ -1,0 +1,119 @@
+"""Add a site: a local site of real pages served on 127.0.0.1, crawled within its host, rules and limits."""
+
+from __future__ import annotations
+
+import gzip
+import threading
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from rag.collection import Collection, SourceResult
+from rag.crawl import CrawlStats, crawl, normalise
+from rag.errors import RagError
+from rag.interrupt import stop_when
+from tests.conftest import shared_data
+
+
+class _Quiet(SimpleHTTPRequestHandler):
+    requested: list[str] = []
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_GET(self):
+        type(self).requested.append(self.path)
+        super().do_GET()
+
+
+@pytest.fixture
+def site(tmp_path):
+    """45 real pages (the extraction set), an index linking them all, a private folder robots.txt forbids,
+    a copy of one page under another name, and a sitemap naming a page nothing links to."""
+    sources = sorted(shared_data("extraction", "html").glob("*.html.gz"))[:46]
+    root = tmp_path / "site"
+    (root / "private").mkdir(parents=True)
+    for i, source in enumerate(sources):
+        html = gzip.decompress(source.read_bytes()).decode("utf-8", "replace")
+        back = '<p><a href="/index.html">home</a> <a href="https://example.com/elsewhere">away</a></p>'
+        (root / f"p{i}.html").write_text(html.replace("</body>", back + "</body>"), encoding="utf-8")
+    (root / "copy.html").write_bytes((root / "p1.html").read_bytes())
+    (root / "private" / "secret.html").write_text("<html><body><p>Not for crawlers.</p></body></html>")
+    hrefs = ["p0.html", "p1.html", "copy.html", "private/secret.html", "p0.html#part-two", "logo.png"]
+    hrefs += [f"p{i}.html" for i in range(2, 44)]
+    links = "".join(f'<li><a href="{href}">{href}</a></li>' for href in hrefs)
+    (root / "index.html").write_text(f"<html><head><title>Index</title></head><body><h1>A site of pages</h1>"
+                                     f"<p>Every page of this small site, listed for its readers.</p>"
+                                     f"<ul>{links}</ul></body></html>")
+    (root / "robots.txt").write_text("User-agent: *\nDisallow: /private/\n")
+    (root / "sitemap.xml").write_text('<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/'
+                                      'sitemap/0.9"><url><loc>/p45.html</loc></url></urlset>'.replace(
+                                          "/p45", "{base}/p45"))
+    _Quiet.requested = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Quiet, directory=str(root)))
+    base = f"http://127.0.0.1:{server.server_port}"
+    (root / "sitemap.xml").write_text((root / "sitemap.xml").read_text().replace("{base}", base))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield base
+    server.shutdown()
+
+
+def test_a_site_is_crawled_within_its_host_rules_and_limits(site, settings):
+    stats = CrawlStats()
+    seen_progress = []
+    found = list(crawl(site + "/index.html", settings, max_pages=40, depth=1, delay=0, stats=stats,
+                       progress=lambda done, total, url: seen_progress.append((done, total))))
+    docs = [d for d in found if not isinstance(d, SourceResult)]
+    urls = [d.source for d in docs]
+    assert len(found) == 40 and seen_progress[-1] == (len(docs), 40)
+    assert urls[0] == site + "/index.html" and urls[1] == site + "/p45.html"  # the sitemap's page next
+    assert all(url.startswith(site + "/") for url in urls)
+    assert not any("private" in url or "example.com" in url or url.endswith(".png") for url in urls)
+    assert "/private/secret.html" not in _Quiet.requested and stats.disallowed == 1
+    assert len({d.content_hash for d in docs}) == len(docs)
+    assert urls.count(site + "/p0.html") == 1 and site + "/copy.html" not in urls  # copy.html holds p1's text
+    assert stats.duplicates >= 1
+
+
+def test_depth_zero_reads_only_the_start_page_and_the_sitemap(site, settings):
+    urls = [d.source for d in crawl(site + "/", settings, max_pages=50, depth=0, delay=0)]
+    assert urls == [site + "/", site + "/p45.html"]
+
+
+def test_stop_ends_a_crawl(site, settings):
+    class Stopped(Exception):
+        pass
+
+    got = []
+
+    def check():
+        if len(got) >= 3:
+            raise Stopped
+
+    with stop_when(check), pytest.raises(Stopped):
+        for doc in crawl(site + "/index.html", settings, max_pages=50, depth=1, delay=0):
+            got.append(doc)
+    assert len(got) == 3
+
+
+def test_the_same_address_rules_as_single_urls(site, settings):
+    with pytest.raises(RagError, match="127.0.0.1"):
+        list(crawl(site + "/index.html", settings.replace(allow_private_urls=False), max_pages=5, delay=0))
+    with pytest.raises(RagError, match="not an http"):
+        list(crawl("file:///etc/passwd", settings))
+
+
+def test_normalise_drops_fragments_and_default_ports():
+    assert normalise("HTTP://Example.COM:80/a#b") == "http://example.com/a"
+    assert normalise("https://example.com") == "https://example.com/"
+    assert normalise("mailto:someone@example.com") is None
+
+
+def test_crawled_pages_become_documents_of_their_own(site, settings):
+    report = Collection.open(settings).add_documents(crawl(site + "/index.html", settings, max_pages=4,
+                                                           depth=1, delay=0))
+    assert [r.status for r in report.results] == ["added"] * 4
+    assert {r.source for r in report.results} == {site + "/index.html", site + "/p45.html", site + "/p0.html",
+                                                 site + "/p1.html"}
