@@ -186,11 +186,16 @@ def cmd_collections(args) -> int:
 # -- parser and main ------------------------------------------------------------------------------
 
 
+# The CLI checks no owner (rag/access.py): whoever runs it can read the store's files anyway.
+DESCRIPTION = ("Local retrieval-augmented generation. On a notebook's collections the CLI acts as its admin: it "
+               "reads, changes and deletes every collection in --index or --store, whoever owns it under the "
+               "notebook's --auth, and a collection it creates belongs to the admin.")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from rag import limits
 
-    parser = argparse.ArgumentParser(prog="python -m rag", description="Local retrieval-augmented generation.",
-                                     epilog=limits.describe())
+    parser = argparse.ArgumentParser(prog="python -m rag", description=DESCRIPTION, epilog=limits.describe())
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

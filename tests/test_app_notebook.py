@@ -486,8 +486,9 @@ def test_settings_kept_in_the_browser_are_checked_like_any_clients(settings):
     assert line.startswith("⚠️ The settings kept in this browser were not restored: k must be")
     assert refused.chat.k == default_k
     guest = Session()
-    _, _, guest, *_ = Generation(Runtime(settings, read_only=True)).restore_settings(json.dumps(kept), guest)
+    line, _, guest, *_ = Generation(Runtime(settings, read_only=True)).restore_settings(json.dumps(kept), guest)
     assert guest.chat.k == default_k
+    assert line.startswith("This notebook is read-only: the settings kept in this browser")  # said, not dropped
 
 
 def test_errors_in_the_status_line_are_escaped():

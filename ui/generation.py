@@ -328,6 +328,10 @@ class Generation:
             values = json.loads(kept) if kept else None
         except ValueError:
             values = None
+        if self.runtime.read_only and isinstance(values, list) and values:
+            return ("This notebook is read-only: the settings kept in this browser from your last Apply are not used "
+                    "here, and it answers with its own.", self.model_line(session.chat), session,
+                    *settings_values(session.chat))
         if self.runtime.read_only or not isinstance(values, list) or len(values) != len(settings_values(session.chat)):
             return (gr.update(), self.model_line(session.chat), session, *settings_values(session.chat))
         try:
