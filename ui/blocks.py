@@ -189,9 +189,19 @@ def _ingest_tab(library: Library, session, collection, docs_note, writable: bool
                     placeholder="https://example.com/article — one or more URLs, one per line",
                 )
                 files = gr.File(
-                    label="Files (drop several: PDF, DOCX, HTML, Markdown, text)", file_count="multiple",
+                    label="Files (drop several: PDF, Word, PowerPoint, spreadsheets, CSV, OpenDocument, RTF, EPUB, "
+                          "e-mail, HTML, Markdown, text, scans and images)", file_count="multiple",
                     type="filepath", interactive=writable, elem_id="files", height=120,
                 )
+                with gr.Row(equal_height=True):
+                    site = gr.Textbox(label="Add a site: its start address", scale=4, interactive=writable,
+                                      elem_id="site-url", placeholder="https://example.com/docs/ — pages of one host")
+                    site_pages = gr.Number(value=50, minimum=1, maximum=1000, precision=0, label="Pages", scale=1,
+                                           interactive=writable, elem_id="site-pages")
+                    site_depth = gr.Number(value=2, minimum=0, maximum=10, precision=0, label="Depth", scale=1,
+                                           interactive=writable, elem_id="site-depth")
+                    site_btn = gr.Button("Add a site", interactive=writable, scale=1, elem_id="site-btn")
+                    site_stop = gr.Button("Stop", variant="stop", interactive=writable, scale=0, elem_id="site-stop")
             with gr.Column(scale=2):
                 chunk_size = gr.Slider(100, 2000, value=500, step=50, label="Chunk size (characters)",
                                        interactive=writable)
@@ -220,16 +230,21 @@ def _ingest_tab(library: Library, session, collection, docs_note, writable: bool
         shared = _sharing_panel(sharing, session, writable) if sharing is not None else None
 
     ingested = ingest_btn.click(
-        library.ingest, [urls, files, chunk_size, chunk_overlap, session], [summary, results, docs_note, table],
+        library.ingest, [urls, files, chunk_size, chunk_overlap, session], [summary, results, docs_note, table, files],
         concurrency_id="ingest", concurrency_limit=1,
     ).then(library.collection_choices, session, collection, show_progress="hidden")
+    crawled = site_btn.click(
+        library.add_site, [site, site_pages, site_depth, session], [summary, results, docs_note, table],
+        concurrency_id="ingest", concurrency_limit=1,
+    ).then(library.collection_choices, session, collection, show_progress="hidden")
+    site_stop.click(library.stop_site, None, None, queue=False, show_progress="hidden")
     shown = [summary, selected, preview_text, preview_meta, preview]
     preview_btn.click(library.preview, [urls, files, session], shown, concurrency_id="ingest")
     table.select(library.select_document, [table, session], shown)
     deleted = delete_btn.click(library.delete, [selected, session], [selected, docs_note, table],
                                concurrency_id="ingest")
     refresh_btn.click(library.refresh, session, [docs_note, table])
-    return {"table": table, "changed": [ingested, deleted], "sharing": shared}
+    return {"table": table, "changed": [ingested, crawled, deleted], "sharing": shared}
 
 
 def _sharing_panel(sharing: Sharing, session, writable: bool) -> dict:

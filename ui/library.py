@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import re
+import threading
 
 import gradio as gr
 
@@ -39,11 +40,11 @@ def _progress_reporter(progress: gr.Progress):
     shown = {"fraction": 0.0}
 
     def report(stage: str, done: int, total: int, source: str | None = None) -> None:
-        step = STAGES.index(stage) if stage in STAGES else 0
+        step = STAGES.index(stage) if stage in STAGES else (1 if stage == "ocr" else 0)  # OCR is extraction
         fraction = max(shown["fraction"], (step + min(done, total) / max(total, 1)) / len(STAGES))
         shown["fraction"] = fraction
         name = (source or "").rsplit("/", 1)[-1][:60]
-        unit = "splits" if stage in ("chunk", "embed") else "sources"
+        unit = "splits" if stage in ("chunk", "embed") else "pages" if stage == "ocr" else "sources"
         desc = f"{step + 1}/5 {stage} · {done} of {total} {unit}" + (f" · {name}" if name else "")
         progress(fraction, desc=desc)
 
@@ -55,6 +56,7 @@ class Library:
 
     def __init__(self, runtime: Runtime):
         self.runtime = runtime
+        self._site_stops: dict[str, threading.Event] = {}  # a browser session's Stop for its site crawl
 
     def collection_choices(self, session: Session, request: gr.Request = None):
         """The collections this user may open, and the one chosen (a new name stays until its first ingest)."""
@@ -73,10 +75,11 @@ class Library:
         session.collection, session.sources = name, None  # a new collection: every document is read
         return session, *self.documents_view(session, user_name(request))
 
-    @errors_in_status(4, status=0)
+    @errors_in_status(5, status=0)
     def ingest(self, urls_text, files, chunk_size, chunk_overlap, session: Session, progress=gr.Progress(),
                request: gr.Request = None):
-        """Fetch, extract, chunk, embed and index the given URLs and uploads, with per-stage progress."""
+        """Fetch, extract, chunk, embed and index the given URLs and uploads, with per-stage progress; the
+        upload box is emptied when every source went in (else it keeps them, to try again)."""
         self.runtime.require_writable("ingesting")
         user = user_name(request)
         self.runtime.check_access(session.collection, user, "create")  # before an upload lands in its folder
@@ -102,7 +105,8 @@ class Library:
         lines += [f"- ✗ **failed** — {escape_markdown(b)}: not an http(s) URL" for b in bad]
         lines += [f"- ✗ **failed** — {escape_markdown(r)}" for r in refused]
         docs, table = self.documents_view(session, user)
-        return fmt.ingest_summary_md(report), "\n".join(lines), docs, table
+        uploads = None if not (report.errors or refused or bad) else gr.skip()
+        return fmt.ingest_summary_md(report), "\n".join(lines), docs, table, uploads
 
     @errors_in_status(4, status=0)
     def quick_add(self, urls_text, session: Session, progress=gr.Progress(), request: gr.Request = None):
@@ -125,6 +129,36 @@ class Library:
         # The addresses that failed stay in the box, to be corrected and tried again.
         kept = "\n".join(e["source"] for e in report.errors)
         return line.strip() or "Nothing was added.", kept, *self.documents_view(session, user_name(request))
+
+    @errors_in_status(4, status=0)
+    def add_site(self, start: str, pages, depth, session: Session, progress=gr.Progress(),
+                 request: gr.Request = None):
+        """Crawl one site (its host only, up to `pages` pages, `depth` links from the start) into the collection,
+        a page at a time; Stop ends it after the page being read, keeping the pages already read."""
+        from rag.crawl import crawl
+
+        self.runtime.require_writable("ingesting")
+        start = (start or "").strip()
+        if not start:
+            raise RagError("Type the start address of the site to add, such as https://example.com/docs/.")
+        user = user_name(request)
+        coll = self.runtime.collection(session.collection, user, "create")
+        stop = self._site_stops.setdefault(getattr(request, "session_hash", None) or "", threading.Event())
+        stop.clear()
+        report_progress = _progress_reporter(progress)
+        pages_read = crawl(start, self.runtime.settings, max_pages=int(pages or 50), depth=int(depth or 0),
+                           progress=lambda done, total, url: report_progress("fetch", done, total, url))
+        report = coll.add_documents(_until(stop, pages_read), progress=report_progress)
+        lines = [fmt.ingest_result_lines_md(report)]
+        summary = fmt.ingest_summary_md(report) + (" Stopped: the pages read before Stop were added."
+                                                   if stop.is_set() else "")
+        return summary, "\n".join(lines), *self.documents_view(session, user)
+
+    def stop_site(self, request: gr.Request = None) -> None:
+        """Stop this browser session's site crawl after the page it is reading."""
+        stop = self._site_stops.get(getattr(request, "session_hash", None) or "")
+        if stop is not None:
+            stop.set()
 
     def documents_view(self, session: Session, user: str = ""):
         """The documents table of the user's collection, and a one-line count above it (empty for a
@@ -215,3 +249,14 @@ def _bad_note(bad: list[str]) -> str:
         return ""
     more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
     return f" Not http(s) addresses: {', '.join(repr(b) for b in bad[:3])}{more}."
+
+
+def _until(stop: threading.Event, items):
+    """The items until `stop` is set; the crawl's generator is closed, so it reads no further page."""
+    try:
+        for item in items:
+            if stop.is_set():
+                break
+            yield item
+    finally:
+        items.close()
