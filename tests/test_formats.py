@@ -10,6 +10,7 @@ import zipfile
 from email.message import EmailMessage
 
 import pytest
+from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
 from rag.collection import Collection
 from rag.errors import RagError
@@ -284,3 +285,43 @@ def test_an_old_word_file_is_read_from_its_piece_table_and_a_foreign_one_refused
     foreign.write_bytes(shared_data("formats", "fake-email.msg").read_bytes())
     with pytest.raises(RagError, match=r"mail\.doc could not be read as a Word 97-2003 document"):
         load_source(str(foreign), settings)
+
+
+# -- any bytes, and damaged real files: a document or one sentence ------------------------------------
+
+NEW_SUFFIXES = [".pptx", ".ppt", ".xlsx", ".xls", ".ods", ".csv", ".tsv", ".odt", ".rtf", ".doc", ".epub", ".eml",
+                ".msg", ".org", ".rst", ".png", ".bmp", ".tiff"]
+_FUZZ = hsettings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+def _loads_or_says_why(path, data: bytes, settings) -> None:
+    path.write_bytes(data)
+    try:
+        doc = load_source(str(path), settings)
+    except RagError as exc:
+        assert str(exc).strip() and "\n" not in str(exc) and path.name in str(exc)
+        return
+    assert doc.text.strip()
+    doc.text.encode("utf-8")  # storable: no lone surrogates
+
+
+@_FUZZ
+@given(data=st.binary(max_size=3000), suffix=st.sampled_from(NEW_SUFFIXES))
+def test_any_bytes_in_a_new_format_load_or_say_why(tmp_path, settings, data, suffix):
+    _loads_or_says_why(tmp_path / ("input" + suffix), data, settings)
+
+
+@pytest.mark.parametrize("entry", [e for e in _manifest() if not e["needs_ocr"]] or [None],
+                         ids=lambda e: e["file"] if e else "absent")
+def test_damaged_real_files_load_or_say_why(entry, tmp_path, settings):
+    if entry is None:
+        shared_data("formats", "manifest.json")
+    original = shared_data("formats", entry["file"]).read_bytes()
+
+    @_FUZZ
+    @given(cut=st.integers(0, len(original)), start=st.integers(0, len(original)), junk=st.binary(max_size=64))
+    def damaged(cut, start, junk):
+        data = original[:start] + junk + original[start + len(junk):]
+        _loads_or_says_why(tmp_path / entry["file"], data[:max(cut, 1)] if cut % 2 else data, settings)
+
+    damaged()
