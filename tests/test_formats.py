@@ -325,3 +325,16 @@ def test_damaged_real_files_load_or_say_why(entry, tmp_path, settings):
         _loads_or_says_why(tmp_path / entry["file"], data[:max(cut, 1)] if cut % 2 else data, settings)
 
     damaged()
+
+
+@needs_tesseract
+def test_the_preview_says_which_pages_were_read_by_ocr(settings, tmp_path):
+    from ui.library import Library
+    from ui.runtime import Runtime
+    from ui.state import Session
+
+    path = tmp_path / "note.png"
+    _page_image(["A handwritten note about the garden gate."]).save(path)
+    status, shown, text, meta, _ = Library(Runtime(settings)).preview("", [str(path)], Session())
+    assert "garden gate" in text
+    assert next(iter(meta)) == "read by OCR" and meta["read by OCR"].startswith("page 1: text recognised")

@@ -239,6 +239,10 @@ def _preview(doc) -> tuple[str, dict]:
             **(doc.metadata or {})}
     if doc.pages:
         meta["pages"] = len(doc.pages)
+    if ocr_pages := (doc.metadata or {}).get("ocr_pages"):  # said first, so nobody takes it for the file's own text
+        shown = ", ".join(map(str, ocr_pages[:20])) + (" …" if len(ocr_pages) > 20 else "")
+        meta = {"read by OCR": f"page {shown}: text recognised from an image, which may hold misread words",
+                **meta}
     return text, meta
 
 
