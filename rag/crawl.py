@@ -82,6 +82,9 @@ def crawl(start: str, settings: Settings, max_pages: int = DEFAULT_PAGES, depth:
             page = fetch(url, settings)
             stats.fetched += 1
             final = normalise(page.final_url)
+            if final and not _same_site(final, root):  # redirected off the site: not one of its pages
+                stats.disallowed += 1
+                continue
             if final and final != url and final in stats.seen:
                 stats.duplicates += 1
                 continue
@@ -92,6 +95,8 @@ def crawl(start: str, settings: Settings, max_pages: int = DEFAULT_PAGES, depth:
                 raise
             stats.failed += 1
             produced += 1
+            if progress:
+                progress(produced, max_pages, url)
             yield SourceResult(url, "failed", error=str(exc))
             continue
         if level < depth and page.kind == "html":

@@ -24,6 +24,11 @@ class _Quiet(SimpleHTTPRequestHandler):
 
     def do_GET(self):
         type(self).requested.append(self.path)
+        if self.path == "/away.html":  # a page of the site that sends the reader to another host
+            self.send_response(302)
+            self.send_header("Location", f"http://localhost:{self.server.server_port}/p2.html")
+            self.end_headers()
+            return
         super().do_GET()
 
 
@@ -40,7 +45,7 @@ def site(tmp_path):
         (root / f"p{i}.html").write_text(html.replace("</body>", back + "</body>"), encoding="utf-8")
     (root / "copy.html").write_bytes((root / "p1.html").read_bytes())
     (root / "private" / "secret.html").write_text("<html><body><p>Not for crawlers.</p></body></html>")
-    hrefs = ["p0.html", "p1.html", "copy.html", "private/secret.html", "p0.html#part-two", "logo.png"]
+    hrefs = ["p0.html", "p1.html", "copy.html", "private/secret.html", "p0.html#part-two", "logo.png", "away.html"]
     hrefs += [f"p{i}.html" for i in range(2, 44)]
     links = "".join(f'<li><a href="{href}">{href}</a></li>' for href in hrefs)
     (root / "index.html").write_text(f"<html><head><title>Index</title></head><body><h1>A site of pages</h1>"
@@ -67,11 +72,12 @@ def test_a_site_is_crawled_within_its_host_rules_and_limits(site, settings):
                        progress=lambda done, total, url: seen_progress.append((done, total))))
     docs = [d for d in found if not isinstance(d, SourceResult)]
     urls = [d.source for d in docs]
-    assert len(found) == 40 and seen_progress[-1] == (len(docs), 40)
+    assert len(found) == 40 and seen_progress[-1] == (40, 40) and len(seen_progress) == 40
     assert urls[0] == site + "/index.html" and urls[1] == site + "/p45.html"  # the sitemap's page next
     assert all(url.startswith(site + "/") for url in urls)
     assert not any("private" in url or "example.com" in url or url.endswith(".png") for url in urls)
-    assert "/private/secret.html" not in _Quiet.requested and stats.disallowed == 1
+    assert "/private/secret.html" not in _Quiet.requested and "/away.html" in _Quiet.requested
+    assert stats.disallowed == 2  # robots.txt's folder, and the page that redirects to another host
     assert len({d.content_hash for d in docs}) == len(docs)
     assert urls.count(site + "/p0.html") == 1 and site + "/copy.html" not in urls  # copy.html holds p1's text
     assert stats.duplicates >= 1
@@ -117,3 +123,29 @@ def test_crawled_pages_become_documents_of_their_own(site, settings):
     assert [r.status for r in report.results] == ["added"] * 4
     assert {r.source for r in report.results} == {site + "/index.html", site + "/p45.html", site + "/p0.html",
                                                  site + "/p1.html"}
+
+
+def test_the_notebook_adds_a_site_and_stop_ends_it(site, settings):
+    import time
+    from types import SimpleNamespace
+
+    from ui.library import Library
+    from ui.runtime import Runtime
+    from ui.state import Session
+
+    library, session = Library(Runtime(settings)), Session()
+    request = SimpleNamespace(session_hash="browser-1", username=None)
+    summary, results, note, table = library.add_site(site + "/index.html", 3, 1, session, request=request)
+    assert "**3** documents" in note and len(table) == 3, summary
+
+    _Quiet.requested = []
+    done = {}
+    worker = threading.Thread(target=lambda: done.update(out=library.add_site(
+        site + "/index.html", 40, 1, Session(collection="second"), request=request)))
+    worker.start()
+    while len([p for p in _Quiet.requested if p.endswith(".html")]) < 4 and worker.is_alive():
+        time.sleep(0.05)
+    library.stop_site(request)
+    worker.join()
+    summary, _, note, table = done["out"]
+    assert "Stopped" in summary and 3 <= len(table) < 40, summary
