@@ -10,7 +10,7 @@ from rag.evidence import cited, find_support
 from rag.prompts import NO_ANSWER
 from rag.repetition import loop_start
 from rag.text import sentences
-from tests.test_chains import Hit, RecordingSearch, ScriptedGenerator
+from tests.fakes import Hit, RecordingSearch, ScriptedGenerator
 
 LOURDES = ("Immediately behind the basilica is the Grotto, a Marian place of prayer and reflection. It is a "
            "replica of the grotto at Lourdes, France where the Virgin Mary reputedly appeared to Saint "

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -13,9 +12,9 @@ import pytest
 import app
 from ui import chat_format, escaping, search_format
 from rag.errors import RagError
-from rag.generators.base import GenerationParams, GenerationStats, Generator
 from rag.retrieval import SearchHit
 from rag.settings import load_settings
+from tests import fakes
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -183,37 +182,11 @@ def test_uploads_are_shown_by_file_name():
 # ---------------------------------------------------------------- chat callback with a scripted model
 
 
-class ScriptedGenerator(Generator):
-    """One word is one token; every reply is the script's text, streamed word by word."""
-
-    name = "scripted"
+class ScriptedGenerator(fakes.ScriptedGenerator):
+    """The scripted model of tests/fakes.py with one reply for every call and the notebook's room."""
 
     def __init__(self, reply: str, n_ctx: int = 400):
-        self.reply, self.n_ctx = reply, n_ctx
-        self.defaults = GenerationParams(max_tokens=20)
-        self.last_stats = GenerationStats()
-        self._lock = threading.Lock()
-        self.prompts: list[str] = []
-
-    def format_prompt(self, messages) -> str:
-        return "\n".join(m["content"] for m in messages)
-
-    def count_tokens(self, text: str) -> int:
-        return len(text.split())
-
-    @property
-    def context_size(self) -> int:
-        return self.n_ctx
-
-    def stream(self, messages, **params):
-        self.prompts.append(self.format_prompt(messages))
-        words = self.reply.split()
-        for i, word in enumerate(words):
-            yield word if i == 0 else " " + word
-        self.last_stats = GenerationStats(prompt_tokens=1, completion_tokens=len(words), ttft_s=0.1, gen_tps=10.0)
-
-    def close(self) -> None:
-        pass
+        super().__init__(reply, n_ctx=n_ctx)
 
 
 class FakeCollection:

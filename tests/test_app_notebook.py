@@ -30,7 +30,7 @@ class StoppingGenerator(ScriptedGenerator):
     def stream(self, messages, **params):
         self.prompts.append(self.format_prompt(messages))
         try:
-            for i, word in enumerate(self.reply.split()):
+            for i, word in enumerate(self.script.split()):
                 if self.on_piece:
                     self.on_piece(i)
                 self.pieces_sent += 1
@@ -711,7 +711,7 @@ def test_compare_answers_every_backend_in_the_same_style_and_says_why_one_gave_n
     assert first == second and first.startswith('"The storm lasted three days,')
     assert "Answer style: **quoted from the sources**" in first_note and "cannot be held to a grammar" in first_note
 
-    gen.reply = "Paris is the capital of France."
+    gen.script = "Paris is the capital of France."
     *_, (context, first, first_note, *_rest) = generation.compare(
         "How long did the storm last?", Session(chat=ChatSettings(answer_style="free")))
     assert "written by the model" in context and "Paris is the capital of France" in first_note

@@ -3,86 +3,18 @@
 from __future__ import annotations
 
 import json
-import threading
-from dataclasses import asdict, dataclass
+import re
 
 import pytest
 
 from rag.chains import ChatChain, QAChain, SummarizeChain
 from rag.errors import RagError
-from rag.generators.base import GenerationParams, GenerationStats, Generator
 from rag.prompts import QA_PROMPT, Prompts
-
-
-@dataclass
-class Hit:
-    rank: int
-    score: float
-    source: str
-    text: str
-    title: str = ""
-    page: int | None = None
-    dense_score: float | None = None
-    bm25_score: float | None = None
-    start: int = 0
-    end: int = 0
-    chunk_id: int = 0
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-class ScriptedGenerator(Generator):
-    """One word is one token; replies come from a script (a list, or a function of the prompt)."""
-
-    name = "scripted"
-
-    def __init__(self, script, n_ctx: int = 200, max_tokens: int = 20):
-        self.script, self.n_ctx = script, n_ctx
-        self.defaults = GenerationParams(max_tokens=max_tokens)
-        self.last_stats = GenerationStats()
-        self._lock = threading.Lock()
-        self.prompts: list[str] = []
-        self.params_seen: list[dict] = []
-
-    def format_prompt(self, messages) -> str:
-        return "\n".join(f"{m['role']}: {m['content']}" for m in messages)
-
-    def count_tokens(self, text: str) -> int:
-        return len(text.split())
-
-    @property
-    def context_size(self) -> int:
-        return self.n_ctx
-
-    def stream(self, messages, **params):
-        prompt = self.format_prompt(messages)
-        self.prompts.append(prompt)
-        self.params_seen.append(params)
-        assert self.count_tokens(prompt) + params.get("max_tokens", self.defaults.max_tokens) <= self.n_ctx, \
-            "a chain sent a prompt that leaves no room for the reply"
-        reply = self.script(prompt) if callable(self.script) else self.script.pop(0)
-        words = reply.split(" ")
-        for i, w in enumerate(words):
-            yield w if i == 0 else " " + w
-        self.last_stats = GenerationStats(prompt_tokens=self.count_tokens(prompt), completion_tokens=len(words),
-                                          ttft_s=0.1, prompt_tps=10.0, gen_tps=5.0, finish_reason="stop")
-
-    def close(self) -> None:
-        pass
+from tests.fakes import Hit, RecordingSearch, ScriptedGenerator
 
 
 def words(n: int, tag: str) -> str:
     return " ".join(f"{tag}{i}" for i in range(n))
-
-
-class RecordingSearch:
-    def __init__(self, hits):
-        self.hits, self.queries = hits, []
-
-    def search(self, query, k, mode):
-        self.queries.append((query, k, mode))
-        return self.hits[:k]
 
 
 def test_qa_packs_chunks_by_token_budget_and_numbers_the_sources():
@@ -221,16 +153,53 @@ def test_map_reduce_is_bounded_and_stopping_ends_it():
     assert answer.result.stopped and len(gen.prompts) == 5
 
 
+TIDES = [
+    "The tides rise and fall twice a day because the moon pulls on the oceans.",
+    "The gravity of the moon raises a bulge of water on the side of the earth that faces it.",
+    "A second bulge forms on the far side of the earth, where the moon pulls on the water least.",
+    "When the sun and the moon line up, their pulls add together and make the large spring tides.",
+    "When the sun and the moon stand at right angles, their pulls partly cancel and make small neap tides.",
+    "The shape of a coast and the depth of the sea change how high the tide rises in each harbour.",
+    "In the Bay of Fundy the sea rises more than fifteen metres between low tide and high tide.",
+    "Tide tables predict the times of high and low water from the positions of the moon and the sun.",
+    "Sailors read the tide tables to know when a harbour is deep enough for their boats to enter.",
+]
+ASIDES = [  # first in the document, so a summary that read it in order, not by centrality, reads these
+    "Bread dough needs flour, water, salt and yeast. Knead the dough for ten minutes, let it rise in a warm "
+    "kitchen for an hour, shape the loaf, and bake it in a hot oven until the crust is brown and it sounds "
+    "hollow when you tap it.",
+    "The football club signed a new striker in the summer. He scored twice in his first match, and the fans "
+    "sang his name until the final whistle. The coach said the team would play with three forwards this season.",
+    "A tax return lists the income of a household for the year. Deductions for pensions and gifts to charity "
+    "lower the tax owed, and a return filed after the deadline pays a penalty on top of the tax.",
+]
+
+
+class _Embedded(RecordingSearch):
+    """No hits, and the real embedder, as a collection offers it: what the central strategy ranks with."""
+
+    def __init__(self):
+        from rag.embedding import get_embedder
+
+        super().__init__([])
+        self.embedder = get_embedder()
+
+
 def test_summarize_reads_the_central_passages_of_a_long_document_once():
+    """A document about tides that opens with three asides: the passages read are about tides, the
+    document's centre, not its first ones (with no embedder the chain falls back to document order)."""
     gen = ScriptedGenerator(lambda p: "themes", n_ctx=300, max_tokens=20)
-    text = "\n\n".join(f"Topic {i}\n\n" + words(60, f"t{i}_") for i in range(12))
-    result = SummarizeChain(RecordingSearch([]), gen).summarize(documents=[("long.txt", text)], strategy="central").run()
+    passages = ASIDES + [" ".join(TIDES[(i + j) % len(TIDES)] for j in range(4)) for i in range(len(TIDES))]
+    text = "\n\n".join(f"Part {i}\n\n{p}" for i, p in enumerate(passages))
+    result = SummarizeChain(_Embedded(), gen).summarize(documents=[("tides.txt", text)], strategy="central").run()
     assert result.strategy == "central" and len(gen.prompts) == 1
     assert gen.count_tokens(gen.prompts[0]) + 20 <= 300
     assert "Read the" in result.notes[0] and "most central" in result.notes[0]
+    assert not any(word in gen.prompts[0] for word in ("dough", "striker", "tax return"))
+    assert any(sentence in gen.prompts[0] for sentence in TIDES)
     # the passages go in document order
-    positions = [int(w[1:].split("_")[0]) for w in gen.prompts[0].split() if w.startswith("t") and "_" in w]
-    assert positions == sorted(positions)
+    parts = [int(n) for n in re.findall(r"Part (\d+)", gen.prompts[0])]
+    assert parts and parts == sorted(parts)
 
 
 def test_a_central_summary_leaves_the_whole_reply_its_room_when_passages_count_more_together():

@@ -8,7 +8,7 @@ from rag.chains import QAChain
 from rag.chains.gate import answerable, missing_names, missing_numbers, names
 from rag.evidence import key_sentence
 from rag.prompts import NO_ANSWER
-from tests.test_chains import Hit, RecordingSearch, ScriptedGenerator
+from tests.fakes import Hit, RecordingSearch, ScriptedGenerator
 
 SPECTRE = ("Spectre (2015) is the twenty-fourth James Bond film produced by Eon Productions. It features Daniel "
            "Craig in his fourth performance as James Bond, and Christoph Waltz as Ernst Stavro Blofeld. Spectre "

@@ -287,7 +287,7 @@ def test_chains_refuse_k_max_tokens_and_long_questions_before_the_model():
     one_sentence(caught)
     assert gen.calls == 0 and search_calls == []
     # A question over the limit is cut to it, and the reader told (issue 8), never sent whole.
-    from tests.test_chains import ScriptedGenerator
+    from tests.fakes import ScriptedGenerator
 
     answer = QAChain(search, ScriptedGenerator(["x"], n_ctx=100_000)).ask("why " * limits.MAX_QUESTION_CHARS)
     assert len(search_calls[0]) <= limits.MAX_QUESTION_CHARS and "was cut" in answer.prepared.notes[0]
@@ -318,7 +318,7 @@ class StopAfter:
 
 def test_a_map_reduce_summary_stops_at_the_next_map_call():
     """The map calls happen before the summary's first token, where Gradio cannot stop a callback."""
-    from test_chains import ScriptedGenerator
+    from tests.fakes import ScriptedGenerator
 
     from rag.chains import SummarizeChain
     from rag.interrupt import stop_when

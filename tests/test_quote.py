@@ -14,7 +14,7 @@ from rag.errors import RagError
 from rag.prompts import NO_ANSWER
 from rag.quote import SMALL_MODEL_PARAMETERS, Quotable, clauses, display, model_parameters, quotes_by_default
 from rag.text import is_fragment
-from tests.test_chains import Hit, RecordingSearch, ScriptedGenerator
+from tests.fakes import Hit, RecordingSearch, ScriptedGenerator
 from tests.test_answers import DOME, LOURDES
 
 
@@ -113,7 +113,6 @@ def test_a_backend_without_grammars_quotes_the_clauses_its_free_reply_matches():
     """Compare under one answer style: GPT4All and servers take no grammar, so their reply is mapped onto
     the clauses of the key sentence it matches best, and the reader still sees whole clauses in quotes."""
     from rag.chains import QAChain
-    from tests.test_chains import Hit, RecordingSearch
 
     gen = ScriptedGenerator(["Task decomposition uses LLM prompting like steps for XYZ"])
     assert not gen.supports_grammar
@@ -276,7 +275,6 @@ def test_the_default_model_writes_freely_when_asked(quoting):
 def test_a_quote_that_introduces_a_list_goes_on_with_its_items():
     """Found by a newcomer: a quote ending "…a three-step process:" promised a list it never gave."""
     from rag.chains import QAChain
-    from tests.test_chains import Hit, RecordingSearch
 
     text = ("Two main types of CoT prompting:\n"
             "- Few-shot CoT. It is to prompt the model with a few demonstrations of reasoning chains.\n"

@@ -12,7 +12,8 @@ from rag.chains import SummarizeChain
 from rag.chains.outline import by_headings, by_passages
 from rag.documents import Document
 from rag.generators.base import GenerationStats
-from tests.test_chains import Hit, RecordingSearch, ScriptedGenerator, words
+from tests.fakes import Hit, RecordingSearch, ScriptedGenerator
+from tests.test_chains import words
 
 SECTIONS = {
     "Tides": "The moon pulls the sea into two bulges, so most coasts see two high tides a day. Spring tides "
