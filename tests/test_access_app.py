@@ -190,7 +190,7 @@ def test_a_read_only_share_lets_bob_search_but_not_change_and_everyone_means_eve
     _note, hits, *_ = bob.predict(QUESTION, 4, "hybrid", api_name="/search")
     assert "Quillon" in hits
     assert "alice-notes" in _choices(bob.predict(api_name="/collection_choices"))
-    _selected, status, _table = bob.predict("upload: alice-notes.txt", api_name="/delete")
+    _selected, status, *_ = bob.predict("upload: alice-notes.txt", api_name="/delete")
     assert "shared with you read-only" in status
     assert "shared with you read-only" in bob.predict(api_name="/view")
     assert "Only the owner" in bob.predict("bob", "read-write", api_name="/share")

@@ -428,17 +428,14 @@ def test_deleted_toast_escapes_a_source_named_like_a_tag(settings, monkeypatch):
     shown = []
     monkeypatch.setattr(gr, "Info", lambda message, *a, **k: shown.append(message))
 
-    class OneDocument:
-        def delete(self, source):
-            return True
-
-        def documents(self):
-            return []
+    from rag.documents import Document
 
     runtime = Runtime(settings)
-    runtime._collections["default"] = OneDocument()
-    Library(runtime).delete('<img src=x onerror="alert(1)">', Session())
-    assert shown == ['Deleted &lt;img src=x onerror=&quot;alert(1)&quot;&gt;']
+    source = '<img src=x onerror="alert(1)">'
+    runtime.collection("default").add_documents([Document(source, "A page about tags and their attributes.", "Tags")])
+    Library(runtime).delete(source, Session())
+    assert shown == ['Deleted &lt;img src=x onerror=&quot;alert(1)&quot;&gt;; it is in the trash for 7 days']
+    assert [e.source for e in runtime.trash.entries("default")] == [source]
 
 
 def test_a_page_that_cannot_be_added_beside_the_chat_stays_in_the_box_with_one_sentence(settings):

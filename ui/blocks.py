@@ -6,6 +6,7 @@ import gradio as gr
 
 from rag import limits
 from rag.quote import STYLES
+from rag.trash import TRASH_DAYS
 from ui import formatting as fmt
 from ui.conversations import Conversations
 from ui.generation import Generation
@@ -108,6 +109,8 @@ def build_app(runtime: Runtime) -> gr.Blocks:
             _empty_viewer, None, chat["viewer"], show_progress="hidden").then(
             convs.choices, session, restore[1], show_progress="hidden").then(
             gen.source_choices, session, sources, show_progress="hidden")
+        # A deleted document's passage must not stay in the viewer either.
+        ingest_tab["deleted"].then(_empty_viewer, None, chat["viewer"], show_progress="hidden")
         if ingest_tab["sharing"] is not None:
             chosen.then(ingest_tab["sharing"]["view"], session, ingest_tab["sharing"]["out"], show_progress="hidden")
         # Once an answer has loaded the model, the line under the collection names its file.
@@ -221,12 +224,24 @@ def _ingest_tab(library: Library, session, collection, docs_note, writable: bool
                 )
             with gr.Column(scale=1, min_width=220):
                 selected = gr.Textbox(label="Selected source", interactive=False, elem_id="selected-source")
-                delete_btn = gr.Button("Delete document", variant="stop", interactive=writable)
+                delete_btn = gr.Button("Delete document", variant="stop", interactive=writable, elem_id="delete-btn")
+                # Delete asks again, naming the document; only the second press moves it to the trash.
+                with gr.Group(visible=False, elem_id="delete-confirm") as confirm:
+                    confirm_note = gr.Markdown(elem_id="delete-confirm-note")
+                    with gr.Row():
+                        confirm_btn = gr.Button("Move to trash", variant="stop", size="sm", elem_id="delete-yes")
+                        cancel_btn = gr.Button("Cancel", size="sm", elem_id="delete-no")
                 refresh_btn = gr.Button("Refresh table", size="sm")
         with gr.Accordion("Extracted text and metadata", open=False, elem_id="preview") as preview:
             with gr.Row():
                 preview_text = gr.Textbox(label="Text", lines=12, max_lines=24, interactive=False, scale=3)
                 preview_meta = gr.JSON(label="Metadata", scale=2)
+        with gr.Accordion(f"🗑 Trash: documents deleted in the last {TRASH_DAYS} days", open=False,
+                          elem_id="trash") as trash:
+            with gr.Row(equal_height=True):
+                trashed = gr.Dropdown(label="Deleted documents", choices=[], scale=4, elem_id="trashed")
+                restore_btn = gr.Button("Restore", interactive=writable, scale=0, elem_id="restore-btn")
+            restored_note = gr.Markdown(elem_classes=["step-out"], elem_id="restored-note")
         shared = _sharing_panel(sharing, session, writable) if sharing is not None else None
 
     ingested = ingest_btn.click(
@@ -241,10 +256,23 @@ def _ingest_tab(library: Library, session, collection, docs_note, writable: bool
     shown = [summary, selected, preview_text, preview_meta, preview]
     preview_btn.click(library.preview, [urls, files, session], shown, concurrency_id="ingest")
     table.select(library.select_document, [table, session], shown)
-    deleted = delete_btn.click(library.delete, [selected, session], [selected, docs_note, table],
-                               concurrency_id="ingest")
+    delete_btn.click(library.ask_delete, selected, [confirm, confirm_note], queue=False, show_progress="hidden")
+    cancel_btn.click(_hidden, None, confirm, queue=False, show_progress="hidden")
+    # The preview empties with the table: a deleted document's text must not stay on screen.
+    deleted = confirm_btn.click(library.delete, [selected, session],
+                                [selected, docs_note, table, preview_text, preview_meta], concurrency_id="ingest")
+    deleted.then(_hidden, None, confirm, show_progress="hidden").then(
+        library.trash_choices, session, trashed, show_progress="hidden")
+    trash.expand(library.trash_choices, session, trashed, show_progress="hidden")
+    restored = restore_btn.click(library.restore_document, [trashed, session], [restored_note, docs_note, table],
+                                 concurrency_id="ingest").then(library.trash_choices, session, trashed,
+                                                               show_progress="hidden")
     refresh_btn.click(library.refresh, session, [docs_note, table])
-    return {"table": table, "changed": [ingested, crawled, deleted], "sharing": shared}
+    return {"table": table, "changed": [ingested, crawled, deleted, restored], "deleted": deleted, "sharing": shared}
+
+
+def _hidden():
+    return gr.update(visible=False)
 
 
 def _sharing_panel(sharing: Sharing, session, writable: bool) -> dict:

@@ -10,6 +10,7 @@ import gradio as gr
 
 from rag import limits
 from rag.errors import RagError
+from rag.trash import TRASH_DAYS
 from ui import formatting as fmt
 from ui.escaping import UPLOAD_PREFIX, display_source, escape_markdown, one_line, safe_href
 from ui.generation import user_name
@@ -208,20 +209,54 @@ class Library:
         doc = load_source(source, self.runtime.settings)
         return "", display_source(source), *_preview(doc), gr.Accordion(open=True)
 
-    @errors_in_status(3, status=1)
+    def ask_delete(self, source: str):
+        """The first press of Delete: name the document and ask again (nothing is deleted yet)."""
+        if not (source or "").strip():
+            return gr.update(visible=False), "Select a document in the table first, then delete it."
+        return gr.update(visible=True), (f"Delete **{escape_markdown(source.strip())}**? It stays in the trash for "
+                                         f"{TRASH_DAYS} days, and can be restored from there.")
+
+    @errors_in_status(5, status=1)
     def delete(self, source: str, session: Session, request: gr.Request = None):
-        """Remove one document and its splits from the collection."""
+        """Move one document to the trash (its splits leave the collection); its preview empties at once."""
         self.runtime.require_writable("deleting documents")
         user = user_name(request)
-        coll = self.runtime.collection(session.collection, user, "write")
+        self.runtime.check_access(session.collection, user, "write")
         if not (source or "").strip():
             raise RagError("Select a document in the table first, then delete it.")
-        deleted = coll.delete(self._real_source(source.strip(), session))
+        deleted = self.runtime.delete_document(session.collection, user, self._real_source(source.strip(), session))
         if not deleted:
             raise RagError(f"{source!r} is not in collection {session.collection!r}; refresh the table.")
         # Toasts render HTML: a source named like a tag must show as text.
-        gr.Info(f"Deleted {html.escape(source)}")
-        return "", *self.documents_view(session, user)
+        gr.Info(f"Deleted {html.escape(source)}; it is in the trash for {TRASH_DAYS} days")
+        return "", *self.documents_view(session, user), "", None
+
+    def trash_choices(self, session: Session, request: gr.Request = None):
+        """The documents deleted from the chosen collection in the last 7 days, for one who may change it."""
+        try:
+            entries = self.runtime.trash_entries(session.collection, user_name(request))
+        except RagError:
+            entries = []  # not theirs to change: an empty trash, as for a collection with none
+        return gr.update(choices=[(_trash_label(e), e.id) for e in entries], value=None)
+
+    @errors_in_status(3, status=0)
+    def restore_document(self, entry_id: str, session: Session, request: gr.Request = None):
+        """Put a document back from the trash: indexed again with the chunking it had."""
+        if not entry_id:
+            raise RagError("Choose a document in the trash first, then restore it.")
+        user = user_name(request)
+        report = self.runtime.restore(session.collection, user, entry_id)
+        title = report.results[0].title if report.results else ""
+        return f"Restored “{escape_markdown(one_line(title or 'the document', 80))}”.", \
+            *self.documents_view(session, user)
+
+
+def _trash_label(entry) -> str:
+    from datetime import datetime
+
+    when = datetime.fromtimestamp(entry.deleted_at).strftime("%Y-%m-%d %H:%M")
+    by = f" by {entry.deleted_by}" if entry.deleted_by else ""
+    return f"{one_line(entry.title or display_source(entry.source), 60)} · deleted {when}{by}"
 
 
 def _row_source(rows, row: int) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 from rag import access
 from rag.access import AccessRule
 from rag.conversations import ConversationStore
+from rag.trash import Trash
 from rag.errors import RagError
 from rag.settings import Settings
 from ui.jobs import Jobs
@@ -48,6 +49,7 @@ class Runtime:
         # A read-only notebook writes nothing under the index: guests' conversations last until it stops.
         self._guest_conversations = tempfile.TemporaryDirectory(prefix="local-rag-guests-") if read_only else None
         self.conversations = ConversationStore(self._guest_conversations.name if read_only else settings.index_dir)
+        self.trash = Trash(settings.index_dir)  # deleted documents, kept 7 days (rag/trash.py)
 
     def require_writable(self, action: str) -> None:
         """Refuse `action` in read-only mode, whatever the browser sent."""
@@ -153,6 +155,25 @@ class Runtime:
             with self._lock:
                 self._collections[name] = coll
             return coll
+
+    def delete_document(self, name: str, user: str, source: str) -> bool:
+        """Move `source` of collection `name` to the trash, for one who may change the collection."""
+        from rag.trash import move_to_trash
+
+        self.require_writable("deleting documents")
+        return move_to_trash(self.trash, self.collection(name, user, "write"), source, user) is not None
+
+    def trash_entries(self, name: str, user: str) -> list:
+        """The documents deleted from collection `name` in the last 7 days, for one who may change it."""
+        self.check_access(name, user, "write")
+        return self.trash.entries(name) if name in self.collection_names(user) else []
+
+    def restore(self, name: str, user: str, entry_id: str):
+        """Put a document back from the trash, for one who may change the collection."""
+        from rag.trash import restore
+
+        self.require_writable("restoring documents")
+        return restore(self.trash, self.collection(name, user, "write"), entry_id)
 
     def existing_collection(self, name: str, user: str = ""):
         """The named collection when it holds something `user` may read, else a readable error pointing at
