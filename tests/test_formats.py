@@ -338,3 +338,20 @@ def test_the_preview_says_which_pages_were_read_by_ocr(settings, tmp_path):
     status, shown, text, meta, _ = Library(Runtime(settings)).preview("", [str(path)], Session())
     assert "garden gate" in text
     assert next(iter(meta)) == "read by OCR" and meta["read by OCR"].startswith("page 1: text recognised")
+
+
+@needs_tesseract
+def test_a_scanned_page_with_a_stamp_in_its_text_layer_is_still_read_by_ocr(settings, tmp_path):
+    import pypdf
+
+    from tests.test_loaders import make_pdf
+
+    scan = io.BytesIO()
+    _page_image(["The lighthouse keeper logged every storm."]).save(scan, format="PDF", resolution=200)
+    writer = pypdf.PdfWriter(clone_from=pypdf.PdfReader(scan))
+    writer.pages[0].merge_page(pypdf.PdfReader(io.BytesIO(make_pdf([["Bates 0001"]]))).pages[0])
+    path = tmp_path / "stamped.pdf"
+    with path.open("wb") as out:
+        writer.write(out)
+    doc = load_source(str(path), settings)
+    assert "lighthouse keeper" in doc.text and doc.metadata["ocr_pages"] == [1]

@@ -12,6 +12,9 @@ from rag.loaders.common import TITLE_MAX, first_line_title, no_progress
 from rag.settings import Settings
 
 OCR_DPI = 300
+# A page with an image and less text than this is a scan with a stamp (a page number, a Bates number, a
+# scanner's footer) on it: it is read by OCR, which reads the stamp too.
+STAMP_CHARACTERS = 40
 
 
 def load_pdf(data: bytes, name: str, settings: Settings | None = None, progress=no_progress) -> Document:
@@ -25,10 +28,14 @@ def load_pdf(data: bytes, name: str, settings: Settings | None = None, progress=
             texts[number] = (page.extract_text() or "").strip()
         except Exception:  # pypdf raises many kinds of error on damaged pages; keep the readable ones
             unreadable.append(number)
-    scanned = [n for n, text in texts.items() if not text and _has_images(reader.pages[n - 1])]
+    scanned = [n for n, text in texts.items()
+               if len(text) < STAMP_CHARACTERS and _has_images(reader.pages[n - 1])]
+    read_by_ocr = []
     if settings is not None and scanned and (ocr.available() or not any(texts.values())):
         for number, text in zip(scanned, _ocr_pdf_pages(data, scanned, name, settings, progress)):
-            texts[number] = text
+            if text and len(text) >= len(texts[number]):
+                texts[number] = text
+                read_by_ocr.append(number)
     pages, parts, offset = [], [], 0
     for number in sorted(texts):
         if texts[number]:
@@ -41,13 +48,13 @@ def load_pdf(data: bytes, name: str, settings: Settings | None = None, progress=
     metadata: dict = {"page_count": len(reader.pages)}
     if unreadable:
         metadata["unreadable_pages"] = unreadable
-    if ocr_pages := [n for n in scanned if texts.get(n)]:
+    if ocr_pages := read_by_ocr:
         metadata.update({"ocr_pages": ocr_pages, "ocr_engine": "tesseract"})
     text = "\n\n".join(parts)
     if headings := _pdf_headings(reader, text, dict(pages)):
         metadata["headings"] = headings
     first = reader.pages[pages[0][0] - 1]
-    title = _pdf_title(reader, first if pages[0][0] not in scanned else None, parts[0])
+    title = _pdf_title(reader, first if pages[0][0] not in read_by_ocr else None, parts[0])
     return Document(source=name, text=text, title=title, metadata=metadata, pages=pages)
 
 
