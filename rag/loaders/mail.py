@@ -183,7 +183,8 @@ def _parse_msg(data: bytes, name: str) -> Message:
             file_name = item.longFilename or item.shortFilename or "attachment"
             content = item.data
             if hasattr(content, "exportBytes"):  # an attached message: kept in its own format
-                content, file_name = content.exportBytes(), file_name if _is_message(file_name) else file_name + ".msg"
+                content = content.exportBytes()
+                file_name = file_name if _is_message(file_name) else file_name + ".msg"
             if isinstance(content, bytes):
                 message.attachments.append((file_name, content))
     except Exception as exc:  # a damaged property stream

@@ -223,6 +223,3 @@ def rtf_file(data: bytes, name: str, settings: Settings, progress=None) -> Docum
         raise RagError(f"{name} has no text; it holds no paragraphs with words.")
     return Document(source=name, text=text, title=first_line_title(text.split("\n\n")))
 
-
-__all__ = ["load_docx", "load_pptx", "docx_file", "doc_file", "pptx_file", "ppt_file", "odt_file", "rtf_file",
-           "is_ole"]

@@ -41,7 +41,7 @@ def spreadsheet_file(data: bytes, name: str, settings: Settings, progress=None) 
             sheets.append((sheet_name, sheet.to_python(skip_empty_area=False)))
         except RagError:
             raise
-        except Exception as exc:  # one unreadable sheet (a chart sheet, a damaged part) costs only itself
+        except Exception:  # one unreadable sheet (a chart sheet, a damaged part) costs only itself
             sheets.append((sheet_name, []))
     return table_document(sheets, name, settings.chunk_size)
 
