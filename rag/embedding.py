@@ -286,9 +286,18 @@ def _torch(model_id: str) -> Embedder:
     return SentenceTransformerEmbedder(model_id)
 
 
-_BACKENDS: dict[str, Callable[[str], Embedder]] = {"onnx-int8": OnnxInt8Embedder, "torch": _torch}
+def _server(model_id: str, url: str = "", api_key: str = "") -> Embedder:
+    from rag.embedding_server import ServerEmbedder
+
+    if not url:
+        raise RagError("The server embedding backend needs the server's address: --embed-url "
+                       "(RAG_EMBED_URL), e.g. http://127.0.0.1:8080/v1.")
+    return ServerEmbedder(model_id, url, api_key)
+
+
+_BACKENDS: dict[str, Callable[..., Embedder]] = {"onnx-int8": OnnxInt8Embedder, "torch": _torch, "server": _server}
 # What each backend adds to the model id recorded in a collection's manifest, known without loading it.
-_ID_SUFFIX = {"onnx-int8": "#onnx-int8", "torch": ""}
+_ID_SUFFIX = {"onnx-int8": "#onnx-int8", "torch": "", "server": "#server"}
 
 
 def _check_backend(backend: str) -> None:
@@ -302,14 +311,28 @@ def embedder_model_id(model_id: str, backend: str) -> str:
     return model_id + _ID_SUFFIX[backend]
 
 
-_cache: dict[tuple[str, str], Embedder] = {}
+_cache: dict[tuple[str, str, str], Embedder] = {}
 _cache_lock = threading.Lock()
 
 
-def get_embedder(model_id: str = DEFAULT_EMBEDDING_MODEL, backend: str = "onnx-int8") -> Embedder:
-    """One embedder per (model, backend) per process: loading takes seconds, so it is done once, on first use."""
+def get_embedder(model_id: str = DEFAULT_EMBEDDING_MODEL, backend: str = "onnx-int8", url: str = "",
+                 api_key: str = "") -> Embedder:
+    """One embedder per (model, backend, server) per process: loading takes seconds, so it is done once, on
+    first use. The "server" backend embeds through `url`'s /v1/embeddings (rag/embedding_server.py)."""
     _check_backend(backend)
+    key = (model_id, backend, url if backend == "server" else "")
     with _cache_lock:
-        if (model_id, backend) not in _cache:
-            _cache[(model_id, backend)] = _BACKENDS[backend](model_id)
-        return _cache[(model_id, backend)]
+        if key not in _cache:
+            extra = {"url": url, "api_key": api_key} if backend == "server" else {}
+            _cache[key] = _BACKENDS[backend](model_id, **extra)
+        return _cache[key]
+
+
+def embedder_for(settings) -> Embedder:
+    """The embedder `settings` name: the local model, or a server's when --embed-url is set."""
+    api_key = ""
+    if settings.embedding_backend == "server":
+        from rag.settings import read_secret
+
+        api_key = read_secret(settings.api_key, settings.api_key_file, "an API key")
+    return get_embedder(settings.embedding_model, settings.embedding_backend, settings.embed_url, api_key)

@@ -28,8 +28,10 @@ def free_port() -> int:
 class LlamaServer:
     """`python -m llama_cpp.server` in a child process; `kill()` takes it away mid-chat."""
 
-    def __init__(self, model: Path, port: int | None = None, n_ctx: int = 2048, api_key: str = API_KEY):
+    def __init__(self, model: Path, port: int | None = None, n_ctx: int = 2048, api_key: str = API_KEY,
+                 extra: tuple[str, ...] = ()):
         self.model, self.port, self.n_ctx, self.api_key = model, port or free_port(), n_ctx, api_key
+        self.extra = extra  # more server flags: ("--embedding", "True", "--model_alias", NAME)
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -42,7 +44,8 @@ class LlamaServer:
         # Without --interrupt_requests False a second request silently cuts the first one's stream.
         cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(self.model), "--host", "127.0.0.1",
                "--port", str(self.port), "--n_ctx", str(self.n_ctx), "--n_threads", "2",
-               "--interrupt_requests", "False", "--api_key", self.api_key, "--seed", "0", "--verbose", "False"]
+               "--interrupt_requests", "False", "--api_key", self.api_key, "--seed", "0", "--verbose", "False",
+               *self.extra]
         # A file, not a pipe: nobody reads a pipe while the server runs, and a full one stalls it.
         self.log = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
