@@ -78,3 +78,12 @@ def test_the_default_model_counts_as_small():
     gen = ScriptedGenerator(["x"])
     gen.model_path = path
     assert _path(gen).concise
+
+
+def test_a_prompt_count_without_a_tokenizer_is_shown_as_an_estimate():
+    from ui.formatting import token_usage_md
+
+    estimated = token_usage_md(120, 2048, 30, counted_by="estimate")
+    assert "about **120**" in estimated and "estimated" in estimated
+    counted = token_usage_md(120, 2048, 30, counted_by="server")
+    assert "about" not in counted and "estimated" not in counted

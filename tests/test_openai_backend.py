@@ -176,6 +176,7 @@ def test_a_500_and_a_silent_server_are_one_sentence_each(tmp_path):
         with pytest.raises(RagError, match=r"failed with an internal error \(500: CUDA out of memory\)"):
             gen.generate(QUESTION)
         assert gen.token_counter == "estimate"  # this server has no tokenize endpoint
+        assert gen.counted_by == "estimate" and gen.template_source.startswith("ChatML")  # nor /props, nor a file
     with ScriptedServer("silent") as srv:
         gen = get_generator("openai", _settings(tmp_path, srv.base_url, request_timeout=0.5))
         with pytest.raises(RagError, match=r"sent nothing for 0\.5 s; it may be busy"):

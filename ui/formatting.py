@@ -36,11 +36,14 @@ def fmt_seconds(value: float | None) -> str:
     return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
 
 
-def token_usage_md(prompt_tokens: int | None, n_ctx: int | None, completion_tokens: int | None = None) -> str:
-    """Prompt tokens against the context size, as a sentence with a warning near the limit."""
+def token_usage_md(prompt_tokens: int | None, n_ctx: int | None, completion_tokens: int | None = None,
+                   counted_by: str = "") -> str:
+    """Prompt tokens against the context size, as a sentence with a warning near the limit; a count made
+    without the model's tokenizer (`counted_by` "estimate") is said to be an estimate."""
     if prompt_tokens is None:
         return ""
-    text = f"prompt **{prompt_tokens}** tokens"
+    about = "about " if counted_by == "estimate" else ""
+    text = f"prompt {about}**{prompt_tokens}** tokens"
     if n_ctx:
         share = prompt_tokens / n_ctx
         text += f" of **{n_ctx}** context ({share:.0%})"
@@ -48,6 +51,8 @@ def token_usage_md(prompt_tokens: int | None, n_ctx: int | None, completion_toke
             text += " ⚠️ close to the limit"
     if completion_tokens is not None:
         text += f" · answer **{completion_tokens}** tokens"
+    if counted_by == "estimate":
+        text += " (estimated: the server offers no tokenizer and its model's file is not here)"
     return text
 
 
