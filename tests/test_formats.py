@@ -355,3 +355,21 @@ def test_a_scanned_page_with_a_stamp_in_its_text_layer_is_still_read_by_ocr(sett
         writer.write(out)
     doc = load_source(str(path), settings)
     assert "lighthouse keeper" in doc.text and doc.metadata["ocr_pages"] == [1]
+
+
+@needs_tesseract
+def test_an_ingested_scan_reports_each_page_and_is_found_on_its_page(settings, tmp_path):
+    words = ["copper", "walnut", "saffron", "granite"]
+    filler = [f"Line {i} of the clerk's daily record of goods and prices." for i in range(12)]
+    pages = [_page_image([f"Chapter {n}: the {word} ledger.", *filler]) for n, word in enumerate(words, start=1)]
+    path = tmp_path / "ledgers.pdf"
+    pages[0].save(path, save_all=True, append_images=pages[1:], resolution=200)
+    stages = []
+    coll = Collection.open(settings)
+    # splits of about a line, so the one that names the ledger starts on its own page
+    report = coll.ingest([str(path)], progress=lambda stage, done, total, source: stages.append((stage, done, total)),
+                         chunk_size=60)
+    assert report.results[0].status == "added"
+    assert [s for s in stages if s[0] == "ocr"] == [("ocr", n, 4) for n in range(1, 5)]
+    hits = coll.search("saffron ledger", k=1, mode="bm25")
+    assert hits[0].page == 3
