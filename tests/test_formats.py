@@ -373,3 +373,27 @@ def test_an_ingested_scan_reports_each_page_and_is_found_on_its_page(settings, t
     assert [s for s in stages if s[0] == "ocr"] == [("ocr", n, 4) for n in range(1, 5)]
     hits = coll.search("saffron ledger", k=1, mode="bm25")
     assert hits[0].page == 3
+
+
+def test_an_opendocument_spreadsheet_reads_each_sheet_with_its_header(settings, tmp_path):
+    from odf.opendocument import OpenDocumentSpreadsheet
+    from odf.table import Table, TableCell, TableRow
+    from odf.text import P
+
+    book = OpenDocumentSpreadsheet()
+    for name, rows in [("Fruit", [["name", "colour"], ["apple", "red"], ["banana", "yellow"]]),
+                       ("Stock", [["item", "count"], ["crates", "12"]])]:
+        table = Table(name=name)
+        for row in rows:
+            cells = TableRow()
+            for value in row:
+                cell = TableCell(valuetype="string")
+                cell.addElement(P(text=value))
+                cells.addElement(cell)
+            table.addElement(cells)
+        book.spreadsheet.addElement(table)
+    path = tmp_path / "shop.ods"
+    book.save(str(path))
+    doc = load_source(str(path), settings)
+    assert doc.text == "Fruit, rows 2–3:\nname | colour\napple | red\nbanana | yellow\n\nStock, row 2:\nitem | count\ncrates | 12"
+    assert [number for number, _ in doc.pages] == [1, 2] and doc.metadata["sheets"] == ["Fruit", "Stock"]
