@@ -200,3 +200,30 @@ def test_app_flags_reach_the_settings(tmp_path):
     assert (settings.backend, settings.base_url) == ("openai", "http://127.0.0.1:8080/v1")
     settings, launch = app.configure(["--index-dir", str(tmp_path)], environ={})
     assert not launch.exposed and not settings.models_offered_only
+
+
+def _one_tensor_gguf(path, kind: int, elements: int = 256, data: bytes = b"") -> None:
+    """A GGUF v3 file with no metadata and one tensor of ggml type `kind`."""
+    import struct
+
+    name = b"w"
+    head = b"GGUF" + struct.pack("<IQQ", 3, 1, 0)
+    head += struct.pack("<Q", len(name)) + name + struct.pack("<I", 1) + struct.pack("<Q", elements)
+    head += struct.pack("<IQ", kind, 0)
+    head += b"\0" * (-len(head) % 32)
+    path.write_bytes(head + data)
+
+
+def test_tensor_sizes_come_from_ggml_and_an_unknown_type_is_refused(tmp_path):
+    q8 = tmp_path / "q8.gguf"
+    _one_tensor_gguf(q8, 8, data=b"\0" * (256 // 32 * 34))  # Q8_0: 34 bytes a block of 32
+    header = read_header(q8)
+    assert header.parameters == 256 and header.data_end - header.data_start == 272
+    short = tmp_path / "short.gguf"
+    _one_tensor_gguf(short, 8, data=b"\0" * 100)  # the data ends before the tensor does
+    with pytest.raises(RagError, match="truncated|incomplete|shorter"):
+        read_header(short)
+    unknown = tmp_path / "future.gguf"
+    _one_tensor_gguf(unknown, 250, data=b"\0" * 4096)
+    with pytest.raises(RagError, match="ggml type 250, which this version does not know"):
+        read_header(unknown)

@@ -21,14 +21,6 @@ from rag.errors import RagError
 MAGIC = b"GGUF"
 _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
 _STRING, _ARRAY = 8, 9
-# ggml tensor types: (elements per block, bytes per block); used to find where the data must end.
-_BLOCKS = {
-    0: (1, 4), 1: (1, 2), 2: (32, 18), 3: (32, 20), 6: (32, 22), 7: (32, 24), 8: (32, 34), 9: (32, 36),
-    10: (256, 84), 11: (256, 110), 12: (256, 144), 13: (256, 176), 14: (256, 210), 15: (256, 292),
-    16: (256, 66), 17: (256, 74), 18: (256, 98), 19: (256, 50), 20: (32, 18), 21: (256, 110),
-    22: (256, 82), 23: (256, 136), 24: (1, 1), 25: (1, 2), 26: (1, 4), 27: (1, 8), 28: (1, 8),
-    29: (256, 56), 30: (1, 2), 34: (256, 54), 35: (256, 66),
-}
 # Arrays longer than this (vocabularies) are skipped rather than kept in memory.
 _KEEP_ARRAY_MAX = 64
 
@@ -231,11 +223,23 @@ def _read_tensor_infos(r: _Reader, header: GGUFHeader) -> int:
         for d in dims:
             count *= d
         header.parameters += count
-        per_block, block_bytes = _BLOCKS.get(kind, (1, 0))
+        per_block, block_bytes = _block_size(kind, header.path)
         extent = max(extent, offset + count // per_block * block_bytes)
     header.table_end = r.f.tell()
     header.data_start = _align(header.table_end, int(header.metadata.get("general.alignment", 32)))
     return header.data_start + extent
+
+
+def _block_size(kind: int, path: Path) -> tuple[int, int]:
+    """(elements, bytes) per block of ggml tensor type `kind`, from the `gguf` package kept with llama.cpp; a
+    type it does not know is refused, since its size (and so the file's end and its memory) is unknown."""
+    from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
+
+    try:
+        return GGML_QUANT_SIZES[GGMLQuantizationType(kind)]
+    except (ValueError, KeyError):
+        raise RagError(f"{path.name} holds tensors of ggml type {kind}, which this version does not know; update "
+                       "local-rag (and llama-cpp-python), or choose another quantisation of the model.") from None
 
 
 def _align(offset: int, alignment: int) -> int:
