@@ -106,8 +106,10 @@ def server_rounds(args) -> int:
             with httpx.Client(timeout=600, headers={"Authorization": f"Bearer {args.api_key}"}) as client:
                 for i in range(0, len(texts), 64):
                     for text in texts[i:i + 64]:  # one text per request: its batches mix texts up (see the module)
-                        client.post(args.embed_url + "/embeddings", json={"model": args.embedding_model,
-                                                                           "input": [text]}).raise_for_status()
+                        response = client.post(args.embed_url + "/embeddings",
+                                               json={"model": args.embedding_model, "input": [text]})
+                        response.raise_for_status()
+                        response.json()  # read, as any client must
             raw.append(len(texts) / (time.perf_counter() - started))
             with tempfile.TemporaryDirectory() as tmp:
                 coll = Collection.open(load_settings(environ={}, index_dir=tmp, embed_url=args.embed_url,
