@@ -34,6 +34,8 @@ class LaunchConfig:
     read_only: bool = False
     max_upload_mb: int = 25
     admin: str = ""  # --admin; under --auth the users file's first user when not given
+    user_quota_docs: int = 0  # --user-quota-docs; 0: no limit
+    user_quota_mb: float = 0.0  # --user-quota-mb; 0: no limit
 
     @property
     def exposed(self) -> bool:
@@ -53,6 +55,13 @@ class LaunchConfig:
         from rag.access import AccessRule
 
         return AccessRule(users=tuple(user for user, _ in self.auth), admin=self.admin_name)
+
+    @property
+    def quota(self):
+        """What each user but the admin may keep under --auth (rag.quota)."""
+        from rag.quota import Quota
+
+        return Quota(documents=self.user_quota_docs, megabytes=self.user_quota_mb)
 
     def is_admin(self, user: str) -> bool:
         """Whether `user` (the logged-in name, '' without --auth) may act as the admin.
@@ -129,6 +138,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--admin", default=env("RAG_ADMIN", ""),
                         help="under --auth, the user who downloads models and changes app-wide settings; "
                              "the users file's first user when not given (RAG_ADMIN)")
+    parser.add_argument("--user-quota-docs", type=int, default=env_value(os.environ, "RAG_USER_QUOTA_DOCS", int, 0),
+                        help="under --auth, the most documents the collections a user owns may hold; 0 for no "
+                             "limit, the admin has none (RAG_USER_QUOTA_DOCS)")
+    parser.add_argument("--user-quota-mb", type=float, default=env_value(os.environ, "RAG_USER_QUOTA_MB", float, 0),
+                        help="under --auth, the most disk a user's collections and uploads may take in the index "
+                             "directory, in MB, checked before each ingest; 0 for no limit, the admin has none; "
+                             "local store only (RAG_USER_QUOTA_MB)")
     parser.add_argument(
         "--read-only", action="store_true", default=env_flag(os.environ, "RAG_READ_ONLY"),
         help="guest/demo mode: no ingest, delete or settings changes (RAG_READ_ONLY=1)",
@@ -157,6 +173,7 @@ def configure(argv: list[str] | None = None, environ: dict | None = None) -> tup
     launch = LaunchConfig(
         host=args.host, port=args.port, share=args.share, auth=parse_auth(args.auth),
         read_only=args.read_only, max_upload_mb=args.max_upload_mb, admin=args.admin or "",
+        user_quota_docs=args.user_quota_docs, user_quota_mb=args.user_quota_mb,
     )
     if launch.admin and launch.admin not in {user for user, _ in launch.auth}:
         raise RagError(f"--admin {launch.admin!r} is not one of the --auth users; "
@@ -167,12 +184,25 @@ def configure(argv: list[str] | None = None, environ: dict | None = None) -> tup
                      model=args.model, max_tokens=args.max_tokens, base_url=args.base_url,
                      temperature=args.temperature, k=args.k, mode=args.mode, answer_style=args.answer_style)
     settings = load_settings(environ, **overrides)
+    _check_quota_flags(launch, settings)
     # Guests must not be able to make this machine fetch addresses on its own network.
     if launch.exposed and not args.allow_private_urls:
         settings = settings.replace(allow_private_urls=False)
     if launch.exposed:  # guests choose among offered models only, never a path of their own
         settings = settings.replace(models_offered_only=True)
     return settings, launch
+
+
+def _check_quota_flags(launch: LaunchConfig, settings: Settings) -> None:
+    from rag.store.locate import on_milvus
+
+    if launch.user_quota_docs < 0 or launch.user_quota_mb < 0:
+        raise RagError("--user-quota-docs and --user-quota-mb take 0 (no limit) or more.")
+    if launch.quota.enabled and not launch.auth:
+        raise RagError("--user-quota-docs and --user-quota-mb limit each user under --auth; give --auth too.")
+    if launch.user_quota_mb and on_milvus(settings):
+        raise RagError("--user-quota-mb counts the disk of the local store; a Milvus store keeps its data on its "
+                       "server, so use --user-quota-docs there.")
 
 
 def launch(demo, launch_cfg: LaunchConfig) -> None:
@@ -214,7 +244,8 @@ def main(argv: list[str] | None = None) -> int:
     from ui.runtime import Runtime
 
     runtime = Runtime(settings=settings, read_only=launch_cfg.read_only, max_upload_mb=launch_cfg.max_upload_mb,
-                      access_rule=launch_cfg.access_rule)
+                      access_rule=launch_cfg.access_rule,
+                      quota=launch_cfg.quota)
     demo = build_app(runtime)
     try:
         launch(demo, launch_cfg)

@@ -149,3 +149,75 @@ def test_a_kill_during_share_changes_leaves_a_whole_record(settings):
     assert record.owner == "alice" and all(v == READ for v in record.shares.values())
     leftovers = [p.name for p in (settings.index_dir / "alice-notes").iterdir() if p.name.endswith(".tmp")]
     assert len(leftovers) <= 1  # at most the one temp file the kill interrupted, never read as the record
+
+
+# -- quotas (rag/quota.py), checked before an ingest starts ------------------------------------------
+
+
+class _Request:
+    """What a callback reads of gradio's request: the logged-in user."""
+
+    def __init__(self, username: str):
+        self.username, self.session_hash = username, f"session-{username}"
+
+
+def _quota_runtime(settings, **quota):
+    from rag.quota import Quota
+    from ui.runtime import Runtime
+
+    return Runtime(settings, access_rule=RULE, quota=Quota(**quota))
+
+
+def test_a_documents_quota_counts_what_the_owner_keeps_and_refuses_the_batch_that_passes_it(settings, tmp_path):
+    from ui.library import Library
+    from ui.state import Session
+
+    runtime = _quota_runtime(settings, documents=2)
+    library = Library(runtime)
+    files = []
+    for n in range(3):
+        files.append(tmp_path / f"note{n}.txt")
+        files[-1].write_text(f"Note {n}: the harbour ledger has {n} pages.\n", encoding="utf-8")
+    alice = Session(collection="alice-notes")
+    summary, *_ = library.ingest("", [str(f) for f in files[:2]], 500, 0, alice, request=_Request("alice"))
+    assert "**2** added" in summary
+    again, *_ = library.ingest("", [str(files[0])], 500, 0, alice, request=_Request("alice"))
+    assert "**1** unchanged" in again  # the same upload again adds no document
+    refused, *_ = library.ingest("", [str(files[2])], 500, 0, alice, request=_Request("alice"))
+    assert refused.startswith("⚠️ Your collections hold 2 of the 2 documents you may keep, and this would add 1")
+    assert not (runtime.uploads_dir("alice-notes") / "note2.txt").exists()  # refused before any work
+    runtime.share("alice-notes", "alice", "bob", WRITE)  # bob adds to alice's collection: hers to count
+    bob = Session(collection="alice-notes")
+    refused, *_ = library.ingest("", [str(files[2])], 500, 0, bob, request=_Request("bob"))
+    assert "2 of the 2 documents" in refused
+    root = Session(collection="root-notes")
+    summary, *_ = library.ingest("", [str(f) for f in files], 500, 0, root, request=_Request("root"))
+    assert "**3** added" in summary  # the admin has no quota
+
+
+def test_a_disk_quota_counts_the_owners_collections_and_uploads(settings, tmp_path):
+    from rag.quota import MB, QuotaExceeded
+
+    runtime = _quota_runtime(settings, megabytes=0.5)
+    runtime.collection("alice-notes", "alice", "create").add_documents([NOTES])
+    big = tmp_path / "big.txt"
+    big.write_text("harbour " * (MB // 8), encoding="utf-8")
+    with pytest.raises(QuotaExceeded, match=r"of the 0.5 MB you may use, and this would add 1.0 MB"):
+        runtime.check_quota("alice-notes", "alice", [], [str(big)])
+    runtime.check_quota("alice-notes", "alice", ["https://example.com/small"])  # within the limit: no refusal
+    runtime.check_quota("bob-notes", "bob", [], [])  # a new collection of bob's: nothing used yet
+
+
+def test_quota_flags_need_auth_and_the_disk_quota_the_local_store(tmp_path):
+    import app
+
+    users = tmp_path / "users.txt"
+    users.write_text("root:pw1\nalice:pw2\n", encoding="utf-8")
+    _, launch = app.configure(["--auth", str(users), "--user-quota-docs", "100", "--user-quota-mb", "50"], {})
+    assert (launch.quota.documents, launch.quota.megabytes) == (100, 50)
+    for argv, message in ([["--user-quota-docs", "5"], "give --auth too"],
+                          [["--auth", str(users), "--user-quota-docs", "-1"], "0 \\(no limit\\) or more"],
+                          [["--auth", str(users), "--user-quota-mb", "5", "--store", "milvus://127.0.0.1:19530"],
+                           "use --user-quota-docs there"]):
+        with pytest.raises(RagError, match=message):
+            app.configure(argv, {})

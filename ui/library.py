@@ -86,6 +86,7 @@ class Library:
         self.runtime.check_access(session.collection, user, "create")  # before an upload lands in its folder
         limits.check_count("uploaded files", len(files or []), limits.MAX_UPLOADS, "ingest them in several batches.")
         urls, bad = parse_urls(urls_text)
+        self.runtime.check_quota(session.collection, user, urls, list(files or []))
         sources, refused = list(urls), []
         for path in files or []:
             try:
@@ -116,6 +117,7 @@ class Library:
         urls, bad = parse_urls(urls_text)
         if not urls:
             raise RagError("Type the http(s) address of a web page to add." + _bad_note(bad))
+        self.runtime.check_quota(session.collection, user_name(request), urls)
         progress(0, desc="Opening the collection (the embedding model loads on first use)…")
         coll = self.runtime.collection(session.collection, user_name(request), "create")
         report = coll.ingest(urls, progress=_progress_reporter(progress))
@@ -143,6 +145,7 @@ class Library:
         if not start:
             raise RagError("Type the start address of the site to add, such as https://example.com/docs/.")
         user = user_name(request)
+        self.runtime.check_quota(session.collection, user, [start])  # its first page, at least
         coll = self.runtime.collection(session.collection, user, "create")
         stop = self._site_stops.setdefault(getattr(request, "session_hash", None) or "", threading.Event())
         stop.clear()

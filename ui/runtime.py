@@ -15,6 +15,7 @@ from pathlib import Path
 from rag import access
 from rag.access import AccessRule
 from rag.conversations import ConversationStore
+from rag.quota import Quota
 from rag.trash import Trash
 from rag.errors import RagError
 from rag.settings import Settings
@@ -34,11 +35,13 @@ class Runtime:
     """Shared services for every session; opening a collection happens on first use."""
 
     def __init__(self, settings: Settings, read_only: bool = False, max_upload_mb: int = 25,
-                 access_rule: AccessRule | None = None):
+                 access_rule: AccessRule | None = None,
+                 quota: Quota | None = None):
         self.settings = settings
         self.read_only = read_only
         # Who may open which collection (rag.access); the default, without --auth, lets the one person do all.
         self.access = access_rule or AccessRule()
+        self.quota = quota or Quota()  # per user under --auth (rag/quota.py); none by default
         self.max_upload_bytes = max_upload_mb * 1024 * 1024
         self._collections: dict[str, object] = {}
         self._opening: dict[str, threading.Lock] = {}
@@ -259,6 +262,29 @@ class Runtime:
         # Collection names start with a letter or digit, so "_uploads" never collides with one, and
         # hold no separators, so the folder is always directly under _uploads.
         return Path(self.settings.index_dir) / "_uploads" / validate_collection_name(collection)
+
+    def check_quota(self, name: str, user: str, sources: list[str], upload_paths: list[str] = ()) -> None:
+        """Refuse, before any work, an ingest into collection `name` that would take its owner past their quota
+        (under --auth; the admin has none). `sources` are URLs; uploads are counted by their files."""
+        from rag.collection import list_collections
+        from rag.quota import disk_bytes
+        from rag.store.locate import collection_exists
+
+        if not (self.access.enabled and self.quota.enabled):
+            return
+        exists = collection_exists(self.settings, name)
+        owner = self.access.owner(access.read(self.settings, name)) if exists else user
+        if self.access.is_admin(owner):
+            return
+        owned = [n for n in list_collections(self.settings)
+                 if self.access.owner(access.read(self.settings, n)) == owner]
+        documents = sum(len(self._open(n).documents()) for n in owned)
+        stored = [str(self.uploads_dir(name) / _safe_file_name(Path(p).name)) for p in upload_paths]
+        coll = self._open(name) if exists else None
+        adding = sum(1 for s in [*sources, *stored] if coll is None or coll.store.find(s) is None)
+        used = disk_bytes(*(Path(self.settings.index_dir) / n for n in owned), *(self.uploads_dir(n) for n in owned)) \
+            if self.quota.megabytes else 0
+        self.quota.check(documents, adding, used, sum(Path(p).stat().st_size for p in upload_paths))
 
     def stash_upload(self, collection: str, temp_path: str) -> Path:
         """Copy an upload to a stable place named after the file, so re-uploading it replaces it."""
