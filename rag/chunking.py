@@ -7,6 +7,10 @@ import re
 from rag.documents import Chunk, Document
 from rag.errors import RagError
 
+# A chunk's size in characters and the overlap of neighbours, unless the settings say otherwise; the
+# summaries read documents in passages of CHUNK_SIZE too.
+CHUNK_SIZE = 500
+CHUNK_OVERLAP = 0
 # Tried in order: a piece that is still too long is split again at the next, finer boundary.
 SEPARATORS = ("\n\n", "\n", r"(?<=[.!?])\s+", " ", "")
 
@@ -77,7 +81,7 @@ def _trim(text: str, start: int, end: int) -> tuple[int, int]:
     return start, end
 
 
-def split_text(text: str, chunk_size: int = 500, chunk_overlap: int = 0) -> list[tuple[int, int]]:
+def split_text(text: str, chunk_size: int = CHUNK_SIZE, chunk_overlap: int = CHUNK_OVERLAP) -> list[tuple[int, int]]:
     """(start, end) spans of chunks of at most `chunk_size` characters, whitespace trimmed."""
     _validate(chunk_size, chunk_overlap)
     spans: list[tuple[int, int]] = []
@@ -92,7 +96,7 @@ def split_text(text: str, chunk_size: int = 500, chunk_overlap: int = 0) -> list
     return spans
 
 
-def split_document(doc: Document, chunk_size: int = 500, chunk_overlap: int = 0) -> list[Chunk]:
+def split_document(doc: Document, chunk_size: int = CHUNK_SIZE, chunk_overlap: int = CHUNK_OVERLAP) -> list[Chunk]:
     """Chunks of `doc` with their offsets and page numbers."""
     return [
         Chunk(text=doc.text[a:b], start=a, end=b, page=doc.page_at(a))

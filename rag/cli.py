@@ -194,6 +194,7 @@ DESCRIPTION = ("Local retrieval-augmented generation. On a notebook's collection
 
 def build_parser() -> argparse.ArgumentParser:
     from rag import limits
+    from rag.retrieval import MODES
 
     parser = argparse.ArgumentParser(prog="python -m rag", description=DESCRIPTION, epilog=limits.describe())
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -218,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--queries", metavar="FILE", help="one query per line, or JSONL with _id and text")
     _add_index_args(p)
     p.add_argument("-k", type=int, default=4)
-    p.add_argument("--mode", choices=["dense", "bm25", "hybrid"], default="hybrid")
+    p.add_argument("--mode", choices=MODES, default="hybrid")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_search)
 

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from rag.errors import RagError
 from rag.generators import available_backends
+from rag.quote import STYLES
+from rag.retrieval import MODES
 
 
 def register(subparsers) -> None:
@@ -19,7 +21,7 @@ def register(subparsers) -> None:
     p.add_argument("--chat", action="store_true", help="with --questions: the lines are turns of one conversation")
     p.add_argument("--source", action="append", default=[], metavar="SOURCE",
                    help="search only this document (repeat for several), as ticking it in the notebook does")
-    p.add_argument("--answer-style", choices=["auto", "quote", "free"],
+    p.add_argument("--answer-style", choices=STYLES,
                    help="quote: the answer is whole source sentences or clauses, quoted, that the model chose; free: "
                    "the model writes it; auto (default): quote with small models (RAG_ANSWER_STYLE)")
     _add_common(p)
@@ -29,7 +31,7 @@ def register(subparsers) -> None:
     p.add_argument("query", nargs="?")
     p.add_argument("--source", action="append", default=[], metavar="SOURCE", help="summarise this whole document "
                    "part by part, one labelled line per main part (repeat for several)")
-    p.add_argument("--answer-style", choices=["auto", "quote", "free"],
+    p.add_argument("--answer-style", choices=STYLES,
                    help="for --source: quote: each part's line is its most central sentence, quoted; free: the model "
                    "writes each line; auto (default): quote with small models (RAG_ANSWER_STYLE)")
     _add_common(p)
@@ -55,7 +57,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=float, metavar="S", help="with --backend openai: seconds to wait for the "
                    "first token (RAG_REQUEST_TIMEOUT, default 120)")
     p.add_argument("-k", type=int, metavar="N", help="chunks to retrieve")
-    p.add_argument("--mode", choices=["dense", "bm25", "hybrid"])
+    p.add_argument("--mode", choices=MODES)
     p.add_argument("--max-tokens", type=int, metavar="N")
     p.add_argument("--temperature", type=float)
     p.add_argument("--seed", type=int)

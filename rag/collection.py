@@ -227,7 +227,7 @@ class Collection:
         if sources is not None and not len(sources):
             raise RagError(NO_SOURCES)
         k = self.settings.k if k is None else k
-        limits.SETTINGS["k"].check(k, "k")
+        limits.check_k(k)
         limits.check_text("query", query)
         try:
             query.encode("utf-8")

@@ -60,7 +60,10 @@ SETTINGS = {
 MAX_OVERLAP_FRACTION = 0.5
 
 # Inputs, per request.
-MAX_QUESTION_CHARS = 2000       # a question, search query or summary query
+# A question, search query or summary query: one a person typed is refused over it (check_text: the app,
+# Collection.search, a summary's query); one a chain composed (a follow-up given its subject) or another
+# caller passed is cut to it, with a note (QAChain._fit_question, which also fits it to the context).
+MAX_QUESTION_CHARS = 2000
 MAX_URLS = 20                   # URLs in one ingest (each may take up to the fetch timeout)
 MAX_SOURCES = 100               # URLs, files and directories named in one ingest (a directory counts once)
 MAX_UPLOADS = 20                # files uploaded to the app in one ingest
@@ -75,6 +78,11 @@ def check_count(what: str, count: int, limit: int, advice: str) -> None:
     """RagError when a request names more than `limit` items of `what`."""
     if count > limit:
         raise RagError(f"{count} {what} at once is over the limit of {limit}; {advice}")
+
+
+def check_k(k) -> int:
+    """`k`, the chunks to retrieve, if it is a whole number within SETTINGS["k"], else RagError."""
+    return SETTINGS["k"].check(k, "k")
 
 
 def check_text(what: str, text: str, limit: int = MAX_QUESTION_CHARS) -> str:

@@ -9,6 +9,7 @@ from typing import Sequence
 
 import numpy as np
 
+from rag import limits
 from rag.embedding import Embedder
 from rag.errors import RagError
 from rag.store import ChunkStore, top_k
@@ -113,8 +114,7 @@ class Retriever:
         """The `k` best chunks for `query`; `query_vector` may be given when queries are embedded in bulk.
         With `sources`, the `k` best among those documents' chunks (None: every document)."""
         check_mode(mode)
-        if k < 1:
-            raise RagError(f"k must be at least 1; got {k}.")
+        limits.check_k(k)
         if not query.strip():
             raise RagError("The query is empty; type what you are looking for.")
         if mode == "bm25":

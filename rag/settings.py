@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rag import limits
+from rag.chunking import CHUNK_OVERLAP, CHUNK_SIZE
 from rag.errors import RagError
+from rag.generators.base import GenerationParams
 from rag.quote import check_style
 
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -40,8 +42,8 @@ class Settings:
     embedding_model: str = DEFAULT_EMBEDDING_MODEL
     embedding_backend: str = "onnx-int8"  # or "torch"; int8 is 2.3x faster, same nDCG (bench_embedding_backends.py)
     embedding_batch_size: int = 64
-    chunk_size: int = 500
-    chunk_overlap: int = 0
+    chunk_size: int = CHUNK_SIZE
+    chunk_overlap: int = CHUNK_OVERLAP
     k: int = 4
     mode: str = "hybrid"
     # Loading
@@ -58,10 +60,11 @@ class Settings:
     n_threads: int = field(default_factory=lambda: os.cpu_count() or 1)
     n_batch: int = 512
     n_gpu_layers: int = 0
-    temperature: float = 0.2
-    top_p: float = 0.95
-    max_tokens: int = 256
-    seed: int = 0
+    # Sampling: GenerationParams holds the defaults, for a generator built with or without settings.
+    temperature: float = GenerationParams.temperature
+    top_p: float = GenerationParams.top_p
+    max_tokens: int = GenerationParams.max_tokens
+    seed: int = GenerationParams.seed
     stop: tuple[str, ...] = ()
     # How QA answers are written: "quote" (a run of words from the best-matching source sentence, held
     # to it by a grammar), "free", or "auto" (quote with small models; rag/quote.py)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rag.chains import ChatChain, QAChain, leans_on_history, rewrite_problem
+from rag.chains.base import REWRITE
 from rag.errors import RagError
 from rag.evidence import cited, find_support
 from rag.prompts import NO_ANSWER
@@ -179,7 +180,7 @@ def test_a_follow_up_rewritten_into_the_previous_question_gets_its_subject_inste
     result = ChatChain(search, gen).ask("Why?", history).run()
     assert result.standalone_question == 'Why? (following "What are the two types of hallucination?")'
     assert search.queries[-1][0] == result.standalone_question
-    assert "previous question over again" in result.notes[0]
+    assert "previous question over again" in result.notes[0] and result.notes[0].kind == REWRITE
 
 
 def test_a_follow_up_naming_its_own_subject_is_searched_alone_without_asking_the_model_to_rewrite():

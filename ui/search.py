@@ -6,13 +6,14 @@ import time
 
 import gradio as gr
 
+from rag import limits
 from rag.errors import RagError
 from ui import formatting as fmt
 from ui.charts import map_frame, scores_frame
 from ui.escaping import escape_markdown
 from ui.runtime import Runtime
 from ui.search_format import hits_html
-from ui.state import MAX_K, MAX_QUESTION_CHARS, Session
+from ui.state import MAX_K, Session
 from ui.status import errors_in_status
 
 
@@ -21,9 +22,7 @@ def check_query(query: str, what: str = "query") -> str:
     query = (query or "").strip()
     if not query:
         raise RagError(f"Type a {what} first.")
-    if len(query) > MAX_QUESTION_CHARS:
-        raise RagError(f"The {what} is {len(query)} characters long; the limit is {MAX_QUESTION_CHARS}.")
-    return query
+    return limits.check_text(what, query)
 
 
 def check_k(k) -> int:

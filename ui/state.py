@@ -4,24 +4,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from rag.generators.base import GenerationParams
 from rag.limits import MAX_QUESTION_CHARS, SETTINGS  # noqa: F401 - the limits have one source, rag.limits
+from rag.settings import Settings
 
 MAX_K = int(SETTINGS["k"].high)  # the most chunks Search, Chat, Summarize and Compare retrieve
 
 
 @dataclass
 class ChatSettings:
-    """What a user chose in the settings panel; applied to their Summarize, Chat and Compare."""
+    """What a user chose in the settings panel; applied to their Summarize, Chat and Compare. It starts from
+    the defaults of the settings and of sampling, which have their one home there."""
 
-    backend: str = "llamacpp"
+    backend: str = Settings.backend
     model: str = ""
-    temperature: float = 0.2
-    max_tokens: int = 256
-    n_ctx: int = 2048
-    k: int = 4
-    mode: str = "hybrid"
+    temperature: float = GenerationParams.temperature
+    max_tokens: int = GenerationParams.max_tokens
+    n_ctx: int = Settings.n_ctx
+    k: int = Settings.k
+    mode: str = Settings.mode
     template: str = ""
-    answer_style: str = "auto"  # rag/quote.py: quote with small models, else the model writes
+    answer_style: str = Settings.answer_style  # rag/quote.py: quote with small models, else the model writes
 
 
 @dataclass

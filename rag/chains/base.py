@@ -137,7 +137,7 @@ class _Base:
 
     def __init__(self, search, generator: Generator, *, k: int = 4, mode: str = "hybrid",
                  prompts: P.Prompts | None = None, max_tokens: int | None = None):
-        limits.SETTINGS["k"].check(k, "k")
+        limits.check_k(k)
         if max_tokens is not None:
             limits.SETTINGS["max_tokens"].check(max_tokens, "max_tokens")
         self.source = search

@@ -13,12 +13,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rag.chunking import CHUNK_SIZE, split_text
 from rag.evidence import Embed
 from rag.text import content_words
 
 BOILERPLATE = frozenset({"citation", "citations", "references", "useful resources", "acknowledgements",
                          "acknowledgments", "contents", "table of contents", "share", "comments"})
-PASSAGE_CHARS = 500    # clusters are made of passages this long
+PASSAGE_CHARS = CHUNK_SIZE  # clusters, and a summary's central passages, are made of passages this long
 PASSAGES_PER_PART = 3  # a document without headings has about one part per this many passages
 
 
@@ -86,8 +87,6 @@ def by_passages(text: str, embed: Embed | None, limit: int = 12) -> list[Part]:
     """Runs of neighbouring passages, about one part per PASSAGES_PER_PART passages (at most `limit`), cut
     where a passage is least like the next (embedding cosine; evenly without an embedder); each labelled
     with the words most its own."""
-    from rag.chunking import split_text
-
     spans = split_text(text, PASSAGE_CHARS, 0)
     if not spans:
         return []

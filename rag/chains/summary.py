@@ -10,7 +10,8 @@ import numpy as np
 from rag import limits
 from rag import prompts as P
 from rag.chains.base import Answer, ChainResult, _Base, _embedder_of, _hit_dict, _sources
-from rag.chains.outline import Part, by_headings, by_passages, heading_lines, headings
+from rag.chains.outline import PASSAGE_CHARS, Part, by_headings, by_passages, heading_lines, headings
+from rag.chunking import split_text
 from rag.errors import RagError
 from rag.evidence import Embed, overlap
 from rag.generators.base import GenerationStats
@@ -203,9 +204,7 @@ class SummarizeChain(_Base):
         """`text`, or where it is over `budget` tokens its most central passages that fit, in document order."""
         if self._text_tokens(text) <= budget:
             return text
-        from rag.chunking import split_text
-
-        spans = split_text(text, 500, 0)
+        spans = split_text(text, PASSAGE_CHARS, 0)
         chosen, used = [], 0
         for i in self._mmr([text[a:b] for a, b in spans], embed):
             cost = self._text_tokens(text[spans[i][0]:spans[i][1]] + "\n\n")
@@ -220,12 +219,10 @@ class SummarizeChain(_Base):
     # ---- central: the chunks that best represent each document, read once
 
     def _central(self, texts: list[tuple[str, str]], budget: int, base: ChainResult, progress) -> str:
-        from rag.chunking import split_text
-
         embed = _embedder_of(self.source)
         parts = []  # (document index, start, text)
         for d, (_, text) in enumerate(texts):
-            parts += [(d, a, text[a:b]) for a, b in split_text(text, 500, 0)]
+            parts += [(d, a, text[a:b]) for a, b in split_text(text, PASSAGE_CHARS, 0)]
         progress("embed", 0, len(parts))
         order = self._mmr([t for _, _, t in parts], embed)
         progress("embed", len(parts), len(parts))

@@ -27,7 +27,8 @@ _PLAIN_TEMPLATE = (
 
 @dataclass
 class GenerationParams:
-    """Sampling settings for one call; stream() takes overrides of the generator's defaults."""
+    """Sampling settings for one call; stream() takes overrides of the generator's defaults. Its defaults
+    are the sampling defaults: Settings and the notebook's settings panel start from them."""
 
     temperature: float = 0.2
     top_p: float = 0.95
