@@ -16,7 +16,7 @@ import gradio as gr
 from rag.errors import RagError
 from rag.models import CATALOGUE, DEFAULT_MODEL, discover, memory_mb, recommended
 from rag.models.download import DownloadJob, part_path
-from ui import formatting as fmt
+from ui.escaping import escape_markdown, one_line
 from ui.generation import Generation, settings_values, user_name
 from ui.state import Session
 from ui.status import errors_in_status
@@ -62,7 +62,7 @@ class ModelsPanel:
         while not job.finished.wait(POLL_S):
             yield progress_html(job.progress.fraction, entry.filename), progress_line(job), gr.update(visible=False)
         if job.error:
-            yield progress_html(job.progress.fraction, entry.filename), f"⚠️ {fmt.escape_markdown(job.error)}", \
+            yield progress_html(job.progress.fraction, entry.filename), f"⚠️ {escape_markdown(job.error)}", \
                 gr.update(visible=False)
             return
         yield (progress_html(1.0, entry.filename),
@@ -88,7 +88,7 @@ class ModelsPanel:
         if session.chat.model == name:
             seconds = self.runtime.load_seconds(session.chat, session.chat.backend)
             about = f" (about {seconds} s)" if seconds else ""
-            applied = f"Now answering with **{fmt.escape_markdown(name)}**; the next answer loads it{about}."
+            applied = f"Now answering with **{escape_markdown(name)}**; the next answer loads it{about}."
         return (applied, line, session, *form)
 
 
@@ -134,9 +134,9 @@ def _found_md(found, available: int | None) -> str:
     rows = ["**On this machine** (fits = needs less than the memory free now)", "",
             "| model | size | quantisation | needs RAM | fits | found in |", "|---|---:|---|---:|---|---|"]
     for m in found:
-        rows.append(f"| {fmt.escape_markdown(fmt.one_line(m.name, 60))} | {m.size_mb:,} MB | "
-                    f"{fmt.escape_markdown(m.quantisation)} | {m.ram_mb:,} MB | {_fits(m.ram_mb, available)} | "
-                    f"{fmt.escape_markdown(m.source)} |")
+        rows.append(f"| {escape_markdown(one_line(m.name, 60))} | {m.size_mb:,} MB | "
+                    f"{escape_markdown(m.quantisation)} | {m.ram_mb:,} MB | {_fits(m.ram_mb, available)} | "
+                    f"{escape_markdown(m.source)} |")
     return "\n".join(rows)
 
 
@@ -148,7 +148,7 @@ def _catalogue_md(models_dir, total: int | None, suggested) -> str:
         if e.name == DEFAULT_MODEL:
             continue
         star = "⭐ " if suggested is not None and e.name == suggested.name else ""
-        rows.append(f"| {star}{e.name} | {e.size_mb:,} MB | {e.licence} | {fmt.escape_markdown(e.description)} | "
+        rows.append(f"| {star}{e.name} | {e.size_mb:,} MB | {e.licence} | {escape_markdown(e.description)} | "
                     f"{e.ram_mb:,} MB | {_fits(e.ram_mb, total)} | {_here(e, models_dir)} |")
     return "\n".join(rows)
 
