@@ -8,7 +8,6 @@ can reach, only the admin may download (`Runtime.require_admin`, checked here on
 
 from __future__ import annotations
 
-import html
 import time
 
 import gradio as gr
@@ -16,7 +15,7 @@ import gradio as gr
 from rag.errors import RagError
 from rag.models import CATALOGUE, DEFAULT_MODEL, discover, memory_mb, recommended
 from rag.models.download import DownloadJob, part_path
-from ui.escaping import escape_markdown, one_line
+from ui.escaping import escape_html, escape_markdown, one_line
 from ui.generation import Generation, settings_values, user_name
 from ui.state import Session
 from ui.status import errors_in_status
@@ -102,7 +101,7 @@ def _entry(name: str):
 def progress_html(fraction: float, label: str) -> str:
     percent = max(0.0, min(100.0, fraction * 100))
     return (f'<div class="download-progress"><progress max="100" value="{percent:.1f}" aria-label="download of '
-            f'{html.escape(label)}"></progress> <span class="download-percent">{percent:.0f}%</span></div>')
+            f'{escape_html(label)}"></progress> <span class="download-percent">{percent:.0f}%</span></div>')
 
 
 def progress_line(job: DownloadJob) -> str:
