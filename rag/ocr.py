@@ -29,13 +29,17 @@ def available() -> bool:
 
 
 def ocr_pages(count: int, render: Callable[[int], object], name: str, threads: int,
-              progress: Callable[[int, int], None] | None = None) -> list[str]:
+              progress: Callable[[int, int], None] | None = None) -> list[str | None]:
     """The text of pages 0..count-1, in order, `render(i)` giving page i's PIL image (called one at a time,
-    so a renderer that is not thread-safe is safe); `progress(done, total)` after each page is read."""
+    so a renderer that is not thread-safe is safe); `progress(done, total)` after each page is read.
+
+    A page that cannot be rendered or read is None, so one bad page costs only itself; when every page
+    fails, the first page's error is raised."""
     if not available():
         raise RagError(f"{name} needs OCR, and the tesseract program is not installed; "
                        "install Debian's tesseract-ocr (make install does) and load it again.")
-    texts: list[str] = [""] * count
+    texts: list[str | None] = [""] * count
+    errors: list[RagError] = []
     lock = threading.Lock()
 
     def read(i: int) -> str:
@@ -48,7 +52,11 @@ def ocr_pages(count: int, render: Callable[[int], object], name: str, threads: i
         futures = {pool.submit(read, i): i for i in range(count)}
         try:
             for future in as_completed(futures):
-                texts[futures[future]] = future.result()
+                try:
+                    texts[futures[future]] = future.result()
+                except RagError as exc:
+                    texts[futures[future]] = None
+                    errors.append(exc)
                 done += 1
                 if progress:
                     progress(done, count)
@@ -57,6 +65,8 @@ def ocr_pages(count: int, render: Callable[[int], object], name: str, threads: i
             for future in futures:
                 future.cancel()
             raise
+    if errors and all(text is None for text in texts):
+        raise errors[0]
     return texts
 
 

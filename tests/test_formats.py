@@ -397,3 +397,15 @@ def test_an_opendocument_spreadsheet_reads_each_sheet_with_its_header(settings, 
     doc = load_source(str(path), settings)
     assert doc.text == "Fruit, rows 2–3:\nname | colour\napple | red\nbanana | yellow\n\nStock, row 2:\nitem | count\ncrates | 12"
     assert [number for number, _ in doc.pages] == [1, 2] and doc.metadata["sheets"] == ["Fruit", "Stock"]
+
+
+@needs_tesseract
+def test_a_page_that_cannot_be_read_costs_only_itself(settings, tmp_path):
+    from PIL import Image
+
+    path = tmp_path / "mixed.tiff"
+    _page_image(["The readable page speaks of otters."]).save(
+        path, save_all=True, append_images=[Image.new("RGB", (3, 3), "white")])
+    doc = load_source(str(path), settings)
+    assert "otters" in doc.text
+    assert doc.metadata["ocr_pages"] == [1] and doc.metadata["unreadable_pages"] == [2]

@@ -15,9 +15,8 @@ MAX_FRAMES = 1000
 
 def image_file(data: bytes, name: str, settings: Settings, progress=no_progress) -> Document:
     """The text of every frame; `metadata["ocr_pages"]` says it was read by OCR."""
-    from PIL import Image, ImageSequence, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError
 
-    Image.MAX_IMAGE_PIXELS = ocr.MAX_PIXELS
     try:
         image = Image.open(io.BytesIO(data))
         frames = getattr(image, "n_frames", 1)
@@ -43,6 +42,8 @@ def image_file(data: bytes, name: str, settings: Settings, progress=no_progress)
     text, starts = join_blocks([t for _, t in numbered])
     pages = [(n, start) for (n, _), start in zip(numbered, starts)]
     metadata = {"ocr_pages": [n for n, _ in numbered], "page_count": frames, "ocr_engine": "tesseract"}
+    if unreadable := [n for n, text in enumerate(texts, start=1) if text is None]:
+        metadata["unreadable_pages"] = unreadable
     lines = [line.strip() for line in numbered[0][1].splitlines() if line.strip()]
     return Document(source=name, text=text, title=first_line_title(lines), metadata=metadata,
                     pages=pages if frames > 1 else [])

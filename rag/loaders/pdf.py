@@ -33,7 +33,9 @@ def load_pdf(data: bytes, name: str, settings: Settings | None = None, progress=
     read_by_ocr = []
     if settings is not None and scanned and (ocr.available() or not any(texts.values())):
         for number, text in zip(scanned, _ocr_pdf_pages(data, scanned, name, settings, progress)):
-            if text and len(text) >= len(texts[number]):
+            if text is None:
+                unreadable.append(number)
+            elif text and len(text) >= len(texts[number]):
                 texts[number] = text
                 read_by_ocr.append(number)
     pages, parts, offset = [], [], 0
@@ -47,7 +49,7 @@ def load_pdf(data: bytes, name: str, settings: Settings | None = None, progress=
                        "check that it is the document you meant.")
     metadata: dict = {"page_count": len(reader.pages)}
     if unreadable:
-        metadata["unreadable_pages"] = unreadable
+        metadata["unreadable_pages"] = sorted(unreadable)
     if ocr_pages := read_by_ocr:
         metadata.update({"ocr_pages": ocr_pages, "ocr_engine": "tesseract"})
     text = "\n\n".join(parts)
@@ -67,7 +69,8 @@ def _has_images(page) -> bool:
         return True
 
 
-def _ocr_pdf_pages(data: bytes, numbers: list[int], name: str, settings: Settings, progress) -> list[str]:
+def _ocr_pdf_pages(data: bytes, numbers: list[int], name: str, settings: Settings,
+                   progress) -> list[str | None]:
     """The pages rendered at 300 dpi (fewer where that would pass the pixel cap) and read by OCR."""
     import pypdfium2
 
@@ -77,10 +80,13 @@ def _ocr_pdf_pages(data: bytes, numbers: list[int], name: str, settings: Setting
         raise RagError(f"{name} has pages without a text layer that could not be rendered for OCR ({exc}).") from None
 
     def render(i: int):
-        page = pdf[numbers[i] - 1]
-        width, height = page.get_size()
-        scale = min(OCR_DPI / 72, math.sqrt(ocr.MAX_PIXELS / 2 / max(width * height, 1)))
-        return page.render(scale=scale).to_pil()  # colour: grey renders lost digits of a scanned table
+        try:
+            page = pdf[numbers[i] - 1]
+            width, height = page.get_size()
+            scale = min(OCR_DPI / 72, math.sqrt(ocr.MAX_PIXELS / 2 / max(width * height, 1)))
+            return page.render(scale=scale).to_pil()  # colour: grey renders lost digits of a scanned table
+        except (pypdfium2.PdfiumError, ValueError, MemoryError) as exc:
+            raise RagError(f"Page {numbers[i]} of {name} could not be rendered for OCR ({exc}).") from None
 
     try:
         return ocr.ocr_pages(len(numbers), render, name, settings.n_threads, progress)
