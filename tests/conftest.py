@@ -1,4 +1,5 @@
-"""Shared fixtures: settings on a temporary index, and where the shared data sits."""
+"""Shared fixtures: settings on a temporary index, where the shared data sits, and for the end-to-end
+modules a work folder, a local site, the app and a browser, one of each per module."""
 
 from pathlib import Path
 
@@ -20,6 +21,50 @@ def shared_data(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is absent: the shared data sits beside the checkout, not in a user's clone")
     return path
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory, request) -> Path:
+    """One folder for an end-to-end module: its site, its app's index and models, its screenshots."""
+    return tmp_path_factory.mktemp(request.module.__name__.rpartition(".")[2].removeprefix("test_"))
+
+
+@pytest.fixture(scope="module")
+def site(workdir, request):
+    """The module's SITE_PAGES ({file name: HTML}) served on 127.0.0.1; `site.requests` lists what was asked."""
+    from tests.e2e_harness import LocalSite
+
+    root = workdir / "site"
+    root.mkdir()
+    for name, html in request.module.SITE_PAGES.items():
+        (root / name).write_text(html, encoding="utf-8")
+    server = LocalSite(root)
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def app(workdir):
+    """The notebook as `python app.py` starts it, on the module's folder."""
+    from tests.e2e_harness import AppProcess
+
+    proc = AppProcess(workdir)
+    proc.wait_ready()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's chromium, headless, driven by Playwright."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.e2e_harness import ARGS, CHROMIUM
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        yield browser
+        browser.close()
 
 
 @pytest.fixture(scope="session")

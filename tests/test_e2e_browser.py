@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from e2e_harness import ARGS, CHROMIUM, REPO, AppProcess, LocalSite
+from e2e_harness import CHROMIUM, REPO, AppProcess
 
 # Generous waits: the first ingest loads the embedding model and the first answer a chat model.
 SLOW_MS = 120_000
@@ -44,38 +44,7 @@ Bulk fermentation takes four to six hours at room temperature. The dough is read
 """
 
 
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("e2e")
-
-
-@pytest.fixture(scope="module")
-def site(workdir):
-    """A web page served by a local http.server on 127.0.0.1."""
-    root = workdir / "site"
-    root.mkdir()
-    (root / "lighthouse.html").write_text(ARTICLE, encoding="utf-8")
-    server = LocalSite(root)
-    yield server.url
-    server.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture(scope="module")
-def app(workdir):
-    proc = AppProcess(workdir)
-    proc.wait_ready()
-    yield proc
-    proc.stop()
+SITE_PAGES = {"lighthouse.html": ARTICLE}  # served by conftest's `site`
 
 
 class Shots:
@@ -110,7 +79,7 @@ def test_notebook_end_to_end(app, browser, site, workdir):
     # Step 1: ingest a web page and an uploaded file, and see a line per source.
     notes = workdir / "sourdough-notes.txt"
     notes.write_text(NOTES, encoding="utf-8")
-    page.locator("#urls textarea").fill(f"{site}/lighthouse.html")
+    page.locator("#urls textarea").fill(f"{site.url}/lighthouse.html")
     page.locator("#files input[type=file]").set_input_files(str(notes))
     page.wait_for_selector("#files td.filename[aria-label='sourdough-notes.txt']")
     page.locator("#ingest-btn").click()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from e2e_harness import ARGS, CHROMIUM, AppProcess, LocalSite
+from e2e_harness import CHROMIUM, LocalSite
 
 SLOW_MS = 120_000
 ANSWER_MS = 600_000
@@ -79,19 +79,7 @@ LIVE_PAYLOAD = """() => ({
 NOTHING_LIVE = {"flags": [], "javascript_links": 0, "images": 0, "handlers": 0, "scripts": 0, "frames": 0}
 
 
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("hostile")
-
-
-@pytest.fixture(scope="module")
-def site(workdir):
-    root = workdir / "site"
-    root.mkdir()
-    (root / "notice.html").write_text(PAGE, encoding="utf-8")
-    server = LocalSite(root)
-    yield server
-    server.close()
+SITE_PAGES = {"notice.html": PAGE}  # served by conftest's `site`
 
 
 @pytest.fixture(scope="module")
@@ -105,25 +93,13 @@ def tracker(workdir):
 
 
 @pytest.fixture(scope="module")
-def app(workdir):
-    proc = AppProcess(workdir)
-    proc.wait_ready()
-    yield proc
-    proc.stop()
-
-
-@pytest.fixture(scope="module")
-def page(app):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(SLOW_MS)
-        page.goto(app.url)
-        page.wait_for_selector("#header")
-        yield page
-        browser.close()
+def page(app, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(SLOW_MS)
+    page.goto(app.url)
+    page.wait_for_selector("#header")
+    yield page
+    page.close()
 
 
 def assert_inert(page, where: str) -> None:

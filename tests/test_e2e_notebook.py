@@ -8,11 +8,9 @@ Set RAG_UPDATE_SCREENSHOTS=1 to copy the screenshots into assets/ for the README
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from e2e_harness import ARGS, CHROMIUM, AppProcess, LocalSite
+from e2e_harness import CHROMIUM, AppProcess
 from test_e2e_browser import ARTICLE, Shots
 
 # Long enough that a summary of it takes a long pass of the model on a CPU (its central passages fill the context).
@@ -30,30 +28,7 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("notebook")
-
-
-@pytest.fixture(scope="module")
-def site(workdir):
-    root = workdir / "site"
-    root.mkdir()
-    (root / "lighthouse.html").write_text(ARTICLE, encoding="utf-8")
-    (root / "almanac.html").write_text(ALMANAC, encoding="utf-8")
-    server = LocalSite(root)
-    yield server
-    server.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        yield browser
-        browser.close()
+SITE_PAGES = {"lighthouse.html": ARTICLE, "almanac.html": ALMANAC}  # served by conftest's `site`
 
 
 def new_page(browser, url: str):

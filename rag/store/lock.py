@@ -1,4 +1,9 @@
-"""The writer lock: one writer per collection across threads (an RLock) and processes (flock)."""
+"""The writer lock: one writer per collection across threads (an RLock) and processes (flock).
+
+Not `filelock`, though it is installed: its acquire creates a missing directory (a collection deleted
+while open would come back as an empty folder), and where flock is missing it falls back to a soft lock
+that a process holding the flock does not see. Its flock would save a dozen lines here.
+"""
 
 from __future__ import annotations
 
