@@ -165,7 +165,9 @@ def test_no_route_hands_bob_anything_of_alices_once_her_share_is_taken_back(libr
             "/source_choices", "/document_choices", "/collection_choices", "/restore", "/owners"} <= set(endpoints)
     downloads = workdir / "bob"
     outputs = {}
-    for endpoint, info in sorted(endpoints.items()):
+    # Routes that move the session to another collection go last, so the others all meet hers.
+    moves = {"/choose_collection", "/landing_collection"}
+    for endpoint, info in sorted(endpoints.items(), key=lambda item: (item[0] in moves, item[0])):
         try:
             outputs[endpoint] = _text(bob.predict(*_arguments(endpoint, info, workdir), api_name=endpoint), downloads)
         except Exception as exc:  # noqa: BLE001 - a refusal may come back as an error: it must not quote her either
@@ -206,3 +208,25 @@ def test_the_admin_moves_a_collection_to_another_owner(libraries, alice, bob, ro
     assert "bob-notes" in _choices(alice.predict(api_name="/collection_choices"))
     assert "bob-notes" not in _choices(bob.predict(api_name="/collection_choices"))
     assert "owned by **bob**" in root.predict("bob", api_name="/move")
+
+
+def test_a_person_whose_start_collection_is_anothers_lands_on_their_own(libraries, root, app, workdir):
+    from gradio_client import handle_file
+
+    path = workdir / "team.txt"
+    path.write_text("The team meets on Tuesdays.\n", encoding="utf-8")
+    root.predict("default", api_name="/choose_collection")  # the app's start collection, now the admin's
+    summary, *_ = root.predict("", [handle_file(str(path))], 500, 0, api_name="/ingest")
+    assert "**1** added" in summary
+    fresh_bob = _client(app, workdir, "bob")
+    assert fresh_bob.predict(api_name="/landing_collection")["value"] == "bob-notes"
+    assert root.predict(api_name="/landing_collection")["value"] == "default"
+
+
+def test_a_personal_collection_name_is_a_valid_name_for_any_user_name():
+    from ui.library import personal_collection
+
+    assert personal_collection("bob") == "bob-notes"
+    assert personal_collection("Élise Dupont") == "lise-Dupont-notes"
+    assert personal_collection("__") == "user-notes"
+    assert len(personal_collection("x" * 200)) <= 64

@@ -123,7 +123,7 @@ def build_app(runtime: Runtime) -> gr.Blocks:
                   js=f"() => [localStorage.getItem({TAB_KEY!r}) || '', localStorage.getItem({SETTINGS_KEY!r}) || '']"
                   ).then(gen.restore_settings, [kept_settings, session],
                          [panel["applied"], model_line, session, *panel["form"]], show_progress="hidden").then(
-            library.collection_choices, session, collection, show_progress="hidden").then(
+            library.landing_collection, session, [collection, session], show_progress="hidden").then(
             library.refresh, session, [docs_note, ingest_tab["table"]], show_progress="hidden"
         ).then(gen.document_choices, session, summary_docs, show_progress="hidden").then(
             convs.restore, session, restore[0], show_progress="hidden").then(

@@ -64,6 +64,18 @@ class Library:
         names = sorted(set(self.runtime.collection_names(user_name(request))) | {session.collection})
         return gr.update(choices=names, value=session.collection)
 
+    def landing_collection(self, session: Session, request: gr.Request = None):
+        """On load, under --auth: the app's start collection when this user may open it (or it does not exist
+        yet), else their first own or shared one, else a new one named after them."""
+        from rag.store.locate import collection_exists
+
+        user = user_name(request)
+        if self.runtime.access.enabled and self.runtime.level(session.collection, user) is None \
+                and collection_exists(self.runtime.settings, session.collection):
+            names = self.runtime.collection_names(user)
+            session.collection, session.sources = (names[0] if names else personal_collection(user)), None
+        return self.collection_choices(session, request), session
+
     @errors_in_status(3, status=1)
     def choose_collection(self, name: str, session: Session, request: gr.Request = None):
         """Select (or, when writable, create on first ingest) the collection this user works on. Another user's
@@ -252,6 +264,14 @@ class Library:
         title = report.results[0].title if report.results else ""
         return f"Restored “{escape_markdown(one_line(title or 'the document', 80))}”.", \
             *self.documents_view(session, user)
+
+
+def personal_collection(user: str) -> str:
+    """A collection name of `user`'s own: their name in the letters a name allows, then "-notes"."""
+    from rag.store import validate_collection_name
+
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", user).strip("-_.")[:57] or "user"
+    return validate_collection_name(f"{safe}-notes")
 
 
 def _trash_label(entry) -> str:
