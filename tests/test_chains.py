@@ -9,7 +9,7 @@ import pytest
 
 from rag.chains import ChatChain, QAChain, SummarizeChain
 from rag.errors import RagError
-from rag.prompts import QA_PROMPT, Prompts
+from rag.prompts import Prompts
 from tests.fakes import Hit, RecordingSearch, ScriptedGenerator
 
 

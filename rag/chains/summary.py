@@ -10,11 +10,11 @@ import numpy as np
 from rag import limits
 from rag import prompts as P
 from rag.chains.base import Answer, ChainResult, _Base, _embedder_of, _hit_dict, _sources
+from rag.chains.metering import Calls, Metered
 from rag.chains.outline import PASSAGE_CHARS, Part, by_headings, by_passages, heading_lines, headings
 from rag.chunking import split_text
 from rag.errors import RagError
 from rag.evidence import Embed, overlap
-from rag.generators.base import GenerationStats
 from rag.interrupt import checkpoint
 from rag.quote import check_style, quotes_with
 from rag.repetition import LoopGuard
@@ -165,7 +165,7 @@ class SummarizeChain(_Base):
         a, b = spans[_most_central([text[a:b] for a, b in spans], embed)]
         line.update(text=" ".join(text[a:b].split()), start=a, end=b, kind="quote")
 
-    def _write(self, line: dict, text: str, calls: "Calls", base: ChainResult, embed: Embed | None) -> Iterator[str]:
+    def _write(self, line: dict, text: str, calls: Calls, base: ChainResult, embed: Embed | None) -> Iterator[str]:
         """Stream the model's line for one part; a part the model says nothing about is quoted instead."""
         limit = min(self.part_max_tokens, self.max_tokens)
         skeleton = P.render(self.prompts.part, text="", heading=line["heading"])
@@ -328,36 +328,6 @@ class SummarizeChain(_Base):
         return self._split(text[:cut].strip(), budget) + self._split(text[cut:].strip(), budget)
 
 
-class Calls:
-    """The model calls of a summary made part by part: what they read and wrote, and how long they took."""
-
-    def __init__(self):
-        self.count = self.prompt_tokens = self.largest_prompt = self.completion_tokens = 0
-        self.ttfts: list[float] = []
-        self.writing_s = 0.0
-
-    def add(self, stats) -> None:
-        self.count += 1
-        self.prompt_tokens += stats.prompt_tokens
-        self.largest_prompt = max(self.largest_prompt, stats.prompt_tokens)
-        self.completion_tokens += stats.completion_tokens
-        if stats.completion_tokens:
-            self.ttfts.append(stats.ttft_s)
-            self.writing_s += max(0.0, stats.total_s - stats.ttft_s)
-
-    def fill(self, result: ChainResult, started: float) -> None:
-        """The result's token counts and timings, summed over the calls (none when every line is quoted)."""
-        result.prompt_tokens, result.completion_tokens = self.largest_prompt, self.completion_tokens
-        result.timings = {"total_s": time.perf_counter() - started, "model_calls": self.count}
-        if self.count:
-            reading = sum(self.ttfts)
-            result.timings.update({
-                "ttft_s": self.ttfts[0] if self.ttfts else None, "ttft_sum_s": reading,
-                "prompt_tokens_sum": self.prompt_tokens,
-                "prompt_tps": self.prompt_tokens / reading if reading else 0.0,
-                "gen_tps": self.completion_tokens / self.writing_s if self.writing_s else 0.0})
-
-
 def render_parts(parts: list[dict]) -> str:
     """The summary's lines as text: `**Heading** — “quoted sentence” (quoted from the document)` or
     `**Heading** — model text (written by the model)`."""
@@ -406,40 +376,3 @@ def _most_central(texts: list[str], embed: Embed | None) -> int:
 
 def _in_order(text: str, spans: list[tuple[int, int]], chosen: list[int]) -> str:
     return "\n\n".join(text[spans[i][0]:spans[i][1]] for i in sorted(chosen))
-
-
-class Metered:
-    """A generator whose `last_stats` are always the last call's: the backend's where it recorded them, else
-    measured here from what was streamed (a shared model's handle records none for a reply closed early, a
-    loop cut or a Stop, and the last call's stats would claim 0 tokens, or another call's)."""
-
-    def __init__(self, generator):
-        self._inner = generator
-        self.last_stats = GenerationStats()
-
-    def __getattr__(self, name):
-        if name == "_inner":  # not set yet (a copy being made): no recursion
-            raise AttributeError(name)
-        return getattr(self._inner, name)
-
-    def stream(self, messages, **params) -> Iterator[str]:
-        before, start, first, written = self._inner.last_stats, time.perf_counter(), None, []
-        pieces = self._inner.stream(messages, **params)
-        try:
-            for piece in pieces:
-                first = first or time.perf_counter()
-                written.append(piece)
-                yield piece
-        finally:
-            pieces.close()
-            stats = self._inner.last_stats
-            if stats is before or (written and not stats.completion_tokens):
-                end, gen = time.perf_counter(), self._inner
-                stats = GenerationStats(
-                    prompt_tokens=gen.count_tokens(gen.format_prompt(messages)),
-                    completion_tokens=gen.count_tokens("".join(written)) - gen.count_tokens("") if written else 0,
-                    ttft_s=(first or end) - start, total_s=end - start, finish_reason="cancelled")
-            self.last_stats = stats
-
-    def generate(self, messages, **params) -> str:
-        return "".join(self.stream(messages, **params))
