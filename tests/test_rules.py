@@ -30,9 +30,12 @@ def test_search_modes_live_in_retrieval():
     from rag.cli import build_parser
     from rag.retrieval import MODES
 
+    from ui.blocks import MODES as shown
+
     parser = build_parser()
     assert _choices(parser, "search", "--mode") == MODES
     assert _choices(parser, "ask", "--mode") == _choices(parser, "summarize", "--mode") == MODES
+    assert sorted(shown) == sorted(MODES) and shown[0] == "hybrid"  # the notebook's radios, the default first
 
 
 def test_answer_styles_live_in_quote():

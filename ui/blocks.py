@@ -6,6 +6,7 @@ import gradio as gr
 
 from rag import limits
 from rag.quote import STYLES
+from rag.retrieval import MODES as SEARCH_MODES
 from rag.trash import TRASH_DAYS
 from ui import formatting as fmt
 from ui.conversations import Conversations
@@ -19,7 +20,7 @@ from ui.state import MAX_K, ChatSettings, Session
 
 # Every model call joins this group, so simultaneous users queue for the one model in memory.
 MODEL_GROUP = "model"
-MODES = ["hybrid", "dense", "bm25"]
+MODES = sorted(SEARCH_MODES, key=lambda mode: mode != "hybrid")  # the default first
 TABS = ("ingest", "search", "summarize", "chat", "compare")
 TAB_KEY = "local-rag-notebook-tab"  # where assets/notebook.js keeps the last tab clicked
 SETTINGS_KEY = "local-rag-notebook-settings"  # the settings form's values after the last Apply, as JSON
