@@ -85,6 +85,7 @@ class Collection:
         self.name = store.name
         self._embedder = embedder
         self._map_cache: tuple | None = None
+        self._written_early: set[str] = set()  # new sources whose first pages went in before the rest was read
 
     @classmethod
     def open(cls, settings: Settings, name: str | None = None, create: bool = True) -> "Collection":
@@ -158,11 +159,20 @@ class Collection:
         checkpoint()
         progress("fetch", i, total, source)
         try:
-            doc = load_source(source, self.settings, lambda done, pages: progress("ocr", done, pages, source))
+            doc = load_source(source, self.settings, lambda done, pages: progress("ocr", done, pages, source),
+                              early=self._write_early)
         except RagError as exc:
             return SourceResult(source, "failed", error=str(exc))
         progress("extract", i + 1, total, source)
         return doc
+
+    def _write_early(self, part: Document) -> None:
+        """Index the pages of a new long scan read so far, so they can be searched before the last page is
+        read; the whole document replaces them when it is read. A document already in the collection stays
+        as it is until then."""
+        if part.source in self._written_early or self.store.find(part.source) is None:
+            self._written_early.add(part.source)
+            self.add_documents([part])
 
     def _prepare(self, item, settings: Settings, report: IngestReport,
                  progress: Progress) -> tuple[Document, list[Chunk], str] | None:
@@ -191,7 +201,10 @@ class Collection:
         offset = 0
         with self.store.writer():
             for n, (doc, chunks, _) in enumerate(pending, start=1):
-                status = "replaced" if self.store.find(doc.source) else "added"
+                early = doc.source in self._written_early and "partial" not in doc.metadata
+                if early:  # the whole of a new scan replaces its first pages: it is added, not replaced
+                    self._written_early.discard(doc.source)
+                status = "added" if early or not self.store.find(doc.source) else "replaced"
                 count = self.store.put_document(doc, chunks, vectors[offset : offset + len(chunks)],
                                                 chunking_id(settings))
                 cut = int(too_long[offset : offset + len(chunks)].sum())

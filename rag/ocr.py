@@ -29,9 +29,11 @@ def available() -> bool:
 
 
 def ocr_pages(count: int, render: Callable[[int], object], name: str, threads: int,
-              progress: Callable[[int, int], None] | None = None) -> list[str | None]:
+              progress: Callable[[int, int], None] | None = None,
+              page_read: Callable[[int, str | None], None] | None = None) -> list[str | None]:
     """The text of pages 0..count-1, in order, `render(i)` giving page i's PIL image (called one at a time,
-    so a renderer that is not thread-safe is safe); `progress(done, total)` after each page is read.
+    so a renderer that is not thread-safe is safe); `page_read(i, text)` and then `progress(done, total)`
+    after each page is read, in the calling thread.
 
     A page that cannot be rendered or read is None, so one bad page costs only itself; when every page
     fails, the first page's error is raised."""
@@ -57,6 +59,8 @@ def ocr_pages(count: int, render: Callable[[int], object], name: str, threads: i
                 except RagError as exc:
                     texts[futures[future]] = None
                     errors.append(exc)
+                if page_read:
+                    page_read(futures[future], texts[futures[future]])
                 done += 1
                 if progress:
                     progress(done, count)

@@ -409,3 +409,27 @@ def test_a_page_that_cannot_be_read_costs_only_itself(settings, tmp_path):
     doc = load_source(str(path), settings)
     assert "otters" in doc.text
     assert doc.metadata["ocr_pages"] == [1] and doc.metadata["unreadable_pages"] == [2]
+
+
+@needs_tesseract
+def test_a_long_scan_is_searchable_before_its_last_page_is_read(settings, tmp_path, monkeypatch):
+    from rag.loaders import pdf
+
+    monkeypatch.setattr(pdf, "EARLY_PAGES", 2)  # a "long" scan of five pages, its first parts every two
+    words = ["amber", "birch", "cobalt", "dune", "ember"]
+    pages = [_page_image([f"The {word} report, page {n}."]) for n, word in enumerate(words, start=1)]
+    path = tmp_path / "reports.pdf"
+    pages[0].save(path, save_all=True, append_images=pages[1:], resolution=200)
+    coll = Collection.open(settings)
+    found_while_reading = []
+
+    def progress(stage, done, total, source):
+        if stage == "ocr" and done == 4:  # the fifth page not read yet
+            found_while_reading.extend(hit.source for hit in coll.search("amber report", k=1, mode="bm25"))
+
+    report = coll.ingest([str(path)], progress=progress)
+    assert found_while_reading == [str(path)]
+    assert [(r.status, r.source) for r in report.results] == [("added", str(path))]
+    (doc,) = coll.documents()
+    assert "partial" not in doc.metadata and doc.metadata["ocr_pages"] == [1, 2, 3, 4, 5]
+    assert "ember report, page 5" in coll.search("ember report", k=1, mode="bm25")[0].text

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 from urllib.parse import urlsplit
 
 from rag.documents import Document
@@ -82,18 +83,21 @@ def _files_under(folder: Path) -> list[Path]:
     return sorted(files, key=lambda p: p.relative_to(folder).as_posix())
 
 
-def load_source(source: str, settings: Settings, progress: PageProgress = no_progress) -> Document:
+def load_source(source: str, settings: Settings, progress: PageProgress = no_progress,
+                early: Callable[[Document], None] | None = None) -> Document:
     """Load one URL, file or e-mail attachment into a Document; raises RagError with a sentence a user can
-    act on. `progress(done, total)` follows the pages of a long read (OCR)."""
+    act on. `progress(done, total)` follows the pages of a long read (OCR); a long scanned PDF hands `early`
+    the document of the pages read so far, now and then, to be searchable before the last page is read."""
     if is_url(source):
         return _load_url(source.strip(), settings)
     path = Path(source).expanduser()
     if mail.SEPARATOR in source and not path.exists():
         return _load_attachment(source, settings, progress)
-    return load_file(path, settings, progress)
+    return load_file(path, settings, progress, early)
 
 
-def load_file(path: Path, settings: Settings, progress: PageProgress = no_progress) -> Document:
+def load_file(path: Path, settings: Settings, progress: PageProgress = no_progress,
+              early: Callable[[Document], None] | None = None) -> Document:
     """Load a local file of a supported kind, recording its path, size, mtime and kind."""
     if not path.exists():
         raise RagError(f"{path} does not exist; check the path.")
@@ -105,13 +109,19 @@ def load_file(path: Path, settings: Settings, progress: PageProgress = no_progre
         stat = path.stat()
     except OSError as exc:
         raise RagError(f"Cannot read {path}: {exc.strerror}; check its permissions.") from None
-    doc = load_bytes(data, path.name, kind, settings, progress)
-    doc.source = str(path.absolute())
-    doc.title = doc.title or path.stem
     modified = datetime.fromtimestamp(stat.st_mtime, tz=timezone.utc).isoformat(timespec="seconds")
-    doc.metadata.update({"kind": kind, "path": str(path.absolute()), "size": stat.st_size,
-                         "mtime": modified})
-    return doc
+
+    def finish(doc: Document) -> Document:
+        doc.source = str(path.absolute())
+        doc.title = doc.title or path.stem
+        doc.metadata.update({"kind": kind, "path": str(path.absolute()), "size": stat.st_size,
+                             "mtime": modified})
+        return doc
+
+    if early is not None and kind == "pdf":  # only a scanned PDF is long enough to be read in parts
+        return finish(_guarded(lambda: load_pdf(data, path.name, settings, progress,
+                                                lambda part: early(finish(part))), path.name, kind))
+    return finish(load_bytes(data, path.name, kind, settings, progress))
 
 
 def _kind(name: str) -> str:
@@ -126,8 +136,12 @@ def _kind(name: str) -> str:
 def load_bytes(data: bytes, name: str, kind: str, settings: Settings,
                progress: PageProgress = no_progress) -> Document:
     """A file's bytes read by the loader of its kind; any error a loader lets slip is one sentence too."""
+    return _guarded(lambda: _LOADERS[kind](data, name, settings, progress), name, kind)
+
+
+def _guarded(read: Callable[[], Document], name: str, kind: str) -> Document:
     try:
-        return _LOADERS[kind](data, name, settings, progress)
+        return read()
     except RagError:
         raise
     except MemoryError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+from typing import Callable
 
 from rag import ocr
 from rag.documents import Document
@@ -12,14 +13,17 @@ from rag.loaders.common import TITLE_MAX, first_line_title, no_progress
 from rag.settings import Settings
 
 OCR_DPI = 300
+EARLY_PAGES = 10
 # A page with an image and less text than this is a scan with a stamp (a page number, a Bates number, a
 # scanner's footer) on it: it is read by OCR, which reads the stamp too.
 STAMP_CHARACTERS = 40
 
 
-def load_pdf(data: bytes, name: str, settings: Settings | None = None, progress=no_progress) -> Document:
+def load_pdf(data: bytes, name: str, settings: Settings | None = None, progress=no_progress,
+             early: Callable[[Document], None] | None = None) -> Document:
     """Text of every page, with `pages` recording where each page starts; pages that hold only images are
-    read by OCR (with settings given) and listed in `metadata["ocr_pages"]`."""
+    read by OCR (with settings given) and listed in `metadata["ocr_pages"]`. A long scan hands `early`
+    the pages read so far every EARLY_PAGES pages, so they can be searched before the last is read."""
     reader = _open_pdf(data, name)
     texts: dict[int, str] = {}
     unreadable: list[int] = []
@@ -30,16 +34,35 @@ def load_pdf(data: bytes, name: str, settings: Settings | None = None, progress=
             unreadable.append(number)
     scanned = [n for n, text in texts.items()
                if len(text) < STAMP_CHARACTERS and _has_images(reader.pages[n - 1])]
-    read_by_ocr = []
+    read_by_ocr: list[int] = []
+    waiting = set(scanned)
+
+    def page_read(i: int, text: str | None) -> None:
+        number = scanned[i]
+        waiting.discard(number)
+        if text is None:
+            unreadable.append(number)
+        elif text and len(text) >= len(texts[number]):
+            texts[number] = text
+            read_by_ocr.append(number)
+        done = len(scanned) - len(waiting)
+        if early and len(scanned) > EARLY_PAGES and done % EARLY_PAGES == 0 and waiting:
+            upto = min(waiting) - 1  # the pages before the first one still being read
+            if any(texts[n] for n in texts if n <= upto):
+                partial = _document(reader, name, texts, upto, unreadable, read_by_ocr)
+                partial.metadata["partial"] = f"pages 1–{upto} of {len(reader.pages)}, the rest being read"
+                early(partial)
+
     if settings is not None and scanned and (ocr.available() or not any(texts.values())):
-        for number, text in zip(scanned, _ocr_pdf_pages(data, scanned, name, settings, progress)):
-            if text is None:
-                unreadable.append(number)
-            elif text and len(text) >= len(texts[number]):
-                texts[number] = text
-                read_by_ocr.append(number)
+        _ocr_pdf_pages(data, scanned, name, settings, progress, page_read)
+    return _document(reader, name, texts, len(reader.pages), unreadable, read_by_ocr)
+
+
+def _document(reader, name: str, texts: dict[int, str], upto: int, unreadable: list[int],
+              read_by_ocr: list[int]) -> Document:
+    """The document of pages 1..upto: their text, where each starts, outline, title and OCR marks."""
     pages, parts, offset = [], [], 0
-    for number in sorted(texts):
+    for number in sorted(n for n in texts if n <= upto):
         if texts[number]:
             pages.append((number, offset))
             parts.append(texts[number])
@@ -50,7 +73,7 @@ def load_pdf(data: bytes, name: str, settings: Settings | None = None, progress=
     metadata: dict = {"page_count": len(reader.pages)}
     if unreadable:
         metadata["unreadable_pages"] = sorted(unreadable)
-    if ocr_pages := read_by_ocr:
+    if ocr_pages := sorted(n for n in read_by_ocr if n <= upto):
         metadata.update({"ocr_pages": ocr_pages, "ocr_engine": "tesseract"})
     text = "\n\n".join(parts)
     if headings := _pdf_headings(reader, text, dict(pages)):
@@ -69,8 +92,8 @@ def _has_images(page) -> bool:
         return True
 
 
-def _ocr_pdf_pages(data: bytes, numbers: list[int], name: str, settings: Settings,
-                   progress) -> list[str | None]:
+def _ocr_pdf_pages(data: bytes, numbers: list[int], name: str, settings: Settings, progress,
+                   page_read: Callable[[int, str | None], None]) -> list[str | None]:
     """The pages rendered at 300 dpi (fewer where that would pass the pixel cap) and read by OCR."""
     import pypdfium2
 
@@ -89,7 +112,7 @@ def _ocr_pdf_pages(data: bytes, numbers: list[int], name: str, settings: Setting
             raise RagError(f"Page {numbers[i]} of {name} could not be rendered for OCR ({exc}).") from None
 
     try:
-        return ocr.ocr_pages(len(numbers), render, name, settings.n_threads, progress)
+        return ocr.ocr_pages(len(numbers), render, name, settings.n_threads, progress, page_read)
     finally:
         pdf.close()
 
