@@ -180,11 +180,14 @@ def _parse_msg(data: bytes, name: str) -> Message:
             html = getattr(msg, "htmlBody", None) or b""
             message.html = html.decode("utf-8", "replace") if isinstance(html, bytes) else str(html)
         for item in getattr(msg, "attachments", []):
-            file_name = item.longFilename or item.shortFilename or "attachment"
-            content = item.data
-            if hasattr(content, "exportBytes"):  # an attached message: kept in its own format
-                content = content.exportBytes()
-                file_name = file_name if _is_message(file_name) else file_name + ".msg"
+            try:
+                file_name = item.longFilename or item.shortFilename or "attachment"
+                content = item.data
+                if hasattr(content, "exportBytes"):  # an attached message: kept in its own format
+                    content = content.exportBytes()
+                    file_name = file_name if _is_message(file_name) else file_name + ".msg"
+            except Exception:  # a damaged or exotic attachment (an OLE object) costs only itself
+                continue
             if isinstance(content, bytes):
                 message.attachments.append((file_name, content))
     except Exception as exc:  # a damaged property stream
