@@ -24,11 +24,6 @@ QUESTION = "Who keeps the lighthouse?"  # none of her words: what comes back of 
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("access")
-
-
-@pytest.fixture(scope="module")
 def app(workdir):
     users = workdir / "users.txt"
     users.write_text("".join(f"{name}:{password}\n" for name, password in USERS.items()), encoding="utf-8")
@@ -230,3 +225,23 @@ def test_a_personal_collection_name_is_a_valid_name_for_any_user_name():
     assert personal_collection("Élise Dupont") == "lise-Dupont-notes"
     assert personal_collection("__") == "user-notes"
     assert len(personal_collection("x" * 200)) <= 64
+
+
+def test_the_file_routes_serve_bob_none_of_alices_files(libraries, alice, app, workdir):
+    """Her upload and her collection's files, by their paths on the server, and her export by its own address."""
+    import httpx
+
+    alice.predict("alice-notes", api_name="/choose_collection")
+    alice.predict(QUESTION, api_name="/ask")
+    alice.predict(api_name="/chat")
+    _export, status = alice.predict(api_name="/export")
+    assert "Exported" in status
+    paths = [app.index_dir / "_uploads" / "alice-notes" / "alice-notes.txt", app.index_dir / "alice-notes" /
+             "store.sqlite", app.index_dir / "alice-notes" / "access.json", app.index_dir / "_conversations.sqlite"]
+    assert all(p.exists() for p in paths)
+    with httpx.Client(base_url=app.url.rstrip("/"), timeout=30) as bob:
+        assert bob.post("/login", data={"username": "bob", "password": USERS["bob"]}).status_code == 200
+        for path in paths:
+            for route in (f"/gradio_api/file={path}", f"/file={path}"):
+                response = bob.get(route)
+                assert response.status_code >= 400 and "Quillon" not in response.text, (route, response.status_code)
