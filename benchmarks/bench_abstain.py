@@ -84,7 +84,7 @@ def judge(questions: list[dict], files: list[str], index_dir: Path, name: str) -
         key = key_sentence(q["question"], [h.text for h in hits], embed) if hits else None
         dense = max((h.dense_score for h in hits if h.dense_score is not None), default=0.0)
         verdict, texts = answerable(q["question"], hits, key, embed), passages(hits)
-        q.update(dense=round(dense, 4), key=key.score if key else None,
+        q.update(dense=round(dense, 4), key=key.score if key else None, key_text=key.text if key else "",
                  previous=not hits or dense < RELEVANCE or (key is not None and key.score < KEY_RELEVANCE),
                  gate=not verdict.ok, reason=verdict.reason,
                  lexical=bool(missing_names(q["question"], texts) or missing_numbers(q["question"], texts)))
