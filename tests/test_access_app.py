@@ -245,3 +245,32 @@ def test_the_file_routes_serve_bob_none_of_alices_files(libraries, alice, app, w
             for route in (f"/gradio_api/file={path}", f"/file={path}"):
                 response = bob.get(route)
                 assert response.status_code >= 400 and "Quillon" not in response.text, (route, response.status_code)
+
+
+@pytest.mark.parametrize("store", ["local", "milvus"])
+def test_two_app_instances_on_one_store_agree_on_shares(store, tmp_path, request):
+    """alice shares and takes back on one instance; bob, on another over the same store, follows at once."""
+    users = tmp_path / "users.txt"
+    users.write_text("".join(f"{name}:{password}\n" for name, password in USERS.items()), encoding="utf-8")
+    flags = ["--auth", str(users)]
+    if store == "milvus":
+        server = request.getfixturevalue("milvus_server")
+        server.drop_all()
+        flags += ["--store", server.uri]
+    index = tmp_path / "index"  # both instances: the same index directory (and, for Milvus, the same server)
+    first, second = AppProcess(tmp_path, *flags, index_dir=index), AppProcess(tmp_path, *flags, index_dir=index)
+    try:
+        first.wait_ready()
+        second.wait_ready()
+        alice, bob = _client(first, tmp_path, "alice"), _client(second, tmp_path, "bob")
+        _ingest(alice, tmp_path, "alice-notes", "alice-notes.txt", ALICE_FACT)
+        assert "is empty" in bob.predict("alice-notes", api_name="/choose_collection")[0]
+        assert "Shared." in alice.predict("bob", "read-only", api_name="/share")
+        _note, hits, *_ = bob.predict(QUESTION, 4, "hybrid", api_name="/search")
+        assert "Quillon" in hits
+        assert "Taken back." in alice.predict("bob", api_name="/take_back")
+        note, hits, *_ = bob.predict(QUESTION, 4, "hybrid", api_name="/search")
+        assert note == "⚠️ " + REFUSED
+    finally:
+        first.stop()
+        second.stop()
