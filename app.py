@@ -114,6 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=env_value(os.environ, "RAG_PORT", int, 7860),
                         help="port (RAG_PORT)")
     parser.add_argument("--index-dir", help="where collections live (RAG_INDEX_DIR)")
+    parser.add_argument("--embed-url", help="embed through a server's /v1/embeddings, e.g. http://127.0.0.1:8080/v1 "
+                        "(RAG_EMBED_URL); name its model with --embedding-model")
+    parser.add_argument("--embedding-model", help="the embedding model: a sentence-transformers id, or the "
+                        "server's model name with --embed-url (RAG_EMBEDDING_MODEL)")
     parser.add_argument("--store", help="where collections live, if not in --index-dir: milvus://host:port, "
                         "milvus+https://host or milvus+lite:///path.db (RAG_STORE); the token comes from "
                         "RAG_MILVUS_TOKEN or RAG_MILVUS_TOKEN_FILE")
@@ -180,7 +184,8 @@ def configure(argv: list[str] | None = None, environ: dict | None = None) -> tup
                        f"choose one of: {', '.join(user for user, _ in launch.auth) or '(no --auth given)'}.")
     limits.PORT.check(launch.port)
     limits.UPLOAD_MB.check(launch.max_upload_mb)
-    overrides = dict(index_dir=args.index_dir, store=args.store, collection=args.collection, backend=args.backend,
+    overrides = dict(index_dir=args.index_dir, store=args.store, embed_url=args.embed_url,
+                     embedding_model=args.embedding_model, collection=args.collection, backend=args.backend,
                      model=args.model, max_tokens=args.max_tokens, base_url=args.base_url,
                      temperature=args.temperature, k=args.k, mode=args.mode, answer_style=args.answer_style)
     settings = load_settings(environ, **overrides)
@@ -244,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     from ui.runtime import Runtime
 
     runtime = Runtime(settings=settings, read_only=launch_cfg.read_only, max_upload_mb=launch_cfg.max_upload_mb,
-                      access_rule=launch_cfg.access_rule,
+                      is_admin=launch_cfg.is_admin, access_rule=launch_cfg.access_rule,
                       quota=launch_cfg.quota)
     demo = build_app(runtime)
     try:

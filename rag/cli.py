@@ -18,12 +18,21 @@ def _add_index_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--collection", metavar="NAME", help="collection name (default: 'default')")
     parser.add_argument("--store", metavar="URI", help="where collections live: a directory, milvus://host:port, "
                         "milvus+https://host or milvus+lite:///path.db (default: $RAG_STORE, else --index)")
+    add_embedding_args(parser)
+
+
+def add_embedding_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--embed-url", metavar="URL", help="embed through a server's /v1/embeddings, e.g. "
+                        "http://127.0.0.1:8080/v1 (RAG_EMBED_URL); name its model with --embedding-model")
+    parser.add_argument("--embedding-model", metavar="NAME", help="the embedding model: a sentence-transformers "
+                        "id, or the server's model name with --embed-url (RAG_EMBEDDING_MODEL)")
 
 
 def settings_from_args(args: argparse.Namespace, **extra):
     """Settings from the environment with the flags that were given on top."""
     return load_settings(index_dir=getattr(args, "index", None), collection=getattr(args, "collection", None),
-                         store=getattr(args, "store", None), **extra)
+                         store=getattr(args, "store", None), embed_url=getattr(args, "embed_url", None),
+                         embedding_model=getattr(args, "embedding_model", None), **extra)
 
 
 def _print_json(data) -> None:

@@ -48,6 +48,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--index", metavar="DIR", help="index directory")
     p.add_argument("--store", metavar="URI", help="a directory or milvus://host:port (RAG_STORE)")
     p.add_argument("--collection", metavar="NAME", help="collection name")
+    from rag.cli import add_embedding_args
+
+    add_embedding_args(p)
     p.add_argument("--backend", choices=available_backends())
     p.add_argument("--model", metavar="PATH|NAME",
                    help="a .gguf file or a name `models` lists; with --backend openai, the server's model")
@@ -72,7 +75,8 @@ def _settings(args):
                          model=args.model, k=args.k, mode=args.mode, max_tokens=args.max_tokens,
                          temperature=args.temperature, seed=args.seed, n_ctx=args.n_ctx, base_url=args.base_url,
                          api_key_file=args.api_key_file, request_timeout=args.timeout,
-                         answer_style=getattr(args, "answer_style", None))
+                         answer_style=getattr(args, "answer_style", None), embed_url=args.embed_url,
+                         embedding_model=args.embedding_model)
 
 
 def _open(args):

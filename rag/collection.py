@@ -11,7 +11,7 @@ import numpy as np
 from rag import limits
 from rag.chunking import split_document
 from rag.documents import Chunk, Document
-from rag.embedding import Embedder, embedder_model_id, get_embedder
+from rag.embedding import Embedder, embedder_for, embedder_model_id
 from rag.errors import RagError
 from rag.interrupt import checkpoint
 from rag.retrieval import Retriever, SearchHit
@@ -94,14 +94,14 @@ class Collection:
         if not create or collection_exists(settings, name):
             model_id = embedder_model_id(settings.embedding_model, settings.embedding_backend)
             return cls(settings, open_store(settings, name, model_id, None))
-        embedder = get_embedder(settings.embedding_model, settings.embedding_backend)
+        embedder = embedder_for(settings)
         return cls(settings, open_store(settings, name, embedder.model_id, embedder.dimension), embedder)
 
     @property
     def embedder(self) -> Embedder:
         """The embedding model, loaded on first use and checked against the collection's manifest."""
         if self._embedder is None:
-            embedder = get_embedder(self.settings.embedding_model, self.settings.embedding_backend)
+            embedder = embedder_for(self.settings)
             if embedder.dimension != self.store.dimension:
                 raise RagError(
                     f"Embedding model {embedder.model_id!r} gives {embedder.dimension}-d vectors but collection "

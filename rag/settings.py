@@ -41,6 +41,8 @@ class Settings:
     collection: str = "default"
     embedding_model: str = DEFAULT_EMBEDDING_MODEL
     embedding_backend: str = "onnx-int8"  # or "torch"; int8 is 2.3x faster, same nDCG (bench_embedding_backends.py)
+    # A server's OpenAI-style /v1/embeddings (rag/embedding_server.py); set, the backend is "server".
+    embed_url: str = ""
     embedding_batch_size: int = 64
     chunk_size: int = CHUNK_SIZE
     chunk_overlap: int = CHUNK_OVERLAP
@@ -104,6 +106,7 @@ _ENV = {
     "RAG_COLLECTION": ("collection", str),
     "RAG_EMBEDDING_MODEL": ("embedding_model", str),
     "RAG_EMBEDDING_BACKEND": ("embedding_backend", str),
+    "RAG_EMBED_URL": ("embed_url", str),
     "RAG_BACKEND": ("backend", str),
     "RAG_MODEL": ("model", str),
     "RAG_MODELS_DIR": ("models_dir", Path),
@@ -170,6 +173,8 @@ def load_settings(environ: dict | None = None, **overrides) -> Settings:
         values["index_dir"], values["store"] = store, ""
     if "index_dir" in values:
         values["index_dir"] = Path(values["index_dir"]).expanduser()
+    if values.get("embed_url"):  # a server embeds: the collection records its model as such
+        values["embedding_backend"] = "server"
     return Settings(**values)
 
 

@@ -107,7 +107,7 @@ def test_read_only_handlers_refuse_changes_whatever_the_browser_sends(read_only,
         lambda: library.delete("https://example.com", Session())[1],
         lambda: library.preview("https://example.com", None, Session())[0],
         lambda: library.quick_add("https://example.com", Session())[0],
-        lambda: gen.apply_settings("gpt4all", "", 0.5, 64, 2048, 4, "hybrid", "auto", "", Session())[0],
+        lambda: gen.apply_settings("gpt4all", "", 0.5, 64, 2048, 4, "hybrid", "auto", "", "", Session())[0],
     ]
     for call in calls:
         assert "read-only" in call()

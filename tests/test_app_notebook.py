@@ -263,12 +263,12 @@ def test_a_refused_setting_is_put_back_in_the_form(tmp_path):
     generation, _ = _generation(ScriptedGenerator("x"), [], tmp_path)
     session = Session()
     before = session.chat
-    out = generation.apply_settings("llamacpp", "no-such-model.gguf", 0.5, 64, 2048, 4, "hybrid", "auto", "", session)
+    out = generation.apply_settings("llamacpp", "no-such-model.gguf", 0.5, 64, 2048, 4, "hybrid", "auto", "", "", session)
     status, model_line, kept, *form = out
     assert "no-such-model" in status and status.startswith("⚠️")
     assert kept.chat is before and form[1] == "" and form[5] == before.k
-    out = generation.apply_settings("llamacpp", "", 0.5, 64, 2048, 5000, "hybrid", "auto", "", session)
-    assert "got 5000" in out[0] and out[-4] == before.k  # k, then mode, answer style and template
+    out = generation.apply_settings("llamacpp", "", 0.5, 64, 2048, 5000, "hybrid", "auto", "", "", session)
+    assert "got 5000" in out[0] and out[-5] == before.k  # k, then mode, answer style, template and system
 
 
 def test_the_model_picker_offers_models_found_on_disk_and_the_catalogue(tmp_path, monkeypatch):
@@ -300,13 +300,13 @@ def test_the_model_picker_offers_models_found_on_disk_and_the_catalogue(tmp_path
     assert note["visible"] and "weak" in note["value"] and "stories260K" in note["value"]
     assert "Settings" in note["value"]
 
-    out = generation.apply_settings("llamacpp", "stories260K", 0.2, 64, 2048, 4, "hybrid", "auto", "", session)
+    out = generation.apply_settings("llamacpp", "stories260K", 0.2, 64, 2048, 4, "hybrid", "auto", "", "", session)
     assert session.chat.model == "stories260K", out[0]
     picker, note = generation.model_picker(session)
     assert picker["value"] == "stories260K" and note["visible"] is False
     # A typed path is accepted and stays shown as typed.
     typed = str(runtime.settings.models_dir / "stories260K.gguf")
-    generation.apply_settings("llamacpp", typed, 0.2, 64, 2048, 4, "hybrid", "auto", "", session)
+    generation.apply_settings("llamacpp", typed, 0.2, 64, 2048, 4, "hybrid", "auto", "", "", session)
     picker, _ = generation.model_picker(session)
     assert session.chat.model == typed and picker["value"] == typed and typed in [v for _, v in picker["choices"]]
     assert set(CATALOGUE) - {"smollm2-135m"} <= {v for _, v in generation.model_picker(Session())[0]["choices"]}
@@ -320,7 +320,7 @@ def test_no_models_found_points_at_the_catalogue(tmp_path, monkeypatch):
         monkeypatch.delenv(name, raising=False)
     generation, _ = _generation(ScriptedGenerator("x"), [], tmp_path)
     _, note = generation.model_picker(Session())
-    assert note["visible"] and "--download" in note["value"]
+    assert note["visible"] and "📦 Models" in note["value"] and "download" in note["value"]
 
 
 def test_reload_opens_the_tab_the_person_was_on_else_chat_with_a_conversation():

@@ -17,27 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from e2e_harness import AppProcess, LocalSite, gradio_client
+from e2e_harness import AppProcess, gradio_client
 
 USER = "ann"
 PASSWORD = secrets.token_urlsafe(12)
 UPLOAD_TEXT = "Harbour notes. The ferry to Brastad leaves at seven and carries forty passengers.\n"
 
 
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("server")
-
-
-@pytest.fixture(scope="module")
-def site(workdir):
-    """A page on 127.0.0.1 that no test may make the app fetch; it records every request."""
-    root = workdir / "site"
-    root.mkdir()
-    (root / "private.html").write_text("<html><body><p>internal only</p></body></html>", encoding="utf-8")
-    server = LocalSite(root)
-    yield server
-    server.close()
+# A page on 127.0.0.1 that no test may make the app fetch (conftest's `site` serves it and records every request).
+SITE_PAGES = {"private.html": "<html><body><p>internal only</p></body></html>"}
 
 
 @pytest.fixture(scope="module")
@@ -306,7 +294,7 @@ def test_read_only_server_refuses_changes_sent_straight_to_its_endpoints(guest, 
                                          api_name="/ingest")[0],
         "preview": lambda: client.predict("", [handle_file(str(upload))], api_name="/preview")[0],
         "delete": lambda: client.predict(notes, api_name="/delete")[1],
-        "settings": lambda: client.predict("gpt4all", "", 0.5, 64, 2048, 4, "hybrid", "auto", "",
+        "settings": lambda: client.predict("gpt4all", "", 0.5, 64, 2048, 4, "hybrid", "auto", "", "",
                                            api_name="/apply_settings")[0],
         "quick add": lambda: client.predict(f"{site.url}/private.html", api_name="/quick_add")[0],
     }

@@ -12,6 +12,7 @@ from ui import formatting as fmt
 from ui.conversations import Conversations
 from ui.generation import Generation
 from ui.library import Library
+from ui.models_panel import ModelsPanel, models_section
 from ui.passage_viewer import VIEWER_EMPTY
 from ui.runtime import Runtime
 from ui.search import Search
@@ -24,6 +25,7 @@ MODES = sorted(SEARCH_MODES, key=lambda mode: mode != "hybrid")  # the default f
 TABS = ("ingest", "search", "summarize", "chat", "compare")
 TAB_KEY = "local-rag-notebook-tab"  # where assets/notebook.js keeps the last tab clicked
 SETTINGS_KEY = "local-rag-notebook-settings"  # the settings form's values after the last Apply, as JSON
+SAVE_FORM_JS = f"(...form) => {{ localStorage.setItem({SETTINGS_KEY!r}, JSON.stringify(form)); }}"
 
 
 _LOGO = (
@@ -78,9 +80,11 @@ def build_app(runtime: Runtime) -> gr.Blocks:
                 info="Pick one" + (", or type a new name to create it on the first ingest." if writable else "."),
             )
             docs_note = gr.Markdown(elem_classes=["step-out"], elem_id="docs-note")
-        model_line = gr.Markdown(gen.model_line(_initial_session(runtime).chat), elem_id="model-in-use")
+        with gr.Row(equal_height=True):
+            model_line = gr.Markdown(gen.model_line(_initial_session(runtime).chat), elem_id="model-in-use")
+            models_button = gr.Button("📦 Models", size="sm", scale=0, min_width=110, elem_id="open-models")
         tiny_note = gr.Markdown(visible=False, elem_id="tiny-model-note", elem_classes=["step-out"])
-        panel = _settings_panel(gen, session, runtime, writable, backends, model_line, tiny_note)
+        panel = _settings_panel(gen, session, runtime, writable, backends, model_line, tiny_note, models_button)
         model = panel["model"]
         with gr.Accordion("📚 Sources that Summarize, Chat and Compare read", open=False, elem_id="sources-panel"):
             sources = gr.CheckboxGroup(show_label=False, choices=[], elem_id="sources")
@@ -138,10 +142,10 @@ def build_app(runtime: Runtime) -> gr.Blocks:
 
 
 def _settings_panel(gen: Generation, session, runtime: Runtime, writable: bool, backends: list[str], model_line,
-                    tiny_note):
+                    tiny_note, models_button):
     """One place for the settings that Summarize, Chat and Compare use; returns the model picker."""
     s = runtime.settings
-    with gr.Accordion("⚙ Settings for Summarize, Chat and Compare", open=False, elem_id="settings"):
+    with gr.Accordion("⚙ Settings for Summarize, Chat and Compare", open=False, elem_id="settings") as accordion:
         with gr.Row():
             backend = gr.Dropdown(backends, value=s.backend, label="Backend", interactive=writable,
                                   elem_id="backend")
@@ -165,16 +169,21 @@ def _settings_panel(gen: Generation, session, runtime: Runtime, writable: bool, 
                                    interactive=writable, elem_id="max-tokens")
             n_ctx = gr.Slider(limits.SETTINGS["n_ctx"].low, limits.SETTINGS["n_ctx"].high, value=s.n_ctx,
                               step=128, label="Context size (tokens)", interactive=writable)
-        template = gr.Textbox(label="Prompt template (empty = the model's default)", lines=4,
-                              placeholder=gen.template_hint(), interactive=writable)
+        with gr.Row():
+            system = gr.Textbox(label="System prompt (empty = the model's default)", lines=4,
+                                placeholder=gen.system_hint(), interactive=writable, elem_id="system-prompt")
+            template = gr.Textbox(label="Prompt template (empty = the model's default)", lines=4,
+                                  placeholder=gen.template_hint(), interactive=writable, elem_id="qa-template")
         with gr.Row():
             apply = gr.Button("Apply settings", interactive=writable, elem_id="apply-settings", scale=0)
             applied = gr.Markdown(elem_id="settings-applied")
-    form = [backend, model, temperature, max_tokens, n_ctx, k, mode, answer_style, template]
+        form = [backend, model, temperature, max_tokens, n_ctx, k, mode, answer_style, template, system]
+        # ⚙ Settings → 📦 Models, inside the settings accordion, wired to the form it sets.
+        models_section(ModelsPanel(gen), session, accordion, form, model_line, tiny_note, models_button, SAVE_FORM_JS)
     # The form then holds the settings in use (the new ones, or the old ones put back): this browser
     # keeps them, and the next load of the page applies them again (restore_settings).
     apply.click(gen.apply_settings, [*form, session], [applied, model_line, session, *form]).then(
-        None, form, None, js=f"(...form) => {{ localStorage.setItem({SETTINGS_KEY!r}, JSON.stringify(form)); }}").then(
+        None, form, None, js=SAVE_FORM_JS).then(
         gen.model_picker, session, [model, tiny_note], show_progress="hidden")
     return {"model": model, "form": form, "applied": applied}
 
@@ -300,7 +309,6 @@ def _sharing_panel(sharing: Sharing, session, writable: bool) -> dict:
     admin.expand(sharing.owners, None, owners, show_progress="hidden")
     move.click(sharing.move, [new_owner, session], out).then(sharing.owners, None, owners, show_progress="hidden")
     return {"view": sharing.view, "out": out}
-
 
 
 def _search_tab(search: Search, session, runtime: Runtime) -> None:

@@ -108,7 +108,7 @@ class Generation:
             return
         ready = answer.prepared  # the standalone question, sources and prompt, shown before the answer
         steps = (standalone_md(ready), ready.prompt,
-                 fmt.token_usage_md(ready.prompt_tokens, generator.context_size, 0), "")
+                 fmt.token_usage_md(ready.prompt_tokens, generator.context_size, 0, ready.prompt_counted_by), "")
         yield shown, f"Retrieved **{len(ready.sources)}** chunks; answering with **{chat.backend}**…", *steps, session
         text, pieces = "", 0
         try:
@@ -126,7 +126,8 @@ class Generation:
             kept = (f"Stopped after **{pieces}** tokens; the partial answer and its sources are kept" if pieces else
                     "Stopped before the first token; the question and its sources are kept")
             yield (chat_messages(session.turns), kept + " in the conversation.", steps[0], steps[1],
-                   fmt.token_usage_md(ready.prompt_tokens, generator.context_size, pieces), "", session)
+                   fmt.token_usage_md(ready.prompt_tokens, generator.context_size, pieces,
+                                      ready.prompt_counted_by), "", session)
             return
         result = answer.result
         session.turns.append(Turn(question, result.standalone_question, result.answer, result.sources,
@@ -136,7 +137,7 @@ class Generation:
         self._save(session, request)
         yield (chat_messages(session.turns), done_note(chat.backend, result), standalone_md(result),
                result.prompt, fmt.token_usage_md(result.prompt_tokens, generator.context_size,
-                                                 result.completion_tokens),
+                                                 result.completion_tokens, result.prompt_counted_by),
                fmt.result_timings_md(result), session)
 
     def _save(self, session: Session, request) -> None:
@@ -304,15 +305,20 @@ class Generation:
 
     # -- settings ----------------------------------------------------------------------------------
 
+    def system_hint(self) -> str:
+        from rag.prompts import FULL_QA_SYSTEM
+
+        return "For example, the default for a capable model:\n" + FULL_QA_SYSTEM
+
     def template_hint(self) -> str:
         return "Use {context} and {question}, e.g.\nAnswer from the context.\n\n{context}\n\nQuestion: {question}"
 
     def apply_settings(self, backend, model, temperature, max_tokens, n_ctx, k, mode, answer_style, template,
-                       session: Session):
+                       system, session: Session):
         """Keep valid settings in this user's session; a refused one is said and the form shows what is in use."""
         try:
             chosen = self._checked_settings(backend, model, temperature, max_tokens, n_ctx, k, mode, answer_style,
-                                            template)
+                                            template, system)
         except Exception as exc:  # noqa: BLE001 - refused: say why and put back the settings in use
             return (error_line(exc), self.model_line(session.chat), session, *settings_values(session.chat))
         session.chat = chosen
@@ -332,6 +338,8 @@ class Generation:
             return ("This notebook is read-only: the settings kept in this browser from your last Apply are not used "
                     "here, and it answers with its own.", self.model_line(session.chat), session,
                     *settings_values(session.chat))
+        if isinstance(values, list) and len(values) == len(settings_values(session.chat)) - 1:
+            values.append("")  # kept before the system prompt joined the form
         if self.runtime.read_only or not isinstance(values, list) or len(values) != len(settings_values(session.chat)):
             return (gr.update(), self.model_line(session.chat), session, *settings_values(session.chat))
         try:
@@ -345,7 +353,7 @@ class Generation:
                 self.model_line(chosen), session, *settings_values(chosen))
 
     def _checked_settings(self, backend, model, temperature, max_tokens, n_ctx, k, mode, answer_style,
-                          template) -> ChatSettings:
+                          template, system="") -> ChatSettings:
         self.runtime.require_writable("changing settings")
         from rag.generators import generator_class
         from rag.prompts import Prompts
@@ -354,14 +362,14 @@ class Generation:
 
         generator_class(backend)  # unknown names fail with the list of backends
         check_mode(mode)
-        template = (template or "").strip()
-        if template:
-            Prompts(qa=template).check()
+        template, system = (template or "").strip(), (system or "").strip()
+        if template or system:
+            Prompts(**{key: value for key, value in (("qa", template), ("system", system)) if value}).check()
         if int(max_tokens) >= int(n_ctx):
             raise RagError(f"Max new tokens ({int(max_tokens)}) must be smaller than the context size ({int(n_ctx)}).")
         chosen = ChatSettings(
             backend=backend, model=(model or "").strip(), temperature=float(temperature),
-            max_tokens=int(max_tokens), n_ctx=int(n_ctx), k=check_k(k), mode=mode, template=template,
+            max_tokens=int(max_tokens), n_ctx=int(n_ctx), k=check_k(k), mode=mode, template=template, system=system,
             answer_style=check_style(answer_style),
         )
         if chosen.model:
@@ -388,19 +396,22 @@ class Generation:
         return gr.update(choices=choices, value=session.chat.model), self._tiny_model_note(session.chat, found)
 
     def _tiny_model_note(self, chat: ChatSettings, found: list):
-        if chat.backend == "openai" or not _is_default_model(chat.model):
+        from rag.models import is_default_model
+
+        if chat.backend == "openai" or not is_default_model(chat.model):
             return gr.update(value="", visible=False)
         from rag.models import DEFAULT_MODEL
 
         if found:
-            offer = (f"**{len(found)}** found on this machine, such as "
-                     + ", ".join(f"`{one_line(m.name, 60)}`" for m in found[:3]))
+            offer = (f"choose one of the **{len(found)}** found on this machine under **⚙ Settings → Model**, such as "
+                     + ", ".join(f"`{one_line(m.name, 60)}`" for m in found[:3]) + ", or press **📦 Models** to "
+                     "download a better one")
         else:
-            offer = ("none was found on this machine; `python -m rag models --download llama-3.2-3b` fetches a good "
-                     "one (2 GB), or choose one marked *catalogue* to see how")
+            offer = ("press **📦 Models** to download a better one: the one recommended for this machine is chosen "
+                     "for you")
         return gr.update(visible=True, value=(
             f"**You are on the tiny default model, {DEFAULT_MODEL}: its answers will be weak.** It is here so the "
-            f"notebook works offline on a first run. Pick a bigger model under **⚙ Settings → Model**: {offer}."))
+            f"notebook works offline on a first run. To answer well, {offer}."))
 
     def model_line_of(self, session: Session) -> str:
         return self.model_line(session.chat)
@@ -419,20 +430,9 @@ class Generation:
                 f"k={chat.k} · {chat.mode} · max {chat.max_tokens} new tokens · temperature {chat.temperature:g}")
 
 
-def _is_default_model(model: str) -> bool:
-    """Whether `model` (a name or path from the settings) is the tiny default chat model."""
-    from pathlib import Path
-
-    from rag.models import CATALOGUE, DEFAULT_MODEL
-
-    spec = (model or "").strip()
-    return spec in ("", DEFAULT_MODEL) or Path(spec).name == CATALOGUE[DEFAULT_MODEL].filename \
-        or spec == CATALOGUE[DEFAULT_MODEL].filename.removesuffix(".gguf")
-
-
 def settings_values(chat: ChatSettings) -> tuple:
     """The settings form's values, in the order of its fields."""
     return (chat.backend, chat.model, chat.temperature, chat.max_tokens, chat.n_ctx, chat.k, chat.mode,
-            chat.answer_style, chat.template)
+            chat.answer_style, chat.template, chat.system)
 
 

@@ -11,6 +11,7 @@ import shutil
 import tempfile
 import threading
 from pathlib import Path
+from typing import Callable
 
 from rag import access
 from rag.access import AccessRule
@@ -35,13 +36,16 @@ class Runtime:
     """Shared services for every session; opening a collection happens on first use."""
 
     def __init__(self, settings: Settings, read_only: bool = False, max_upload_mb: int = 25,
-                 access_rule: AccessRule | None = None,
+                 is_admin: Callable[[str], bool] | None = None, access_rule: AccessRule | None = None,
                  quota: Quota | None = None):
         self.settings = settings
         self.read_only = read_only
         # Who may open which collection (rag.access); the default, without --auth, lets the one person do all.
         self.access = access_rule or AccessRule()
         self.quota = quota or Quota()  # per user under --auth (rag/quota.py); none by default
+        # Who may act for the whole app (download models): app.LaunchConfig.is_admin; the one local user otherwise.
+        self.is_admin = is_admin or (lambda user: True)
+        self._downloads = None
         self.max_upload_bytes = max_upload_mb * 1024 * 1024
         self._collections: dict[str, object] = {}
         self._opening: dict[str, threading.Lock] = {}
@@ -53,6 +57,23 @@ class Runtime:
         self._guest_conversations = tempfile.TemporaryDirectory(prefix="local-rag-guests-") if read_only else None
         self.conversations = ConversationStore(self._guest_conversations.name if read_only else settings.index_dir)
         self.trash = Trash(settings.index_dir)  # deleted documents, kept 7 days (rag/trash.py)
+
+    @property
+    def downloads(self):
+        """The model downloads every session sees (one per model, shared)."""
+        from rag.models.download import Downloads
+
+        with self._lock:
+            if self._downloads is None:
+                self._downloads = Downloads(self.settings.models_dir)
+            return self._downloads
+
+    def require_admin(self, user: str, action: str) -> None:
+        """Refuse `action` to anyone but the admin, whatever the browser sent."""
+        self.require_writable(action)
+        if not self.is_admin(user):
+            raise RagError(f"Only the notebook's admin can {action} here; choose one of the models already "
+                           "on this machine, or ask the admin.")
 
     def require_writable(self, action: str) -> None:
         """Refuse `action` in read-only mode, whatever the browser sent."""
@@ -138,9 +159,21 @@ class Runtime:
 
     def visible(self, name: str, user: str = ""):
         """The collection when it exists and `user` may read it, else None (the views show it empty)."""
-        if name not in self.collection_names(user):
-            return None
-        return self.collection(name, user)
+        return self._open(name) if self._readable(name, user) else None
+
+    def _readable(self, name: str, user: str) -> bool:
+        """Whether collection `name` exists and `user` may read it: that one collection's record only (listing
+        every collection's would ask a Milvus server once per collection on every call)."""
+        from rag.store import validate_collection_name
+        from rag.store.locate import collection_exists
+
+        try:
+            validate_collection_name(name)
+        except RagError:
+            return False
+        if not collection_exists(self.settings, name):
+            return False
+        return not self.access.enabled or self.access.can_read(user, access.read(self.settings, name))
 
     def _open(self, name: str):
         from rag.collection import Collection
@@ -181,9 +214,9 @@ class Runtime:
     def existing_collection(self, name: str, user: str = ""):
         """The named collection when it holds something `user` may read, else a readable error pointing at
         step 1 (the same sentence, under --auth, for one that is not theirs)."""
-        if name not in self.collection_names(user):
+        if not self._readable(name, user):
             raise access.hidden(name)
-        return self.collection(name, user)
+        return self._open(name)
 
     def generator(self, chat, backend: str | None = None):
         """The model `chat` (a ChatSettings) asks for, loaded on first use; one per backend is kept."""

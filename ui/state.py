@@ -25,6 +25,7 @@ class ChatSettings:
     mode: str = Settings.mode
     template: str = ""
     answer_style: str = Settings.answer_style  # rag/quote.py: quote with small models, else the model writes
+    system: str = ""  # the system prompt; empty: the model's default (rag.prompts.Prompts.for_model)
 
 
 @dataclass
