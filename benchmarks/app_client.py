@@ -174,7 +174,7 @@ class Notebook:
 
     def chat_form(self) -> tuple:
         """The settings panel's values for `settings`: what Apply would send."""
-        from ui.generation import settings_values
+        from ui.settings_form import settings_values
         from ui.state import ChatSettings
 
         s = self.settings

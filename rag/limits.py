@@ -100,3 +100,9 @@ def describe() -> str:
             f"{MAX_QUESTION_CHARS:,} characters; per ingest at most {MAX_URLS} URLs, {MAX_SOURCES} sources "
             f"and {MAX_UPLOADS} uploaded files; prompt templates up to {MAX_TEMPLATE_CHARS:,} characters. "
             "A value outside a limit is refused with a message, never silently changed.")
+
+
+def check_reply_room(max_tokens: int, n_ctx: int) -> None:
+    """A reply of `max_tokens` must leave room for a prompt in a context of `n_ctx` tokens."""
+    if max_tokens >= n_ctx:
+        raise RagError(f"Max new tokens ({max_tokens}) must be smaller than the context size ({n_ctx}).")

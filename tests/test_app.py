@@ -95,13 +95,14 @@ def read_only(settings):
 
 
 def test_read_only_handlers_refuse_changes_whatever_the_browser_sends(read_only, tmp_path):
-    from ui.generation import Generation
     from ui.library import Library
     from ui.state import Session
 
     upload = tmp_path / "notes.txt"
     upload.write_text("hello")
-    library, gen = Library(read_only), Generation(read_only)
+    from ui.settings_form import SettingsForm
+
+    library, gen = Library(read_only), SettingsForm(read_only)
     calls = [
         lambda: library.ingest("https://example.com", [str(upload)], 500, 0, Session())[0],
         lambda: library.delete("https://example.com", Session())[1],

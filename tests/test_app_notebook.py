@@ -260,14 +260,17 @@ def test_search_with_odd_k_says_so_and_keeps_the_hits(settings):
 def test_a_refused_setting_is_put_back_in_the_form(tmp_path):
     from ui.state import Session
 
-    generation, _ = _generation(ScriptedGenerator("x"), [], tmp_path)
+    from ui.settings_form import SettingsForm
+
+    _, runtime = _generation(ScriptedGenerator("x"), [], tmp_path)
+    form_ = SettingsForm(runtime)
     session = Session()
     before = session.chat
-    out = generation.apply_settings("llamacpp", "no-such-model.gguf", 0.5, 64, 2048, 4, "hybrid", "auto", "", "", session)
+    out = form_.apply_settings("llamacpp", "no-such-model.gguf", 0.5, 64, 2048, 4, "hybrid", "auto", "", "", session)
     status, model_line, kept, *form = out
     assert "no-such-model" in status and status.startswith("⚠️")
     assert kept.chat is before and form[1] == "" and form[5] == before.k
-    out = generation.apply_settings("llamacpp", "", 0.5, 64, 2048, 5000, "hybrid", "auto", "", "", session)
+    out = form_.apply_settings("llamacpp", "", 0.5, 64, 2048, 5000, "hybrid", "auto", "", "", session)
     assert "got 5000" in out[0] and out[-5] == before.k  # k, then mode, answer style, template and system
 
 
@@ -285,7 +288,10 @@ def test_the_model_picker_offers_models_found_on_disk_and_the_catalogue(tmp_path
     monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     monkeypatch.delenv("XDG_DATA_HOME", raising=False)
     monkeypatch.delenv("OLLAMA_MODELS", raising=False)
-    generation, runtime = _generation(ScriptedGenerator("x"), [], tmp_path)
+    from ui.settings_form import SettingsForm
+
+    _, runtime = _generation(ScriptedGenerator("x"), [], tmp_path)
+    generation = SettingsForm(runtime)
     runtime.settings.models_dir.mkdir(parents=True)
     (runtime.settings.models_dir / "stories260K.gguf").write_bytes(stories.read_bytes())
     session = Session()
@@ -318,8 +324,10 @@ def test_no_models_found_points_at_the_catalogue(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     for name in ("HF_HUB_CACHE", "HF_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME", "OLLAMA_MODELS"):
         monkeypatch.delenv(name, raising=False)
-    generation, _ = _generation(ScriptedGenerator("x"), [], tmp_path)
-    _, note = generation.model_picker(Session())
+    from ui.settings_form import SettingsForm
+
+    _, runtime = _generation(ScriptedGenerator("x"), [], tmp_path)
+    _, note = SettingsForm(runtime).model_picker(Session())
     assert note["visible"] and "📦 Models" in note["value"] and "download" in note["value"]
 
 
@@ -465,11 +473,11 @@ def test_a_failed_source_is_named_once_in_the_ingest_lines():
 def test_settings_kept_in_the_browser_are_checked_like_any_clients(settings):
     import json
 
-    from ui.generation import Generation
     from ui.runtime import Runtime
+    from ui.settings_form import SettingsForm
     from ui.state import Session
 
-    gen, session = Generation(Runtime(settings)), Session()
+    gen, session = SettingsForm(Runtime(settings)), Session()
     default_k = session.chat.k
     kept = ["llamacpp", "", 0.5, 64, 2048, 7, "bm25", "free", ""]
     line, _, session, *form = gen.restore_settings(json.dumps(kept), session)
@@ -483,7 +491,7 @@ def test_settings_kept_in_the_browser_are_checked_like_any_clients(settings):
     assert line.startswith("⚠️ The settings kept in this browser were not restored: k must be")
     assert refused.chat.k == default_k
     guest = Session()
-    line, _, guest, *_ = Generation(Runtime(settings, read_only=True)).restore_settings(json.dumps(kept), guest)
+    line, _, guest, *_ = SettingsForm(Runtime(settings, read_only=True)).restore_settings(json.dumps(kept), guest)
     assert guest.chat.k == default_k
     assert line.startswith("This notebook is read-only: the settings kept in this browser")  # said, not dropped
 

@@ -9,9 +9,9 @@ from rag.models import CATALOGUE
 from rag.settings import load_settings
 from tests.conftest import shared_data
 from tests.hub_server import LocalHub
-from ui.generation import Generation
 from ui.models_panel import ModelsPanel
 from ui.runtime import Runtime
+from ui.settings_form import SettingsForm
 from ui.state import Session
 
 ENTRY = CATALOGUE["llama-3.2-1b"]
@@ -43,7 +43,7 @@ def home(tmp_path, monkeypatch):
 def _panel(tmp_path, is_admin=None):
     settings = load_settings(index_dir=tmp_path / "index", models_dir=tmp_path / "models")
     runtime = Runtime(settings, is_admin=is_admin)
-    return ModelsPanel(Generation(runtime)), runtime
+    return ModelsPanel(SettingsForm(runtime)), runtime
 
 
 def test_the_listing_shows_the_catalogue_with_a_recommendation_for_this_machine(home):

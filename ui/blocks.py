@@ -4,28 +4,24 @@ from __future__ import annotations
 
 import gradio as gr
 
-from rag import limits
-from rag.quote import STYLES
 from rag.retrieval import MODES as SEARCH_MODES
 from rag.trash import TRASH_DAYS
 from ui import formatting as fmt
 from ui.conversations import Conversations
 from ui.generation import Generation
 from ui.library import Library
-from ui.models_panel import ModelsPanel, models_section
 from ui.passage_viewer import VIEWER_EMPTY
 from ui.runtime import Runtime
 from ui.search import Search
+from ui.settings_form import SETTINGS_KEY, SettingsForm, settings_panel
 from ui.sharing import LEVELS, Sharing
 from ui.state import MAX_K, ChatSettings, Session
 
 # Every model call joins this group, so simultaneous users queue for the one model in memory.
 MODEL_GROUP = "model"
-MODES = sorted(SEARCH_MODES, key=lambda mode: mode != "hybrid")  # the default first
+MODES = sorted(SEARCH_MODES, key=lambda mode: mode != "hybrid")  # the default first (the Search tab's radios)
 TABS = ("ingest", "search", "summarize", "chat", "compare")
 TAB_KEY = "local-rag-notebook-tab"  # where assets/notebook.js keeps the last tab clicked
-SETTINGS_KEY = "local-rag-notebook-settings"  # the settings form's values after the last Apply, as JSON
-SAVE_FORM_JS = f"(...form) => {{ localStorage.setItem({SETTINGS_KEY!r}, JSON.stringify(form)); }}"
 
 
 _LOGO = (
@@ -68,6 +64,7 @@ def build_app(runtime: Runtime) -> gr.Blocks:
     """The Blocks app over `runtime`; nothing is loaded until a user asks for it."""
     backends = runtime.backends()
     library, search, gen = Library(runtime), Search(runtime), Generation(runtime, backends)
+    form = SettingsForm(runtime)
     convs = Conversations(runtime)
     writable = not runtime.read_only
     with gr.Blocks(title="local-rag notebook", analytics_enabled=False) as demo:
@@ -81,10 +78,10 @@ def build_app(runtime: Runtime) -> gr.Blocks:
             )
             docs_note = gr.Markdown(elem_classes=["step-out"], elem_id="docs-note")
         with gr.Row(equal_height=True):
-            model_line = gr.Markdown(gen.model_line(_initial_session(runtime).chat), elem_id="model-in-use")
+            model_line = gr.Markdown(form.model_line(_initial_session(runtime).chat), elem_id="model-in-use")
             models_button = gr.Button("📦 Models", size="sm", scale=0, min_width=110, elem_id="open-models")
         tiny_note = gr.Markdown(visible=False, elem_id="tiny-model-note", elem_classes=["step-out"])
-        panel = _settings_panel(gen, session, runtime, writable, backends, model_line, tiny_note, models_button)
+        panel = settings_panel(form, session, writable, backends, model_line, tiny_note, models_button)
         model = panel["model"]
         with gr.Accordion("📚 Sources that Summarize, Chat and Compare read", open=False, elem_id="sources-panel"):
             sources = gr.CheckboxGroup(show_label=False, choices=[], elem_id="sources")
@@ -119,14 +116,14 @@ def build_app(runtime: Runtime) -> gr.Blocks:
         if ingest_tab["sharing"] is not None:
             chosen.then(ingest_tab["sharing"]["view"], session, ingest_tab["sharing"]["out"], show_progress="hidden")
         # Once an answer has loaded the model, the line under the collection names its file.
-        chat["listed"].then(gen.model_line_of, session, model_line, show_progress="hidden")
+        chat["listed"].then(form.model_line_of, session, model_line, show_progress="hidden")
         # Summarize lists the collection's documents, so it follows every ingest and delete.
         for changed in ingest_tab["changed"] + chat["changed"]:
             changed.then(gen.document_choices, session, summary_docs, show_progress="hidden").then(
                 gen.source_choices, session, sources, show_progress="hidden")
         demo.load(None, None, [last_tab, kept_settings],
                   js=f"() => [localStorage.getItem({TAB_KEY!r}) || '', localStorage.getItem({SETTINGS_KEY!r}) || '']"
-                  ).then(gen.restore_settings, [kept_settings, session],
+                  ).then(form.restore_settings, [kept_settings, session],
                          [panel["applied"], model_line, session, *panel["form"]], show_progress="hidden").then(
             library.landing_collection, session, [collection, session], show_progress="hidden").then(
             library.refresh, session, [docs_note, ingest_tab["table"]], show_progress="hidden"
@@ -135,57 +132,10 @@ def build_app(runtime: Runtime) -> gr.Blocks:
             landing_tab, [last_tab, session], tabs, show_progress="hidden").then(
             convs.choices, session, restore[1], show_progress="hidden").then(
             gen.source_choices, session, sources, show_progress="hidden").then(
-            gen.model_picker, session, [model, tiny_note], show_progress="hidden")
+            form.model_picker, session, [model, tiny_note], show_progress="hidden")
         demo.unload(gen.end_session)
     demo.queue(default_concurrency_limit=4, max_size=64)
     return demo
-
-
-def _settings_panel(gen: Generation, session, runtime: Runtime, writable: bool, backends: list[str], model_line,
-                    tiny_note, models_button):
-    """One place for the settings that Summarize, Chat and Compare use; returns the model picker."""
-    s = runtime.settings
-    with gr.Accordion("⚙ Settings for Summarize, Chat and Compare", open=False, elem_id="settings") as accordion:
-        with gr.Row():
-            backend = gr.Dropdown(backends, value=s.backend, label="Backend", interactive=writable,
-                                  elem_id="backend")
-            # Filled on page load with the models found on this machine; a typed name or path is accepted too.
-            model = gr.Dropdown(choices=[(s.model or "default", s.model)], value=s.model, allow_custom_value=True,
-                                label="Model (one found on this machine, or type a GGUF path)", filterable=True,
-                                interactive=writable, elem_id="model", scale=2)
-            # No rounding here (precision): 2.5 reaches check_k and is refused out loud.
-            k = gr.Number(value=s.k, label=f"Chunks to retrieve (k, 1 to {MAX_K})",
-                          interactive=writable, elem_id="settings-k")
-            mode = gr.Radio(MODES, value=s.mode, label="Retrieval mode", interactive=writable)
-            answer_style = gr.Radio(list(STYLES), value=s.answer_style, label="Answer style",
-                                    info="quote: words of the best-matching source sentence; auto: quote with "
-                                    "small models", interactive=writable, elem_id="answer-style")
-        with gr.Row():
-            temperature = gr.Slider(0, 1.5, value=s.temperature, step=0.05, label="Temperature",
-                                    interactive=writable)
-            # The ranges are rag/limits.py's, as the README lists them.
-            max_tokens = gr.Slider(limits.SETTINGS["max_tokens"].low, limits.SETTINGS["max_tokens"].high,
-                                   value=s.max_tokens, step=1, label="Max new tokens",
-                                   interactive=writable, elem_id="max-tokens")
-            n_ctx = gr.Slider(limits.SETTINGS["n_ctx"].low, limits.SETTINGS["n_ctx"].high, value=s.n_ctx,
-                              step=128, label="Context size (tokens)", interactive=writable)
-        with gr.Row():
-            system = gr.Textbox(label="System prompt (empty = the model's default)", lines=4,
-                                placeholder=gen.system_hint(), interactive=writable, elem_id="system-prompt")
-            template = gr.Textbox(label="Prompt template (empty = the model's default)", lines=4,
-                                  placeholder=gen.template_hint(), interactive=writable, elem_id="qa-template")
-        with gr.Row():
-            apply = gr.Button("Apply settings", interactive=writable, elem_id="apply-settings", scale=0)
-            applied = gr.Markdown(elem_id="settings-applied")
-        form = [backend, model, temperature, max_tokens, n_ctx, k, mode, answer_style, template, system]
-        # ⚙ Settings → 📦 Models, inside the settings accordion, wired to the form it sets.
-        models_section(ModelsPanel(gen), session, accordion, form, model_line, tiny_note, models_button, SAVE_FORM_JS)
-    # The form then holds the settings in use (the new ones, or the old ones put back): this browser
-    # keeps them, and the next load of the page applies them again (restore_settings).
-    apply.click(gen.apply_settings, [*form, session], [applied, model_line, session, *form]).then(
-        None, form, None, js=SAVE_FORM_JS).then(
-        gen.model_picker, session, [model, tiny_note], show_progress="hidden")
-    return {"model": model, "form": form, "applied": applied}
 
 
 def _ingest_tab(library: Library, session, collection, docs_note, writable: bool, sharing: Sharing | None) -> dict:

@@ -9,6 +9,7 @@ can reach, only the admin may download (`Runtime.require_admin`, checked here on
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import gradio as gr
 
@@ -16,17 +17,20 @@ from rag.errors import RagError
 from rag.models import CATALOGUE, DEFAULT_MODEL, discover, memory_mb, recommended
 from rag.models.download import DownloadJob, part_path
 from ui.escaping import escape_html, escape_markdown, one_line
-from ui.generation import Generation, settings_values, user_name
+from ui.generation import user_name
 from ui.state import Session
 from ui.status import errors_in_status
+
+if TYPE_CHECKING:
+    from ui.settings_form import SettingsForm
 
 POLL_S = 0.5  # how often the page's bar is redrawn while a download runs
 
 
 class ModelsPanel:
-    def __init__(self, generation: Generation):
-        self.gen = generation
-        self.runtime = generation.runtime
+    def __init__(self, form: "SettingsForm"):
+        self.form = form  # the settings form: Use applies a model as its Apply does
+        self.runtime = form.runtime
 
     # -- what there is ---------------------------------------------------------------------------------
 
@@ -80,10 +84,10 @@ class ModelsPanel:
 
     def use(self, name: str, session: Session):
         """Answer with `name` from now on: the settings form's model, checked and applied as Apply does."""
-        values = list(settings_values(session.chat))
+        values = list(self.form.values(session.chat))
         values[0] = "llamacpp" if values[0] == "openai" else values[0]  # a downloaded file runs here
         values[1] = name
-        applied, line, session, *form = self.gen.apply_settings(*values, session)
+        applied, line, session, *form = self.form.apply_settings(*values, session)
         if session.chat.model == name:
             seconds = self.runtime.load_seconds(session.chat, session.chat.backend)
             about = f" (about {seconds} s)" if seconds else ""
@@ -186,4 +190,4 @@ def models_section(models: ModelsPanel, session, settings: gr.Accordion, form: l
     model = form[1]
     use.click(models.use, [catalogue, session], [status, model_line, session, *form]).then(
         None, form, None, js=save_form_js).then(
-        models.gen.model_picker, session, [model, tiny_note], show_progress="hidden")
+        models.form.model_picker, session, [model, tiny_note], show_progress="hidden")
