@@ -348,7 +348,43 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=Path, help="write each system's answers as <ROWS>-<system>.jsonl")
     parser.add_argument("--via", choices=("cli", "app", "both"), default="cli",
                         help="ask rag's answer path here (cli), the notebook through its API (app), or both")
+    parser.add_argument("--model", help="answer with this GGUF file (or a name `python -m rag models` lists)")
+    parser.add_argument("--backend", choices=("llamacpp", "gpt4all", "openai"), help="the generation backend")
+    parser.add_argument("--base-url", help="with --backend openai: the server's API root")
+    parser.add_argument("--serve", action="store_true", help="with --backend openai and no --base-url: start "
+                        "llama-cpp-python's server on --model (default: the default model) here, on 127.0.0.1")
     args = parser.parse_args(argv)
+    server = _choose_model(args)
+    try:
+        return _run(args)
+    finally:
+        if server is not None:
+            server.kill()
+
+
+def _choose_model(args):
+    """Set the model, backend and server the answer path reads (RAG_MODEL, RAG_BACKEND, RAG_BASE_URL); with
+    --serve, start llama-cpp-python's OpenAI-compatible server and return it."""
+    for var, value in (("RAG_MODEL", args.model), ("RAG_BACKEND", args.backend), ("RAG_BASE_URL", args.base_url)):
+        if value:
+            os.environ[var] = value
+    if not (args.serve and args.backend == "openai" and not args.base_url):
+        return None
+    sys.path.insert(0, str(ROOT / "tests"))
+    from openai_server import API_KEY, LlamaServer  # the tests' launcher of the server
+
+    from rag.models import resolve_model
+    from rag.settings import load_settings
+
+    settings = load_settings()
+    model = resolve_model(args.model or "", settings.models_dir)
+    server = LlamaServer(model, n_ctx=settings.n_ctx).start()
+    os.environ.update(RAG_BASE_URL=server.base_url, RAG_OPENAI_API_KEY=API_KEY, RAG_MODEL="")
+    print(f"serving {model.name} at {server.base_url}", file=sys.stderr)
+    return server
+
+
+def _run(args) -> int:
     if not (DATA / "questions.jsonl").exists():
         print(f"skipped: {DATA.resolve()} is absent (the shared data sits beside the checkout)")
         return 0
@@ -377,6 +413,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.via in ("app", "both"):
             rows["app"] = run_app(asked, left_out, index, Path(tmp) / "app", rows_path("app"))
     out.update({name: score(r) for name, r in rows.items()})
+    from rag.settings import load_settings
+
+    used = load_settings()
+    print(f"answered with backend {used.backend}, model {used.model or 'the default'}"
+          f"{' at ' + used.base_url if used.backend == 'openai' else ''}, answer style {used.answer_style}\n")
     print(table(out))
     if args.via == "both":
         print()
