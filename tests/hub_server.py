@@ -24,6 +24,7 @@ class HubFile:
     damaged: bool = False  # the bytes served differ from the hash announced
     status: int = 200  # 401 (gated) or 404 (missing) refuse the file outright
     bytes_per_s: int = 0  # throttled when set
+    announced_size: int = 0  # HEAD's X-Linked-Size when set (a file larger than the disk's free space)
 
     def __post_init__(self):
         self.sha256 = self.sha256 or hashlib.sha256(self.data).hexdigest()
@@ -59,7 +60,7 @@ class LocalHub:
                     return self._refuse(hub_file)
                 self.send_response(302)  # the hub redirects a large file to its CDN
                 self.send_header("X-Linked-Etag", f'"{hub_file.sha256}"')
-                self.send_header("X-Linked-Size", str(len(hub_file.data)))
+                self.send_header("X-Linked-Size", str(hub_file.announced_size or len(hub_file.data)))
                 self.send_header("Location", self.path)
                 self.send_header("Content-Length", "0")
                 self.end_headers()

@@ -88,6 +88,17 @@ def test_a_token_is_sent_to_a_gated_repository(hub, stories, tmp_path, monkeypat
     assert seen == ["Bearer hf_secret"]
 
 
+def test_a_file_larger_than_the_free_disk_is_refused_before_it_starts(hub, stories, tmp_path):
+    import shutil
+
+    free = shutil.disk_usage(tmp_path).free
+    hub.serve(ENTRY.repo, ENTRY.filename, stories, announced_size=free + (1 << 30))
+    with pytest.raises(RagError, match="free some space") as err:
+        download_model(ENTRY, tmp_path, hub.endpoint, progress=False)
+    _one_sentence(err)
+    assert hub.gets == [] and list(tmp_path.iterdir()) == []
+
+
 def test_no_network_gets_one_sentence_and_nothing_on_disk(tmp_path):
     # A closed local port: the real download code runs, and no network is touched.
     with pytest.raises(RagError, match="Could not reach the hub") as err:
