@@ -242,6 +242,9 @@ class ScriptedRuntime:
     def is_loaded(self, backend):
         return True
 
+    def holds(self, chat, backend):
+        return True
+
     def answer_style(self, chat):
         return "free" if chat.answer_style == "auto" else chat.answer_style  # the scripted model is no file
 

@@ -72,6 +72,25 @@ def test_stop_mid_answer_ends_the_stream_and_keeps_the_partial_answer(tmp_path):
     assert "word4" in exported, "a stopped answer on screen is exported"
 
 
+def test_send_while_an_answer_is_written_keeps_the_question_and_says_why(tmp_path):
+    from ui.state import Session
+
+    seen = {}
+    gen = StoppingGenerator("It lasted eleven days [1].", on_piece=lambda i: i == 1 and seen.setdefault(
+        "second", generation.take_question("And the wind?")))
+    generation, runtime = _generation(gen, [hit(text="The storm lasted eleven days.")], tmp_path)
+    session = Session()
+    box, asked, status = generation.take_question("How long was the storm?")
+    assert (box, asked) == ("", "How long was the storm?")
+    *_, last = generation.chat(asked, session)
+    box, asked, status = seen["second"]  # pressed while the first answer streamed
+    assert asked is None and "still being written" in status and "stays in the box" in status
+    assert box == SKIP  # the box keeps the question
+    assert list(generation.chat(None, session)) == [(SKIP,) * 7]  # its queued turn does nothing
+    assert [t.question for t in session.turns] == ["How long was the storm?"]
+    assert generation.take_question("And the wind?")[1] == "And the wind?"  # once answered, Send works
+
+
 def test_stop_during_the_rewrite_keeps_the_conversation_as_it_was(tmp_path):
     from ui.generation import job_key
     from ui.state import Session, Turn

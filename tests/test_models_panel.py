@@ -48,10 +48,10 @@ def _panel(tmp_path, is_admin=None):
 
 def test_the_listing_shows_the_catalogue_with_a_recommendation_for_this_machine(home):
     panel, _ = _panel(home)
-    table, picker, download, _ = panel.listing(Request())
+    table, picker, download, _, use = panel.listing(Request())
     assert "Catalogue" in table and "⭐" in table and "llama-3.2-3b" in table and "apache-2.0" in table
     assert picker["value"] in CATALOGUE and "smollm2-135m" not in [v for _, v in picker["choices"]]
-    assert download["interactive"] is True
+    assert download["interactive"] is True and use["visible"] is False  # nothing downloaded yet
 
 
 def test_download_streams_its_bar_to_100_percent_then_use_applies_the_model(home, hub):
@@ -63,7 +63,9 @@ def test_download_streams_its_bar_to_100_percent_then_use_applies_the_model(home
     assert 'value="100.0"' in bars[-1] and "Downloaded" in steps[-1][1] and steps[-1][2]["visible"] is True
     assert any("MB/s" in line for _, line, _ in steps[:-1])  # the bar moved through the transfer
     assert (runtime.settings.models_dir / ENTRY.filename).read_bytes() == stories.read_bytes()
-    assert "downloaded" in panel.listing(Request())[0]
+    listed = panel.listing(Request())
+    assert "downloaded" in listed[0] and (listed[1]["value"] != ENTRY.name or listed[4]["visible"])
+    assert panel.use_button(ENTRY.name)["visible"] is True  # after a reload, Use is offered again
 
     session = Session()
     applied, line, session, *form = panel.use(ENTRY.name, session)
@@ -89,3 +91,21 @@ def test_a_failed_download_is_one_sentence_and_nothing_is_used(home, hub):
     assert status.startswith("⚠️") and "HF\\_TOKEN" in status and use["visible"] is False
     assert not (runtime.settings.models_dir / ENTRY.filename).exists()
     assert "not one" in list(panel.download("gpt-5", Request()))[-1][1]
+
+
+def test_a_model_chosen_after_another_was_loaded_is_said_to_load_with_the_next_answer(home):
+    import dataclasses
+
+    stories = shared_data("models", "stories260K.gguf")
+    panel, runtime = _panel(home)
+    form = panel.form
+    first = dataclasses.replace(Session().chat, model=str(stories), n_ctx=256, max_tokens=16)
+    runtime.generator(first)  # an answer loaded stories260K
+    assert runtime.holds(first, "llamacpp") and "stories260K.gguf (loaded)" in form.model_line(first)
+    chosen = dataclasses.replace(first, model="")  # then the default was chosen in Settings
+    assert not runtime.holds(chosen, "llamacpp")
+    line = form.model_line(chosen)
+    assert "stories260K" not in line and "loads with the next answer" in line
+    from ui.generation import Generation
+
+    assert Generation(runtime)._loading_note(chosen).startswith("Loading the **llamacpp** model")

@@ -377,8 +377,8 @@ def _chat_tab(gen: Generation, convs: Conversations, library: Library, session, 
     # The question box empties at once and the job is registered (so Stop works even while the answer
     # waits in the queue); the queued answer then streams into the chat. API clients call /ask with the
     # question, then /chat in the same session to stream the answer.
-    taken = gr.on([send.click, question.submit], gen.take_question, question, [question, asked], queue=False,
-                  show_progress="hidden", api_name="ask")
+    taken = gr.on([send.click, question.submit], gen.take_question, question, [question, asked, status],
+                  queue=False, show_progress="hidden", api_name="ask")
     event = taken.then(gen.chat, [asked, session], outputs, concurrency_id=MODEL_GROUP, concurrency_limit=1,
                        api_name="chat")
     # A passage from an earlier answer would pass for one of the new answer's: the viewer empties.

@@ -64,8 +64,9 @@ class Conversations:
         # Its turns quote the collection's passages: a collection no longer shared with this user shows none.
         self.runtime.check_access(saved.collection, user_name(request))
         session.turns, session.conversation_id = _turns(saved.turns), saved.id
-        status = (f"Opened “{escape_markdown(one_line(saved.title, 80))}”: **{len(session.turns)}** "
-                  "turns. A question continues it.")
+        count = len(session.turns)
+        status = (f"Opened “{escape_markdown(one_line(saved.title, 80))}”: **{count}** "
+                  f"{'turn' if count == 1 else 'turns'}. A question continues it.")
         return chat_messages(session.turns), status, saved.title, session
 
     @errors_in_status(2, status=0)

@@ -66,9 +66,15 @@ class Generation:
         self.runtime.jobs.end_session(job_key(request, ""))
 
     def take_question(self, question: str, request: gr.Request = None):
-        """Send: empty the box at once and register the job, so Stop works while the answer is queued."""
-        self.runtime.jobs.start(job_key(request, "chat"))
-        return "", question
+        """Send: empty the box at once and register the job, so Stop works while the answer is queued. While
+        an answer is still being written the question stays in the box, and the status says why: a second
+        press would be lost behind the first (None tells `chat` that nothing was taken)."""
+        key = job_key(request, "chat")
+        if self.runtime.jobs.busy(key):
+            return (gr.skip(), None, "The answer above is still being written; wait for it or press Stop, then "
+                    "send again. Your question stays in the box.")
+        self.runtime.jobs.start(key)
+        return "", question, gr.skip()
 
     def viewer_for_question(self, question: str):
         """The passage viewer once a question is sent: emptied, since the new answer has its own sources
@@ -81,9 +87,18 @@ class Generation:
     # -- chat --------------------------------------------------------------------------------------
 
     @errors_in_status(CHAT_OUTPUTS, status=1)
-    def chat(self, question: str, session: Session, request: gr.Request = None):
+    def chat(self, question: str | None, session: Session, request: gr.Request = None):
         """Condense a follow-up, retrieve, prompt and stream the answer, showing each step's output."""
+        if question is None:  # Send was refused while an answer was being written (take_question)
+            yield (gr.skip(),) * CHAT_OUTPUTS
+            return
         job = self._job(request, "chat")
+        try:
+            yield from self._chat(job, question, session, request)
+        finally:
+            job.finish()
+
+    def _chat(self, job, question: str, session: Session, request):
         question = check_query(question, "question")
         coll = self.runtime.existing_collection(session.collection, user_name(request))
         chat = session.chat
@@ -149,7 +164,7 @@ class Generation:
     def _loading_note(self, chat: ChatSettings, backend: str | None = None) -> str:
         """What the reader waits for before the first token: the model loading, the first time, and how long."""
         backend = backend or chat.backend
-        if self.runtime.is_loaded(backend):
+        if self.runtime.holds(chat, backend):
             return f"Preparing **{backend}**…"
         seconds = self.runtime.load_seconds(chat, backend)
         about = f", about {seconds} s" if seconds else ""

@@ -25,9 +25,19 @@ class Job:
 
     def __init__(self):
         self._event = threading.Event()
+        self._done = threading.Event()
 
     def stop(self) -> None:
         self._event.set()
+
+    def finish(self) -> None:
+        """The work ended (answered, stopped or failed)."""
+        self._done.set()
+
+    @property
+    def running(self) -> bool:
+        """Pressed and neither finished nor stopped: its answer is still to come."""
+        return not self._done.is_set() and not self._event.is_set()
 
     @property
     def stopped(self) -> bool:
@@ -51,6 +61,12 @@ class Jobs:
         with self._lock:
             self._jobs[key or ""] = job
         return job
+
+    def busy(self, key: str | None) -> bool:
+        """Whether `key`'s latest job is still running (a second press would be lost behind it)."""
+        with self._lock:
+            job = self._jobs.get(key or "")
+        return job is not None and job.running
 
     def current(self, key: str | None) -> Job:
         """The job started for `key`, or a fresh one when the work was called without a start (API)."""

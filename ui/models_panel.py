@@ -41,14 +41,19 @@ class ModelsPanel:
         found = discover(models_dir)
         suggested = recommended(total)
         may_download = not self.runtime.read_only and self.runtime.is_admin(user_name(request))
-        text = _found_md(found, available) + "\n\n" + _catalogue_md(models_dir, total, suggested)
+        text = _found_md(found, available) + "\n\n" + _catalogue_md(models_dir, total, suggested, self.runtime.downloads)
         if not may_download:
             text += ("\n\n*Downloading is for the notebook's admin; the models above marked on this machine can be "
                      "chosen under Settings.*")
         choices = [(f"{e.name} ({e.size_mb:,} MB)", e.name) for e in CATALOGUE.values() if e.name != DEFAULT_MODEL]
         value = suggested.name if suggested else None
-        return text, gr.update(choices=choices, value=value), gr.update(interactive=may_download), \
-            gr.update(interactive=may_download)
+        return (text, gr.update(choices=choices, value=value), gr.update(interactive=may_download),
+                gr.update(interactive=may_download), self.use_button(value))
+
+    def use_button(self, name: str | None):
+        """Use this model is offered for a chosen catalogue model that is on this machine."""
+        entry = CATALOGUE.get(name or "")
+        return gr.update(visible=entry is not None and (self.runtime.settings.models_dir / entry.filename).is_file())
 
     # -- downloading -----------------------------------------------------------------------------------
 
@@ -143,7 +148,7 @@ def _found_md(found, available: int | None) -> str:
     return "\n".join(rows)
 
 
-def _catalogue_md(models_dir, total: int | None, suggested) -> str:
+def _catalogue_md(models_dir, total: int | None, suggested, downloads) -> str:
     memory = f"{total / 1024:.0f} GB" if total else "an unknown amount of"
     rows = [f"**Catalogue** (this machine has {memory} memory; ⭐ recommended for it)", "",
             "| model | size | licence | good for | needs RAM | fits | here |", "|---|---:|---|---|---:|---|---|"]
@@ -152,15 +157,18 @@ def _catalogue_md(models_dir, total: int | None, suggested) -> str:
             continue
         star = "⭐ " if suggested is not None and e.name == suggested.name else ""
         rows.append(f"| {star}{e.name} | {e.size_mb:,} MB | {e.licence} | {escape_markdown(e.description)} | "
-                    f"{e.ram_mb:,} MB | {_fits(e.ram_mb, total)} | {_here(e, models_dir)} |")
+                    f"{e.ram_mb:,} MB | {_fits(e.ram_mb, total)} | {_here(e, models_dir, downloads.job(e.name))} |")
     return "\n".join(rows)
 
 
-def _here(entry, models_dir) -> str:
+def _here(entry, models_dir, job: DownloadJob | None) -> str:
     if (models_dir / entry.filename).is_file():
         return "downloaded"
+    if job is not None and job.progress.total:  # the hub's own size, known once a download has asked
+        state = "downloading" if job.running else "fetched"
+        return f"{min(99, int(job.progress.fraction * 100))}% {state}"
     part = part_path(entry, models_dir)
-    if part.is_file() and entry.size_mb:
+    if part.is_file() and entry.size_mb:  # after a restart: against the catalogue's size
         return f"{min(99, part.stat().st_size * 100 // (entry.size_mb << 20))}% fetched"
     return ""
 
@@ -179,10 +187,12 @@ def models_section(models: ModelsPanel, session, settings: gr.Accordion, form: l
             use = gr.Button("Use this model", scale=0, visible=False, elem_id="use-model")
         bar = gr.HTML(elem_id="download-progress")
         status = gr.Markdown(elem_id="download-status")
-    listed = [table, catalogue, download, cancel]
+    listed = [table, catalogue, download, cancel, use]
     accordion.expand(models.listing, None, listed, show_progress="hidden")
     models_button.click(lambda: (gr.update(open=True), gr.update(open=True)), None, [settings, accordion]).then(
-        models.listing, None, listed, show_progress="hidden")
+        models.listing, None, listed, show_progress="hidden").then(
+        None, None, None, js="() => document.querySelector('#models-panel')?.scrollIntoView({block: 'start'})")
+    catalogue.input(models.use_button, catalogue, use, show_progress="hidden")
     # A download runs in the runtime and outlives its tab: its bar takes no slot from the answers' queue.
     download.click(models.download, catalogue, [bar, status, use], concurrency_limit=None,
                    concurrency_id="downloads").then(models.listing, None, listed, show_progress="hidden")

@@ -234,6 +234,17 @@ class Runtime:
     def is_loaded(self, backend: str) -> bool:
         return self._pool is not None and backend in self._pool.loaded()
 
+    def holds(self, chat, backend: str) -> bool:
+        """Whether `backend` has `chat`'s own model loaded, not another one chosen before (a server's counts
+        as held once its backend is)."""
+        if not self.is_loaded(backend):
+            return False
+        wanted = self.model_file(chat, backend)
+        loaded = self._pool.loaded().get(backend)
+        if wanted is None or not isinstance(loaded, (str, Path)) or not Path(loaded).is_file():
+            return True
+        return Path(loaded).name.startswith(wanted.stem)  # GPT4All runs a renamed copy (rag.models.compat)
+
     def model_file(self, chat, backend: str) -> Path | None:
         """The GGUF file `chat`'s model is on `backend` (None for a server, or a model not found)."""
         if backend == "openai":

@@ -38,7 +38,8 @@ class SettingsForm:
     def system_hint(self) -> str:
         from rag.prompts import FULL_QA_SYSTEM
 
-        return "For example, the default for a capable model:\n" + FULL_QA_SYSTEM
+        return ("Empty: a small model is asked for a short answer in a few words from the sources; a capable "
+                "model (over 600M weights, or a server's) is told:\n" + FULL_QA_SYSTEM)
 
     def template_hint(self) -> str:
         return "Use {context} and {question}, e.g.\nAnswer from the context.\n\n{context}\n\nQuestion: {question}"
@@ -132,9 +133,10 @@ class SettingsForm:
         from rag.models import DEFAULT_MODEL
 
         if found:
-            offer = (f"choose one of the **{len(found)}** found on this machine under **⚙ Settings → Model**, such as "
-                     + ", ".join(f"`{one_line(m.name, 60)}`" for m in found[:3]) + ", or press **📦 Models** to "
-                     "download a better one")
+            names = ", ".join(f"`{one_line(m.name, 60)}`" for m in found[:3])
+            which = (f"choose {names}, found on this machine," if len(found) == 1 else
+                     f"choose one of the **{len(found)}** models found on this machine, such as {names},")
+            offer = f"{which} under **⚙ Settings → Model**, or press **📦 Models** to download a better one"
         else:
             offer = ("press **📦 Models** to download a better one: the one recommended for this machine is chosen "
                      "for you")
@@ -147,14 +149,17 @@ class SettingsForm:
 
     def model_line(self, chat: ChatSettings) -> str:
         """The model in use, always shown under the header."""
-        loaded = self.runtime.loaded_model(chat.backend)
+        held = self.runtime.holds(chat, chat.backend)
+        loaded = self.runtime.loaded_model(chat.backend) if held else None
         if not (loaded or chat.model or self.runtime.settings.model):
             from rag.models import DEFAULT_MODEL  # a name only: nothing is loaded or looked up
 
             model = f"{DEFAULT_MODEL}, the default"
         else:
             model = loaded or chat.model or self.runtime.settings.model
-        state = "loaded" if loaded else "loads on first use"
+        # Another model chosen since the last answer loads with the next one: the line names the new one.
+        state = "loaded" if loaded else ("loads with the next answer" if self.runtime.is_loaded(chat.backend)
+                                         else "loads on first use")
         return (f"**Model in use:** {escape_markdown(chat.backend)} · {escape_markdown(model)} ({state}) · "
                 f"k={chat.k} · {chat.mode} · max {chat.max_tokens} new tokens · temperature {chat.temperature:g}")
 
