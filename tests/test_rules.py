@@ -122,6 +122,17 @@ def test_the_stopwords_of_keyword_search_live_in_text():
     assert sorted(query_terms(query)) == sorted(query_words(query))
 
 
+def test_untrusted_text_is_escaped_by_ui_escaping_alone():
+    """Every renderer escapes with ui.escaping, the one module a security review reads; none on its own."""
+    from pathlib import Path
+
+    ui = Path(__file__).resolve().parents[1] / "ui"
+    own = [p.name for p in ui.glob("*.py") if p.name != "escaping.py"
+           and any(call in p.read_text(encoding="utf-8") for call in ("html.escape(", "markupsafe", "bleach"))]
+    assert own == []
+    assert len((ui / "escaping.py").read_text(encoding="utf-8").splitlines()) < 150
+
+
 def test_the_score_legend_lives_beside_the_retrievers():
     from rag.retrieval import MODES, SCORE_LEGEND, scores_for
     from ui.escaping import escape_html

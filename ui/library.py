@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import re
 import threading
 
@@ -12,7 +11,7 @@ from rag import limits
 from rag.errors import RagError
 from rag.trash import TRASH_DAYS
 from ui import formatting as fmt
-from ui.escaping import UPLOAD_PREFIX, display_source, escape_markdown, one_line, safe_href
+from ui.escaping import UPLOAD_PREFIX, display_source, escape_html, escape_markdown, one_line, safe_href
 from ui.generation import user_name
 from ui.runtime import Runtime
 from ui.state import Session
@@ -243,7 +242,7 @@ class Library:
         if not deleted:
             raise RagError(f"{source!r} is not in collection {session.collection!r}; refresh the table.")
         # Toasts render HTML: a source named like a tag must show as text.
-        gr.Info(f"Deleted {html.escape(source)}; it is in the trash for {TRASH_DAYS} days")
+        gr.Info(f"Deleted {escape_html(source)}; it is in the trash for {TRASH_DAYS} days")
         return "", *self.documents_view(session, user), "", None
 
     def trash_choices(self, session: Session, request: gr.Request = None):
