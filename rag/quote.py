@@ -201,14 +201,23 @@ def model_parameters(path) -> int | None:
         return None
 
 
+def generator_parameters(generator) -> int | None:
+    """The weights of `generator`'s model: its GGUF file's, or for a server the served model's file where it
+    is on this machine (`served_parameters`); None when unknown."""
+    path = getattr(generator, "model_path", None)
+    if path is not None:
+        return model_parameters(path)
+    return getattr(generator, "served_parameters", None)
+
+
 def quotes_with(generator, style: str) -> bool:
     """Whether a chain over `generator` quotes (quotes_by_default, with its model's weights); the QA chain
     and whole-document summaries decide the same way."""
-    return quotes_by_default(style, model_parameters(getattr(generator, "model_path", None)))
+    return quotes_by_default(style, generator_parameters(generator))
 
 
 def is_small_model(generator) -> bool:
     """Whether `generator`'s model is small (up to SMALL_MODEL_PARAMETERS weights in its GGUF header): it gets
-    the short-answer prompts. A model served elsewhere, whose size is unknown here, is not."""
-    parameters = model_parameters(getattr(generator, "model_path", None))
+    the short-answer prompts. A served model whose file is not on this machine, of unknown size, is not."""
+    parameters = generator_parameters(generator)
     return parameters is not None and 0 < parameters <= SMALL_MODEL_PARAMETERS

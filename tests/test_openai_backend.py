@@ -70,6 +70,10 @@ def test_streams_the_same_greedy_reply_as_llama_cpp_in_process(gen, smollm2, tmp
         assert local.generate(QUESTION).strip() == "".join(pieces).strip()
         # The inspector shows the prompt in the served model's own template (its GGUF is on this machine).
         assert gen.format_prompt(QUESTION) == local.format_prompt(QUESTION) and gen.template_source == "model file"
+        # Its weights are counted from that file too: a small served model gets the small model's answers.
+        from rag.quote import is_small_model, quotes_with
+
+        assert gen.served_parameters == local.header.parameters and is_small_model(gen) and quotes_with(gen, "auto")
     finally:
         local.close()
 

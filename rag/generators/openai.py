@@ -65,6 +65,7 @@ class OpenAIGenerator(Generator):
         self._counter: Callable[[str], int] | None = None
         self.token_counter = ""  # how tokens are counted: server, local or estimate
         self.template_source: str | None = None  # how format_prompt renders (found on first use)
+        self._parameters: int | None = None  # the served model's weights, where its file is here
         self._counts: dict[str, int] = {}
         self._vocab = None
         self._count_lock = threading.Lock()
@@ -178,6 +179,17 @@ class OpenAIGenerator(Generator):
                     self._counts.clear()
                 self._counts[text] = self._counter(text)
             return self._counts[text]
+
+    @property
+    def served_parameters(self) -> int | None:
+        """The served model's weights, from its GGUF header where the file is on this machine (the configured
+        tokenizer, the server's model id as a path, or a model found under its name); None otherwise."""
+        from rag.quote import model_parameters
+
+        if self._parameters is None:
+            path = self._local_tokenizer()
+            self._parameters = model_parameters(path) if path is not None else 0
+        return self._parameters or None
 
     @property
     def counted_by(self) -> str:
