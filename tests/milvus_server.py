@@ -63,8 +63,19 @@ class MilvusLiteServer:
             self.log.close()
         self.proc, self.log = None, None
 
-    def drop_all(self) -> None:
+    def drop_all(self, tries: int = 4) -> None:
         """Remove every collection, so that each test starts on an empty server."""
+        for attempt in range(tries):
+            try:
+                return self._drop_all()
+            except Exception:  # noqa: BLE001 - pymilvus's connection error; the last one is raised
+                # The first call after a long pause in the session (app tests in between) can meet a channel
+                # the server sent away and fail to connect; a fresh client a moment later reconnects.
+                if attempt == tries - 1:
+                    raise
+                time.sleep(1 + attempt)
+
+    def _drop_all(self) -> None:
         from pymilvus import MilvusClient
 
         from rag.store.milvus_client import _GRPC_OPTIONS

@@ -192,8 +192,8 @@ def test_a_read_only_share_lets_bob_search_but_not_change_and_everyone_means_eve
     assert "shared with you read-only" in bob.predict(api_name="/view")
     assert "Only the owner" in bob.predict("bob", "read-write", api_name="/share")
     assert "Taken back." in alice.predict("everyone", api_name="/take_back")
-    note, *_ = bob.predict(QUESTION, 4, "hybrid", api_name="/search")
-    assert note == "⚠️ " + REFUSED
+    note, hits, *_ = bob.predict(QUESTION, 4, "hybrid", api_name="/search")
+    assert note == "⚠️ " + REFUSED and hits == ""  # the hits he saw while it was shared leave the screen
 
 
 def test_the_admin_moves_a_collection_to_another_owner(libraries, alice, bob, root):
@@ -274,3 +274,4 @@ def test_two_app_instances_on_one_store_agree_on_shares(store, tmp_path, request
     finally:
         first.stop()
         second.stop()
+

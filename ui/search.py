@@ -7,6 +7,7 @@ import time
 import gradio as gr
 
 from rag import limits
+from rag.access import AccessDenied
 from rag.errors import RagError
 from ui import formatting as fmt
 from ui.charts import map_frame, scores_frame
@@ -14,7 +15,7 @@ from ui.escaping import escape_markdown
 from ui.runtime import Runtime
 from ui.search_format import hits_html
 from ui.state import MAX_K, Session
-from ui.status import errors_in_status
+from ui.status import error_line, errors_in_status
 
 
 def check_query(query: str, what: str = "query") -> str:
@@ -50,8 +51,12 @@ class Search:
         from ui.generation import user_name  # generation imports this module's checks
 
         query, k, mode = check_query(query), check_k(k), check_mode(mode)
-        # One that is not this user's to read is refused as an empty one is (the map included).
-        coll = self.runtime.existing_collection(session.collection, user_name(request))
+        # One that is not this user's to read is refused as an empty one is, and hits of an earlier search (of
+        # a collection shared with them then, say) leave the screen with it.
+        try:
+            coll = self.runtime.existing_collection(session.collection, user_name(request))
+        except AccessDenied as exc:
+            return error_line(exc), "", scores_frame([], mode), None
         progress(0, desc="Searching (the embedding model loads on first use)…")
         started = time.perf_counter()
         hits = coll.search(query, k=k, mode=mode)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import gradio as gr
 
 from rag.access import EVERYONE, READ, WRITE
-from ui.formatting import escape_markdown  # its home is ui/escaping.py once that is in
+from ui.escaping import escape_markdown
 from ui.generation import user_name
 from ui.runtime import Runtime
 from ui.state import Session
