@@ -137,7 +137,7 @@ class SimulatedUser:
             args = (f"{self.site_url}/user{self.i}.html", [])
         else:
             args = ("", [handle_file(str(self.site_root / f"user{self.i}.txt"))])
-        summary, lines, docs_note, _table = self._call(client, *args, 500, 0, api_name="/ingest")
+        summary, lines, docs_note, *_ = self._call(client, *args, 500, 0, api_name="/ingest")
         self._expect("**1** added" in summary, f"ingest said {summary!r} {lines!r}")
         self._check(summary + lines + docs_note)
 
