@@ -1,8 +1,8 @@
 """Who may read, change and share a collection: its owner, its shares, the admin. The one home of the rule.
 
 Under `--auth` each collection has an owner and a list of shares: named users, or everyone who can log in
-(`EVERYONE`), each either read-only or read-write. The owner and the admin may also share, take shares back
-and delete; only the admin moves ownership. A collection without a record (made before owners existed)
+(`EVERYONE`), each either read-only or read-write. The owner and the admin may also share and take shares
+back; only the admin moves ownership. A collection without a record (made before owners existed)
 belongs to the admin. Without `--auth` there is one person, and everything is theirs.
 
 The record lives where the collection lives (`rag.store.locate.read_access` / `write_access`: a file
@@ -41,7 +41,7 @@ def refused(name: str, want: str, readable: bool) -> AccessDenied:
     if not readable:
         return AccessDenied(TAKEN.format(name=name)) if want == "create" else hidden(name)
     if want == "manage":
-        return AccessDenied(f"Only the owner of collection {name!r} can share it, take shares back or delete it.")
+        return AccessDenied(f"Only the owner of collection {name!r} can share it or take shares back.")
     return AccessDenied(READ_ONLY_SHARE.format(name=name))
 
 
@@ -146,6 +146,14 @@ def read(settings, name: str) -> Access | None:
     from rag.store.locate import read_access
 
     return Access.from_dict(read_access(settings, name))
+
+
+def create(settings, name: str, record: Access) -> Access | None:
+    """Write the first record of collection `name` unless another process wrote one first; the record now kept."""
+    from rag.store.locate import create_access
+
+    create_access(settings, name, record.to_dict())
+    return read(settings, name)
 
 
 def write(settings, name: str, record: Access) -> None:

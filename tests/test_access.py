@@ -118,6 +118,28 @@ def test_each_collection_has_its_own_record_and_a_missing_one_has_none(store_set
         access.write(store_settings, "nobody-notes", Access("mallory"))
 
 
+def test_the_first_record_is_written_once_and_a_second_creator_finds_the_first(store_settings):
+    _make(store_settings)
+    assert access.create(store_settings, "alice-notes", Access("alice")) == Access("alice")
+    assert access.create(store_settings, "alice-notes", Access("bob")) == Access("alice")
+
+
+def test_of_two_people_creating_one_name_at_once_the_second_is_refused(settings, monkeypatch):
+    from ui.runtime import Runtime
+
+    runtime = Runtime(settings, access_rule=RULE)
+    runtime.collection("bob-notes", "bob", "create")
+    with pytest.raises(RagError, match="The name 'bob-notes' is taken"):
+        runtime.collection("bob-notes", "alice", "create")
+    # alice's check passed while the name was free; bob's record came first: her write is refused after all.
+    _make(settings, "both")
+    access.create(settings, "both", Access("bob"))
+    monkeypatch.setattr(runtime, "check_access", lambda *args: None)
+    with pytest.raises(RagError, match="The name 'both' is taken"):
+        runtime.collection("both", "alice", "create")
+    assert access.read(settings, "both").owner == "bob"
+
+
 def test_a_kill_during_share_changes_leaves_a_whole_record(settings):
     """A process killed while it rewrites the record over and over leaves one whole record: the last
     written or the one before, never a torn file."""

@@ -89,8 +89,12 @@ class Runtime:
         name = (name or self.settings.collection).strip()
         self.check_access(name, user, want)
         coll = self._open(name)
-        if self.access.enabled and want == "create" and access.read(self.settings, name) is None:
-            access.write(self.settings, name, self.access.new_record(user))  # just made: the maker owns it
+        if self.access.enabled and want == "create":
+            # Just made, the maker owns it; of two people creating one name at once, the second is refused here.
+            record = access.read(self.settings, name) or access.create(self.settings, name,
+                                                                       self.access.new_record(user))
+            if not self.access.can_write(user, record):
+                raise access.refused(name, want, self.access.can_read(user, record))
         return coll
 
     def check_access(self, name: str, user: str, want: str = "read") -> None:

@@ -13,6 +13,8 @@ any point leaves whole documents only.
 from __future__ import annotations
 
 import json
+import os
+import secrets
 import sqlite3
 import threading
 import time
@@ -53,6 +55,22 @@ def write_access(path: Path, record: dict) -> None:
         manifest.write_json_atomic(path / ACCESS_FILE, record)
     except OSError as exc:
         raise storage_error(path, exc) from None
+
+
+def create_access(path: Path, record: dict) -> None:
+    """Write the first access record unless there is one: of two processes creating it at once, one wins and
+    the other finds the winner's (a hard link of a complete temp file, which fails when the name is taken)."""
+    path = Path(path)
+    tmp = path / f"{ACCESS_FILE}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    try:
+        tmp.write_text(json.dumps(record), encoding="utf-8")
+        os.link(tmp, path / ACCESS_FILE)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise storage_error(path, exc) from None
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 class LocalStore(ChunkStore):

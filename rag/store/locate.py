@@ -58,6 +58,18 @@ def read_access(settings, name: str) -> dict | None:
     return read(Path(settings.index_dir) / name)
 
 
+def create_access(settings, name: str, record: dict) -> None:
+    """Write collection `name`'s first access record unless one is there (at once on the local store; on Milvus,
+    which has no conditional write, the last of two simultaneous creators wins)."""
+    if on_milvus(settings):
+        if read_access(settings, name) is None:
+            write_access(settings, name, record)
+        return
+    from rag.store.local import create_access as create
+
+    create(Path(settings.index_dir) / name, record)
+
+
 def write_access(settings, name: str, record: dict) -> None:
     """Replace collection `name`'s access record at once (one rename; one upsert on Milvus)."""
     if on_milvus(settings):
