@@ -138,7 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--share", action="store_true", default=env_flag(os.environ, "RAG_SHARE"),
         help="also serve through a temporary public share link (RAG_SHARE=1)",
     )
-    parser.add_argument("--auth", default=env("RAG_AUTH"), help="user:password, or a file of such lines (RAG_AUTH)")
+    parser.add_argument("--auth", default=env("RAG_AUTH"),
+                        help="user:password, or a file of such lines (RAG_AUTH); each user then has a private "
+                             "library: their own collections and those shared with them, the admin sees all")
     parser.add_argument("--admin", default=env("RAG_ADMIN", ""),
                         help="under --auth, the user who downloads models and changes app-wide settings; "
                              "the users file's first user when not given (RAG_ADMIN)")
