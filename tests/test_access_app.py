@@ -210,6 +210,9 @@ def test_a_person_whose_start_collection_is_anothers_lands_on_their_own(librarie
 
     path = workdir / "team.txt"
     path.write_text("The team meets on Tuesdays.\n", encoding="utf-8")
+    # Not made yet: the admin starts on it, anyone else on their own (nobody but the admin takes the team's name).
+    assert _client(app, workdir, "alice").predict(api_name="/landing_collection")["value"] == "alice-notes"
+    assert _client(app, workdir, "root").predict(api_name="/landing_collection")["value"] == "default"
     root.predict("default", api_name="/choose_collection")  # the app's start collection, now the admin's
     summary, *_ = root.predict("", [handle_file(str(path))], 500, 0, api_name="/ingest")
     assert "**1** added" in summary

@@ -64,13 +64,14 @@ class Library:
         return gr.update(choices=names, value=session.collection)
 
     def landing_collection(self, session: Session, request: gr.Request = None):
-        """On load, under --auth: the app's start collection when this user may open it (or it does not exist
-        yet), else their first own or shared one, else a new one named after them."""
+        """On load, under --auth: the app's start collection when this user may open it (the admin also when it
+        does not exist yet: a team's collection is the admin's to make), else their first own or shared one, else
+        a new one named after them."""
         from rag.store.locate import collection_exists
 
         user = user_name(request)
-        if self.runtime.access.enabled and self.runtime.level(session.collection, user) is None \
-                and collection_exists(self.runtime.settings, session.collection):
+        if self.runtime.access.enabled and self.runtime.level(session.collection, user) is None and (
+                collection_exists(self.runtime.settings, session.collection) or not self.runtime.access.is_admin(user)):
             names = self.runtime.collection_names(user)
             session.collection, session.sources = (names[0] if names else personal_collection(user)), None
         return self.collection_choices(session, request), session
@@ -251,7 +252,8 @@ class Library:
             entries = self.runtime.trash_entries(session.collection, user_name(request))
         except RagError:
             entries = []  # not theirs to change: an empty trash, as for a collection with none
-        return gr.update(choices=[(_trash_label(e), e.id) for e in entries], value=None)
+        return gr.update(choices=[(_trash_label(e), e.id) for e in entries], value=None,
+                         label=f"Deleted documents: {len(entries)}")
 
     @errors_in_status(3, status=0)
     def restore_document(self, entry_id: str, session: Session, request: gr.Request = None):
