@@ -335,7 +335,7 @@ def test_reload_lands_where_you_were_viewer_sources_k_and_models(browser, site, 
         # The model picker lists the default and the catalogue; the tiny default gets a note.
         note = page.locator("#tiny-model-note")
         note.wait_for()
-        assert "weak" in note.inner_text() and "Settings" in note.inner_text()
+        assert "weak" in note.inner_text() and "Models" in note.inner_text()  # where to get a better one
         page.locator("#settings").click()
         page.locator("#model input").click()
         options = page.get_by_role("option").all_inner_texts()
