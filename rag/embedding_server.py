@@ -33,10 +33,10 @@ class ServerEmbedder(Embedder):
     def __init__(self, model: str, url: str, api_key: str = "", timeout: float = 60.0):
         import httpx
 
-        from rag.generators.openai import _check_base_url
+        from rag.generators.openai_http import check_base_url
 
         self._httpx = httpx
-        self.url = _check_base_url(url)
+        self.url = check_base_url(url)
         self.name, self.model_id = model, server_model_id(model)
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.Client(headers=headers, timeout=httpx.Timeout(timeout, connect=min(10.0, timeout)))

@@ -7,7 +7,6 @@ that arrived and ends with a note saying it was cut.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import threading
@@ -17,14 +16,14 @@ from typing import Callable, Iterator
 
 from rag.errors import RagError
 from rag.generators.base import GenerationStats, Generator, Message, StatsTimer, _check_messages
+from rag.generators.openai_http import (TemplateOnly, check_base_url, error_text, json_or_none, reason,
+                                        sse_events, token_count)
 from rag.settings import read_secret
 
 # ChatML: used only to count a prompt's tokens, since the server applies its own template; the
 # context margin below covers the difference between the two.
 _COUNT_TEMPLATE = "<|im_start|>{role}\n{content}<|im_end|>\n"
 _COUNT_CACHE_MAX = 512
-# Status codes meaning "this server has no such endpoint"; the next way of counting is tried.
-_NO_ENDPOINT = {400, 404, 405, 422, 501}
 
 _SAMPLING = ("temperature", "top_p", "max_tokens", "seed", "stop", "top_k", "repeat_penalty")
 _LOADING = ("n_ctx", "n_threads", "n_batch", "n_gpu_layers")
@@ -56,7 +55,7 @@ class OpenAIGenerator(Generator):
         except ImportError:
             raise RagError("The openai backend needs httpx; run `pip install httpx`.") from None
         self._httpx = httpx
-        self.base_url = _check_base_url(base_url)
+        self.base_url = check_base_url(base_url)
         self.root = self.base_url.removesuffix("/v1")
         self.timeout = float(timeout)
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
@@ -155,10 +154,10 @@ class OpenAIGenerator(Generator):
         """Where the prompt inspector's rendering comes from: "server", "model file", or "ChatML (…)"."""
         from rag.models import read_header
 
-        served = _json_or_none(self._request("GET", self.root + "/props"))
+        served = json_or_none(self._request("GET", self.root + "/props"))
         template = served.get("chat_template") if isinstance(served, dict) else None
         if isinstance(template, str) and template.strip():
-            self.header = _TemplateOnly(template, {k: served[k] for k in ("bos_token", "eos_token")
+            self.header = TemplateOnly(template, {k: served[k] for k in ("bos_token", "eos_token")
                                                    if isinstance(served.get(k), str)})
             self.template_source = "server"
             return
@@ -215,11 +214,11 @@ class OpenAIGenerator(Generator):
         """POST /tokenize, whose body differs by server: llama-server's `content`, vLLM's `prompt`
         (with the model) and TGI's `inputs`; each ignores the others' fields."""
         body = {"content": text, "add_special": True, "model": self.model, "prompt": text, "inputs": text}
-        return _token_count(self._request("POST", self.root + "/tokenize", json=body))
+        return token_count(self._request("POST", self.root + "/tokenize", json=body))
 
     def _count_llama_cpp_python(self, text: str) -> int | None:
         body = {"input": text, "model": self.model}
-        return _token_count(self._request("POST", self.root + "/extras/tokenize/count", json=body))
+        return token_count(self._request("POST", self.root + "/extras/tokenize/count", json=body))
 
     def _local_tokenizer(self) -> Path | None:
         """A GGUF file of the served model on this machine: the configured one, the server's model id
@@ -270,11 +269,11 @@ class OpenAIGenerator(Generator):
                 if response.status_code >= 400:
                     response.read()
                     raise self._status_error(response)
-                for event in _sse_events(response.iter_lines()):
+                for event in sse_events(response.iter_lines()):
                     if event is None:  # [DONE]
                         break
                     if "error" in event:
-                        raise RagError(self._error_sentence(500, _error_text(event)))
+                        raise RagError(self._error_sentence(500, error_text(event)))
                     usage = event.get("usage") or usage
                     for choice in event.get("choices") or []:
                         text = (choice.get("delta") or {}).get("content") or ""
@@ -296,7 +295,7 @@ class OpenAIGenerator(Generator):
         except httpx.HTTPError as exc:
             if not started:
                 raise self._transport_error(exc) from None
-            cut = f"the connection broke ({_reason(exc)})"
+            cut = f"the connection broke ({reason(exc)})"
         finally:
             usage = usage or {}
             timer.stats.prompt_tokens = usage.get("prompt_tokens") or timer.stats.prompt_tokens
@@ -326,12 +325,12 @@ class OpenAIGenerator(Generator):
         if isinstance(exc, httpx.TimeoutException):
             return RagError(f"The generation server at {self.base_url} sent nothing for {self.timeout:g} s; it may "
                             "be busy or still loading the model, so try again or raise RAG_REQUEST_TIMEOUT.")
-        return RagError(f"The connection to the generation server at {self.base_url} broke ({_reason(exc)}); "
+        return RagError(f"The connection to the generation server at {self.base_url} broke ({reason(exc)}); "
                         "check that the server is still running, then try again.")
 
     def _status_error(self, response) -> RagError:
         try:
-            detail = _error_text(response.json())
+            detail = error_text(response.json())
         except ValueError:
             detail = response.text
         return RagError(self._error_sentence(response.status_code, detail, str(response.url)))
@@ -359,82 +358,3 @@ class OpenAIGenerator(Generator):
         if self._vocab is not None:
             self._vocab.close()
             self._vocab = None
-
-
-def _check_base_url(url: str) -> str:
-    url = (url or "").strip().rstrip("/")
-    if not url:
-        raise RagError("The openai backend needs --base-url (RAG_BASE_URL), e.g. http://127.0.0.1:8080/v1 for "
-                       "llama-server or http://127.0.0.1:11434/v1 for Ollama.")
-    if not url.startswith(("http://", "https://")):
-        raise RagError(f"--base-url {url!r} is not an http(s) address; give one such as http://127.0.0.1:8080/v1.")
-    return url
-
-
-def _sse_events(lines: Iterator[str]) -> Iterator[dict | None]:
-    """JSON objects from the `data:` lines of a server-sent event stream; None for [DONE]."""
-    for line in lines:
-        if not line.startswith("data:"):
-            continue  # comments (": ping"), event names and blank separators
-        data = line[5:].strip()
-        if data == "[DONE]":
-            yield None
-            return
-        try:
-            event = json.loads(data)
-        except ValueError:
-            raise RagError(f"The generation server sent a stream event that is not JSON ({data[:80]!r}).") from None
-        if isinstance(event, dict):
-            yield event
-
-
-def _error_text(body) -> str:
-    """The message in an error body, in any of the shapes servers use."""
-    if isinstance(body, dict):
-        error = body.get("error", body.get("detail", body.get("message", "")))
-        if isinstance(error, dict):
-            return str(error.get("message") or error)
-        if isinstance(error, list) and error:
-            return str(error[0].get("msg", error[0]) if isinstance(error[0], dict) else error[0])
-        return str(error)
-    return str(body)
-
-
-class _TemplateOnly:
-    """A server's chat template in the shape format_prompt reads from a GGUF header."""
-
-    def __init__(self, chat_template: str, special_tokens: dict):
-        self.chat_template, self.special_tokens, self.adds_bos = chat_template, special_tokens, True
-
-
-def _json_or_none(response):
-    if response is None or getattr(response, "status_code", 500) >= 400:
-        return None
-    try:
-        return response.json()
-    except ValueError:
-        return None
-
-
-def _token_count(response) -> int | None:
-    """The count from a tokenize endpoint's answer; None when the endpoint is absent or refuses."""
-    if response.status_code in _NO_ENDPOINT:
-        return None
-    if response.status_code >= 400:
-        return None
-    try:
-        body = response.json()
-    except ValueError:
-        return None
-    if isinstance(body, dict) and isinstance(body.get("count"), int):
-        return body["count"]
-    if isinstance(body, dict) and isinstance(body.get("tokens"), list):
-        return len(body["tokens"])
-    if isinstance(body, list):
-        return len(body)
-    return None
-
-
-def _reason(exc: Exception) -> str:
-    text = " ".join(str(exc).split())
-    return (text[:100] or type(exc).__name__).rstrip(".")
