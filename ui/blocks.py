@@ -5,16 +5,15 @@ from __future__ import annotations
 import gradio as gr
 
 from rag.retrieval import MODES as SEARCH_MODES
-from rag.trash import TRASH_DAYS
-from ui import formatting as fmt
 from ui.conversations import Conversations
 from ui.generation import Generation
+from ui.ingest_tab import ingest_tab
 from ui.library import Library
 from ui.passage_viewer import VIEWER_EMPTY
 from ui.runtime import Runtime
 from ui.search import Search
 from ui.settings_form import SETTINGS_KEY, SettingsForm, settings_panel
-from ui.sharing import LEVELS, Sharing
+from ui.sharing import Sharing
 from ui.state import MAX_K, ChatSettings, Session
 
 # Every model call joins this group, so simultaneous users queue for the one model in memory.
@@ -91,11 +90,11 @@ def build_app(runtime: Runtime) -> gr.Blocks:
         kept_settings = gr.Textbox(visible=False, elem_id="kept-settings")
 
         with gr.Tabs(overflow_behavior="wrap") as tabs:
-            ingest_tab = _ingest_tab(library, session, collection, docs_note, writable,
+            ingest = ingest_tab(library, session, collection, docs_note, writable,
                                      Sharing(runtime) if runtime.access.enabled else None)
             _search_tab(search, session, runtime)
             summary_docs = _summarize_tab(gen, session)
-            chat = _chat_tab(gen, convs, library, session, writable, docs_note, ingest_tab["table"])
+            chat = _chat_tab(gen, convs, library, session, writable, docs_note, ingest["table"])
             _compare_tab(gen, session, backends)
         # Summarize offers only the ticked documents, so it reads what Chat and Compare read.
         sources.input(gen.choose_sources, [sources, session], [sources_note, session], show_progress="hidden").then(
@@ -104,7 +103,7 @@ def build_app(runtime: Runtime) -> gr.Blocks:
         restore = ([chat["chatbot"], chat["status"], chat["title"], session],
                    [chat["conversations"]])
         chosen = collection.input(
-            library.choose_collection, [collection, session], [session, docs_note, ingest_tab["table"]]
+            library.choose_collection, [collection, session], [session, docs_note, ingest["table"]]
         ).then(library.collection_choices, session, collection, show_progress="hidden").then(
             gen.document_choices, session, summary_docs, show_progress="hidden"
         ).then(convs.restore, session, restore[0], show_progress="hidden").then(
@@ -112,13 +111,13 @@ def build_app(runtime: Runtime) -> gr.Blocks:
             convs.choices, session, restore[1], show_progress="hidden").then(
             gen.source_choices, session, sources, show_progress="hidden")
         # A deleted document's passage must not stay in the viewer either.
-        ingest_tab["deleted"].then(_empty_viewer, None, chat["viewer"], show_progress="hidden")
-        if ingest_tab["sharing"] is not None:
-            chosen.then(ingest_tab["sharing"]["view"], session, ingest_tab["sharing"]["out"], show_progress="hidden")
+        ingest["deleted"].then(_empty_viewer, None, chat["viewer"], show_progress="hidden")
+        if ingest["sharing"] is not None:
+            chosen.then(ingest["sharing"]["view"], session, ingest["sharing"]["out"], show_progress="hidden")
         # Once an answer has loaded the model, the line under the collection names its file.
         chat["listed"].then(form.model_line_of, session, model_line, show_progress="hidden")
         # Summarize lists the collection's documents, so it follows every ingest and delete.
-        for changed in ingest_tab["changed"] + chat["changed"]:
+        for changed in ingest["changed"] + chat["changed"]:
             changed.then(gen.document_choices, session, summary_docs, show_progress="hidden").then(
                 gen.source_choices, session, sources, show_progress="hidden")
         demo.load(None, None, [last_tab, kept_settings],
@@ -126,7 +125,7 @@ def build_app(runtime: Runtime) -> gr.Blocks:
                   ).then(form.restore_settings, [kept_settings, session],
                          [panel["applied"], model_line, session, *panel["form"]], show_progress="hidden").then(
             library.landing_collection, session, [collection, session], show_progress="hidden").then(
-            library.refresh, session, [docs_note, ingest_tab["table"]], show_progress="hidden"
+            library.refresh, session, [docs_note, ingest["table"]], show_progress="hidden"
         ).then(gen.document_choices, session, summary_docs, show_progress="hidden").then(
             convs.restore, session, restore[0], show_progress="hidden").then(
             landing_tab, [last_tab, session], tabs, show_progress="hidden").then(
@@ -136,129 +135,6 @@ def build_app(runtime: Runtime) -> gr.Blocks:
         demo.unload(gen.end_session)
     demo.queue(default_concurrency_limit=4, max_size=64)
     return demo
-
-
-def _ingest_tab(library: Library, session, collection, docs_note, writable: bool, sharing: Sharing | None) -> dict:
-    with gr.Tab("1 · Ingest", id="ingest", elem_id="tab-ingest"):
-        gr.Markdown(
-            "Load sources, split them into chunks, embed the chunks and index them. "
-            + ("" if writable else "**Read-only demo: ingesting and deleting are disabled.**"),
-            elem_classes=["step-note"],
-        )
-        with gr.Row():
-            with gr.Column(scale=3):
-                urls = gr.Textbox(
-                    label="Web pages", lines=3, interactive=writable, elem_id="urls",
-                    placeholder="https://example.com/article — one or more URLs, one per line",
-                )
-                files = gr.File(
-                    label="Files (drop several: PDF, Word, PowerPoint, spreadsheets, CSV, OpenDocument, RTF, EPUB, "
-                          "e-mail, HTML, Markdown, text, scans and images)", file_count="multiple",
-                    type="filepath", interactive=writable, elem_id="files", height=120,
-                )
-                with gr.Row(equal_height=True):
-                    site = gr.Textbox(label="Add a site: its start address", scale=4, interactive=writable,
-                                      elem_id="site-url", placeholder="https://example.com/docs/ — pages of one host")
-                    site_pages = gr.Number(value=50, minimum=1, maximum=1000, precision=0, label="Pages", scale=1,
-                                           interactive=writable, elem_id="site-pages")
-                    site_depth = gr.Number(value=2, minimum=0, maximum=10, precision=0, label="Depth", scale=1,
-                                           interactive=writable, elem_id="site-depth")
-                    site_btn = gr.Button("Add a site", interactive=writable, scale=1, elem_id="site-btn")
-                    site_stop = gr.Button("Stop", variant="stop", interactive=writable, scale=0, elem_id="site-stop")
-            with gr.Column(scale=2):
-                chunk_size = gr.Slider(100, 2000, value=500, step=50, label="Chunk size (characters)",
-                                       interactive=writable)
-                chunk_overlap = gr.Slider(0, 400, value=0, step=10, label="Chunk overlap (characters)",
-                                          interactive=writable)
-                with gr.Row():
-                    ingest_btn = gr.Button("Ingest", variant="primary", interactive=writable, elem_id="ingest-btn")
-                    preview_btn = gr.Button("Preview first source", interactive=writable)
-        summary = gr.Markdown(elem_classes=["step-out"], elem_id="ingest-summary")
-        results = gr.Markdown(elem_id="ingest-results")
-        with gr.Row():
-            with gr.Column(scale=4):
-                table = gr.Dataframe(
-                    headers=fmt.DOCUMENT_HEADERS, datatype=["str", "str", "number", "str"], interactive=False,
-                    label="Documents in the collection (select a row to preview it)", elem_id="documents",
-                    wrap=True, max_height=320, column_widths=["34%", "40%", "10%", "16%"],
-                )
-            with gr.Column(scale=1, min_width=220):
-                selected = gr.Textbox(label="Selected source", interactive=False, elem_id="selected-source")
-                delete_btn = gr.Button("Delete document", variant="stop", interactive=writable, elem_id="delete-btn")
-                # Delete asks again, naming the document; only the second press moves it to the trash.
-                with gr.Group(visible=False, elem_id="delete-confirm") as confirm:
-                    confirm_note = gr.Markdown(elem_id="delete-confirm-note")
-                    with gr.Row():
-                        confirm_btn = gr.Button("Move to trash", variant="stop", size="sm", elem_id="delete-yes")
-                        cancel_btn = gr.Button("Cancel", size="sm", elem_id="delete-no")
-                refresh_btn = gr.Button("Refresh table", size="sm")
-        with gr.Accordion("Extracted text and metadata", open=False, elem_id="preview") as preview:
-            with gr.Row():
-                preview_text = gr.Textbox(label="Text", lines=12, max_lines=24, interactive=False, scale=3)
-                preview_meta = gr.JSON(label="Metadata", scale=2)
-        with gr.Accordion(f"🗑 Trash: documents deleted in the last {TRASH_DAYS} days", open=False,
-                          elem_id="trash") as trash:
-            with gr.Row(equal_height=True):
-                trashed = gr.Dropdown(label="Deleted documents", choices=[], scale=4, elem_id="trashed")
-                restore_btn = gr.Button("Restore", interactive=writable, scale=0, elem_id="restore-btn")
-            restored_note = gr.Markdown(elem_classes=["step-out"], elem_id="restored-note")
-        shared = _sharing_panel(sharing, session, writable) if sharing is not None else None
-
-    ingested = ingest_btn.click(
-        library.ingest, [urls, files, chunk_size, chunk_overlap, session], [summary, results, docs_note, table, files],
-        concurrency_id="ingest", concurrency_limit=1,
-    ).then(library.collection_choices, session, collection, show_progress="hidden")
-    crawled = site_btn.click(
-        library.add_site, [site, site_pages, site_depth, session], [summary, results, docs_note, table],
-        concurrency_id="ingest", concurrency_limit=1,
-    ).then(library.collection_choices, session, collection, show_progress="hidden")
-    site_stop.click(library.stop_site, None, None, queue=False, show_progress="hidden")
-    shown = [summary, selected, preview_text, preview_meta, preview]
-    preview_btn.click(library.preview, [urls, files, session], shown, concurrency_id="ingest")
-    table.select(library.select_document, [table, session], shown)
-    delete_btn.click(library.ask_delete, selected, [confirm, confirm_note], queue=False, show_progress="hidden")
-    cancel_btn.click(_hidden, None, confirm, queue=False, show_progress="hidden")
-    # The preview empties with the table: a deleted document's text must not stay on screen.
-    deleted = confirm_btn.click(library.delete, [selected, session],
-                                [selected, docs_note, table, preview_text, preview_meta], concurrency_id="ingest")
-    deleted.then(_hidden, None, confirm, show_progress="hidden").then(
-        library.trash_choices, session, trashed, show_progress="hidden")
-    trash.expand(library.trash_choices, session, trashed, show_progress="hidden")
-    restored = restore_btn.click(library.restore_document, [trashed, session], [restored_note, docs_note, table],
-                                 concurrency_id="ingest").then(library.trash_choices, session, trashed,
-                                                               show_progress="hidden")
-    refresh_btn.click(library.refresh, session, [docs_note, table])
-    return {"table": table, "changed": [ingested, crawled, deleted, restored], "deleted": deleted, "sharing": shared}
-
-
-def _hidden():
-    return gr.update(visible=False)
-
-
-def _sharing_panel(sharing: Sharing, session, writable: bool) -> dict:
-    """Under --auth: who owns the chosen collection and whom it is shared with; the owner shares and takes back,
-    the admin sees every owner and moves a collection. The server checks each call (ui/sharing.py)."""
-    with gr.Accordion("👥 Sharing", open=False, elem_id="sharing") as panel:
-        out = gr.Markdown(elem_classes=["step-out"], elem_id="sharing-view")
-        people = ["everyone", *sharing.runtime.access.users]
-        with gr.Row(equal_height=True):
-            who = gr.Dropdown(people, value="everyone", label="Share with", interactive=writable, elem_id="share-who")
-            level = gr.Radio(list(LEVELS), value="read-only", label="Access", interactive=writable,
-                             elem_id="share-level")
-            share = gr.Button("Share", variant="primary", interactive=writable, scale=0, elem_id="share-btn")
-            take_back = gr.Button("Take back", interactive=writable, scale=0, elem_id="unshare-btn")
-        with gr.Accordion("Admin: who owns what", open=False, elem_id="owners") as admin:
-            owners = gr.Markdown(elem_id="owners-list")
-            with gr.Row(equal_height=True):
-                new_owner = gr.Dropdown(list(sharing.runtime.access.users), label="Move the chosen collection to",
-                                        interactive=writable, elem_id="new-owner")
-                move = gr.Button("Move", interactive=writable, scale=0, elem_id="move-btn")
-    panel.expand(sharing.view, session, out, show_progress="hidden")
-    share.click(sharing.share, [who, level, session], out)
-    take_back.click(sharing.take_back, [who, session], out)
-    admin.expand(sharing.owners, None, owners, show_progress="hidden")
-    move.click(sharing.move, [new_owner, session], out).then(sharing.owners, None, owners, show_progress="hidden")
-    return {"view": sharing.view, "out": out}
 
 
 def _search_tab(search: Search, session, runtime: Runtime) -> None:
