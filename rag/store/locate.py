@@ -26,7 +26,7 @@ def open_store(settings, name: str, model_id: str, dimension: int | None) -> Chu
 
 def collection_exists(settings, name: str) -> bool:
     if on_milvus(settings):
-        from rag.store.milvus import collection_exists as exists
+        from rag.store.milvus_records import collection_exists as exists
         from rag.store.milvus_client import connect
 
         return exists(connect(settings), name)
@@ -36,7 +36,7 @@ def collection_exists(settings, name: str) -> bool:
 def collection_names(settings) -> list[str]:
     """Names of the collections in the store."""
     if on_milvus(settings):
-        from rag.store.milvus import collection_names as names
+        from rag.store.milvus_records import collection_names as names
         from rag.store.milvus_client import connect
 
         return names(connect(settings))
@@ -49,7 +49,7 @@ def collection_names(settings) -> list[str]:
 def read_access(settings, name: str) -> dict | None:
     """Collection `name`'s access record (rag.access) without opening the collection; None when none."""
     if on_milvus(settings):
-        from rag.store.milvus import read_access as read
+        from rag.store.milvus_records import read_access as read
         from rag.store.milvus_client import connect
 
         return read(connect(settings), name)
@@ -73,7 +73,7 @@ def create_access(settings, name: str, record: dict) -> None:
 def write_access(settings, name: str, record: dict) -> None:
     """Replace collection `name`'s access record at once (one rename; one upsert on Milvus)."""
     if on_milvus(settings):
-        from rag.store.milvus import write_access as write
+        from rag.store.milvus_records import write_access as write
         from rag.store.milvus_client import connect
 
         return write(connect(settings), name, record)

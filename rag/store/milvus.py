@@ -11,7 +11,6 @@ no writer can still be finishing them.
 from __future__ import annotations
 
 import json
-import secrets
 import threading
 import time
 from contextlib import contextmanager
@@ -23,9 +22,10 @@ from rag.documents import Chunk, Document
 from rag.errors import RagError
 from rag.store.base import ChunkStore, DocumentInfo, Found, StoredChunk
 from rag.store.milvus_client import Connection
-from rag.store.milvus_schema import (ACCESS_KEY, HEAD_KEY, KINDS, MAX_SOURCE, MAX_VARCHAR, PLACEHOLDER,
+from rag.store.milvus_records import among, new_version, read_access, text_bytes, version_age, write_access
+from rag.store.milvus_schema import (HEAD_KEY, KINDS, MAX_SOURCE, MAX_VARCHAR, PLACEHOLDER,
                                      RESERVED_KEYS, check_manifest, chunks_schema, doc_key, docs_schema,
-                                     logical_name, new_manifest, physical_name, texts_schema)
+                                     new_manifest, physical_name, texts_schema)
 
 INSERT_BATCH = 500  # rows per insert call (a few MB with 384-d vectors)
 TEXT_PIECE = 60_000  # characters of a document's JSON (ASCII) per row of the texts collection
@@ -34,80 +34,6 @@ SLACK = 8  # hits asked beyond k, so that a document being replaced rarely makes
 SWEEP_AFTER = 15 * 60.0  # seconds after which a version that never became current is an abandoned write
 _DOC_FIELDS = ["source", "version", "content_hash", "chunking", "title", "metadata", "added_at", "chunks"]
 _CHUNK_FIELDS = ["source", "version", "text", "start", "end", "page"]
-
-
-def new_version() -> int:
-    """A version number: microseconds since the epoch, times 1000, plus a random part (two writers
-    never pick the same one; the age of an abandoned write can be read from it)."""
-    return time.time_ns() // 1000 * 1000 + secrets.randbelow(1000)
-
-
-def version_age(version: int) -> float:
-    """Seconds since `version` was picked."""
-    return time.time() - version / 1e9
-
-
-def _bytes(text: str) -> int:
-    return len(text.encode("utf-8", "surrogatepass"))
-
-
-# The escapes a Milvus string literal accepts on a server and in lite alike; other characters stand as
-# they are. (Expression templates would need no escaping, but lite does not parse them.)
-_LITERAL = str.maketrans({"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"})
-
-
-def string_literal(text: str) -> str:
-    """`text` as a double-quoted Milvus string literal: no quote or backslash in it can end the string."""
-    return '"' + text.translate(_LITERAL) + '"'
-
-
-def _among(sources: Sequence[str] | None) -> dict | None:
-    """The search arguments that keep chunks of `sources` only: none for every document, None when no
-    stored document can match (a source that is not UTF-8 text, a lone surrogate, cannot be stored)."""
-    if sources is None:
-        return {}
-    stored = [s for s in sources if _encodes(s)]
-    return {"filter": f"source in [{', '.join(map(string_literal, stored))}]"} if stored else None
-
-
-def _encodes(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-        return True
-    except UnicodeEncodeError:
-        return False
-
-
-def collection_names(connection: Connection) -> list[str]:
-    """The collections on the server (those with a docs collection, which is created last)."""
-    names = connection.retry(connection.client.list_collections)
-    return sorted(n for n in map(logical_name, names) if n)
-
-
-def collection_exists(connection: Connection, name: str) -> bool:
-    return connection.retry(lambda: connection.client.has_collection(physical_name(name, "docs")))
-
-
-def read_access(connection: Connection, name: str) -> dict | None:
-    """The access record of collection `name`, or None (none written, or no collection)."""
-    docs = physical_name(name, "docs")
-    if not collection_exists(connection, name):
-        return None
-    rows = connection.retry(lambda: connection.client.get(docs, ids=[ACCESS_KEY], output_fields=["metadata"]),
-                            reload=lambda: connection.retry(lambda: connection.client.load_collection(docs),
-                                                            patient=True))
-    return json.loads(rows[0]["metadata"]) if rows else None
-
-
-def write_access(connection: Connection, name: str, record: dict) -> None:
-    """Replace the access record with one upsert of its row: readers see the old record or the new one."""
-    docs = physical_name(name, "docs")
-    if not collection_exists(connection, name):
-        raise RagError(f"There is no collection {name!r} on the Milvus server at {connection.address.shown}.")
-    row = {"id": ACCESS_KEY, "source": "", "version": 0, "content_hash": "", "chunking": "", "title": "",
-           "metadata": json.dumps(record), "added_at": 0.0, "chunks": 0, "_v": PLACEHOLDER}
-    connection.retry(lambda: connection.client.upsert(docs, [row]),
-                     reload=lambda: connection.retry(lambda: connection.client.load_collection(docs), patient=True))
 
 
 class MilvusStore(ChunkStore):
@@ -240,7 +166,7 @@ class MilvusStore(ChunkStore):
         return len(abandoned)
 
     def _doc_row(self, doc: Document, version: int, chunks: int, chunking: str) -> dict:
-        if _bytes(doc.source) > MAX_SOURCE:
+        if text_bytes(doc.source) > MAX_SOURCE:
             raise RagError(f"The source name {doc.source[:80]!r}… is longer than the {MAX_SOURCE} bytes a Milvus "
                            "store keeps; rename or shorten it.")
         metadata = json.dumps(doc.metadata, default=str)
@@ -266,7 +192,7 @@ class MilvusStore(ChunkStore):
     def _chunk_rows(doc: Document, chunks: Sequence[Chunk], vectors: np.ndarray, version: int) -> list[dict]:
         rows = []
         for chunk, vector in zip(chunks, vectors):
-            if _bytes(chunk.text) > MAX_VARCHAR:
+            if text_bytes(chunk.text) > MAX_VARCHAR:
                 raise RagError(f"A chunk of {doc.source!r} is longer than the {MAX_VARCHAR} bytes a Milvus store "
                                "keeps per chunk; ingest with a smaller chunk size.")
             rows.append({"source": doc.source, "version": version, "text": chunk.text, "start": chunk.start,
@@ -363,14 +289,14 @@ class MilvusStore(ChunkStore):
                 sources: Sequence[str] | None = None) -> list[tuple[int, float]]:
         """The k best current chunks by `field` (of `sources` only, when given), in Milvus's order; asks for
         more while replaced ones crowd them out."""
-        among = _among(sources)
-        if among is None:
+        where = among(sources)
+        if where is None:
             return []
         limit = min(k + SLACK, MAX_TOPK)
         while True:
             hits = self._call(lambda: self.client.search(
                 self._names["chunks"], data=[data], anns_field=field, limit=limit, output_fields=["source", "version"],
-                search_params={"metric_type": metric}, **among))[0]
+                search_params={"metric_type": metric}, **where))[0]
             rows = [{"id": h["id"], "score": h["distance"], **h["entity"]} for h in hits]
             kept = self._current(rows)
             if len(kept) >= k or len(rows) < limit or limit == MAX_TOPK:
