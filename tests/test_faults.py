@@ -92,7 +92,7 @@ def test_failed_cache_save_says_the_documents_are_saved(settings, coll, monkeypa
         path.write_bytes(b"partial")
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(vector_index, "_write_file", full_disk)
+    monkeypatch.setattr(vector_index, "write_file", full_disk)  # as the cache calls it
     with pytest.raises(RagError, match=r"documents are saved, but the search cache .* \(No space left on device\)"):
         coll.add_documents([DOGS])
     monkeypatch.undo()

@@ -13,13 +13,14 @@ import hashlib
 import os
 import sqlite3
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from rag.store import schema
+from rag.store.faiss_ops import (MAGIC, Changes, apply_changes, index_ids, is_graph, remove_ids, rows_to_arrays,
+                                 write_file)
 from rag.store.errors import cache_save_error
 
 EXACT_UP_TO = 50_000  # chunks; above this an HNSW graph, whose search cost grows with log(size)
@@ -30,14 +31,6 @@ EF_CONSTRUCTION = 80
 EF_SEARCH = 128  # at least k: a search for more neighbours widens its list to k
 ADD_BATCH = 64  # vectors added to the live index per hold of its search lock
 SAVE_SHARE = 0.05  # rewrite the saved index once this share of the collection changed since it was saved
-MAGIC = b"local-rag faiss\n"
-
-
-def is_graph(index) -> bool:
-    """True for an HNSW index (which cannot remove vectors), False for the exact one."""
-    import faiss
-
-    return isinstance(faiss.downcast_index(index.index), faiss.IndexHNSW)
 
 
 def build_index(dimension: int, ids: np.ndarray, vectors: np.ndarray):
@@ -56,44 +49,6 @@ def build_index(dimension: int, ids: np.ndarray, vectors: np.ndarray):
     if len(ids):
         index.add_with_ids(vectors, ids)
     return index
-
-
-def index_ids(index) -> np.ndarray:
-    """Every id an index holds (tombstoned ones included)."""
-    import faiss
-
-    return faiss.vector_to_array(index.id_map).astype(np.int64)
-
-
-def _rows_to_arrays(rows: list, dimension: int) -> tuple[np.ndarray, np.ndarray]:
-    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-    vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), dimension)
-    return ids, vectors
-
-
-@dataclass
-class _Changes:
-    generation: int
-    removed: np.ndarray
-    ids: np.ndarray
-    vectors: np.ndarray
-    every_id: np.ndarray | None = None  # all chunk ids at `generation`, when asked for
-
-
-def _remove(index, tombstones: set[int], removed: np.ndarray) -> None:
-    """Remove the ids from an exact index, or tombstone them in a graph (which cannot remove)."""
-    if len(removed):
-        if is_graph(index):
-            tombstones.update(removed.tolist())
-        else:
-            index.remove_ids(removed)
-
-
-def _apply(index, tombstones: set[int], changes: _Changes) -> None:
-    """Remove what was removed, add what was added (ids are never reused: AUTOINCREMENT)."""
-    _remove(index, tombstones, changes.removed)
-    if len(changes.ids):
-        index.add_with_ids(changes.vectors, changes.ids)
 
 
 class VectorCache:
@@ -143,7 +98,7 @@ class VectorCache:
         self._index, self._tombstones, self._generation = index, tombstones, generation
         self._skip = self._alive = None
 
-    def _changes_since(self, db: sqlite3.Connection, since: int, every_id: bool = False) -> _Changes | None:
+    def _changes_since(self, db: sqlite3.Connection, since: int, every_id: bool = False) -> Changes | None:
         """What generations after `since` removed and added, read in one snapshot; None when the log
         no longer reaches back that far."""
         db.execute("BEGIN")
@@ -157,15 +112,15 @@ class VectorCache:
                      if every_id else None)
         finally:
             db.execute("COMMIT")
-        ids, vectors = _rows_to_arrays(rows, self.dimension)
-        return _Changes(generation, np.array(removed, dtype=np.int64), ids, vectors, every)
+        ids, vectors = rows_to_arrays(rows, self.dimension)
+        return Changes(generation, np.array(removed, dtype=np.int64), ids, vectors, every)
 
-    def _apply(self, changes: _Changes) -> None:
+    def _apply(self, changes: Changes) -> None:
         """Apply changes to the live index (the caller holds `_update`), taking `lock` per batch of
         additions: a graph inserts about a vector per 0.3 ms at 100,000 (measured), so a whole
         ingest's batch at once would hold searches for a fraction of a second."""
         with self.lock:
-            _remove(self._index, self._tombstones, changes.removed)
+            remove_ids(self._index, self._tombstones, changes.removed)
             self._skip = self._alive = None
         for start in range(0, len(changes.ids), ADD_BATCH):
             with self.lock:
@@ -182,7 +137,7 @@ class VectorCache:
             changes = self._changes_since(db, file_generation, every_id=True)
             if changes is not None and changes.generation >= file_generation:
                 tombstones: set[int] = set()
-                _apply(index, tombstones, changes)
+                apply_changes(index, tombstones, changes)
                 held = index_ids(index)
                 extra = np.setdiff1d(held, changes.every_id, assume_unique=True)
                 if len(held) - len(extra) == len(changes.every_id) and (is_graph(index) or not len(extra)):
@@ -197,7 +152,7 @@ class VectorCache:
             rows = db.execute("SELECT id, vector FROM chunks ORDER BY id").fetchall()
         finally:
             db.execute("COMMIT")
-        ids, vectors = _rows_to_arrays(rows, self.dimension)
+        ids, vectors = rows_to_arrays(rows, self.dimension)
         del rows
         return build_index(self.dimension, ids, vectors), set(), generation
 
@@ -257,7 +212,7 @@ class VectorCache:
         target = self.file(generation)
         tmp = target.with_name(target.name + ".tmp")
         try:
-            _write_file(tmp, payload)
+            write_file(tmp, payload)
             os.replace(tmp, target)
         except (OSError, RuntimeError) as exc:
             tmp.unlink(missing_ok=True)
@@ -404,14 +359,3 @@ class VectorCache:
     def loaded(self) -> bool:
         """True once a search (or a save) has loaded the index into this process."""
         return self._index is not None
-
-
-def _write_file(path: Path, payload: np.ndarray) -> None:
-    """MAGIC, the SHA-256 of the payload, the payload; flushed to disk before the caller renames it."""
-    data = memoryview(payload)
-    with open(path, "wb") as fh:
-        fh.write(MAGIC)
-        fh.write(hashlib.sha256(data).digest())
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
