@@ -9,6 +9,7 @@ import traceback
 from pathlib import Path
 from typing import Iterator
 
+from rag.cli_args import add_embedding_args
 from rag.errors import RagError
 from rag.settings import load_settings
 
@@ -19,13 +20,6 @@ def _add_index_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--store", metavar="URI", help="where collections live: a directory, milvus://host:port, "
                         "milvus+https://host or milvus+lite:///path.db (default: $RAG_STORE, else --index)")
     add_embedding_args(parser)
-
-
-def add_embedding_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--embed-url", metavar="URL", help="embed through a server's /v1/embeddings, e.g. "
-                        "http://127.0.0.1:8080/v1 (RAG_EMBED_URL); name its model with --embedding-model")
-    parser.add_argument("--embedding-model", metavar="NAME", help="the embedding model: a sentence-transformers "
-                        "id, or the server's model name with --embed-url (RAG_EMBEDDING_MODEL)")
 
 
 def settings_from_args(args: argparse.Namespace, **extra):

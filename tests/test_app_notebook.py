@@ -50,7 +50,7 @@ def _generation(gen, hits, tmp_path):
 
 
 def test_stop_mid_answer_ends_the_stream_and_keeps_the_partial_answer(tmp_path):
-    from ui.generation import job_key
+    from ui.request import job_key
     from ui.state import Session
 
     reply = " ".join(f"word{i}" for i in range(200))
@@ -92,7 +92,7 @@ def test_send_while_an_answer_is_written_keeps_the_question_and_says_why(tmp_pat
 
 
 def test_stop_during_the_rewrite_keeps_the_conversation_as_it_was(tmp_path):
-    from ui.generation import job_key
+    from ui.request import job_key
     from ui.state import Session, Turn
 
     holder = {}
@@ -123,7 +123,7 @@ def test_a_stopped_answer_stays_out_of_the_next_rewrite(tmp_path):
 
 
 def test_stop_pressed_while_queued_answers_nothing(tmp_path):
-    from ui.generation import job_key
+    from ui.request import job_key
     from ui.state import Session
 
     gen = StoppingGenerator("an answer")
@@ -136,7 +136,7 @@ def test_stop_pressed_while_queued_answers_nothing(tmp_path):
 
 def test_stop_on_summarize_ends_the_map_step(tmp_path):
     """A long summary runs map calls before its first token; Stop must end them, not wait minutes."""
-    from ui.generation import job_key
+    from ui.request import job_key
     from ui.state import Session
 
     holder = {}
@@ -166,7 +166,7 @@ def test_stop_reaches_the_backends_own_checkpoints_before_its_first_piece(tmp_pa
     """llama.cpp evaluates a long prompt before its first token; Stop must reach the checks it makes
     between slices of that evaluation (rag.interrupt), not wait for a piece."""
     from rag.interrupt import checkpoint
-    from ui.generation import job_key
+    from ui.request import job_key
     from ui.state import Session
 
     holder = {"checks": 0}
@@ -193,7 +193,7 @@ def test_stop_reaches_the_backends_own_checkpoints_before_its_first_piece(tmp_pa
 
 
 def test_new_conversation_stops_the_running_answer(tmp_path):
-    from ui.generation import job_key
+    from ui.request import job_key
     from ui.state import Session
 
     generation, runtime = _generation(StoppingGenerator("x"), [hit()], tmp_path)

@@ -142,3 +142,44 @@ def test_the_score_legend_lives_beside_the_retrievers():
         legend = scores_legend_html(mode)
         assert all(escape_html(SCORE_LEGEND[name]) in legend for name, _ in scores_for(mode))
     assert [name for name, _ in scores_for("hybrid")] == ["fused", "dense", "bm25"]
+
+
+def _modules():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    files = sorted([*(root / "rag").rglob("*.py"), *(root / "ui").rglob("*.py")])
+    names = {}
+    for path in files:
+        parts = path.relative_to(root).with_suffix("").parts
+        names[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return names
+
+
+def test_no_module_imports_itself_back_through_others():
+    """No import cycle in rag/ or ui/, counting imports made inside functions too."""
+    import ast
+
+    modules = _modules()
+    imports = {}
+    for name, path in modules.items():
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                found |= {f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module
+                          for a in node.names}
+            elif isinstance(node, ast.Import):
+                found |= {a.name for a in node.names}
+        imports[name] = found & modules.keys()
+
+    def reaches(start, target, seen):
+        return any(nxt == target or (nxt not in seen and not seen.add(nxt) and reaches(nxt, target, seen))
+                   for nxt in imports[start])
+
+    assert [name for name in modules if reaches(name, name, set())] == []
+
+
+def test_every_module_reads_in_one_sitting():
+    too_long = {name: n for name, path in _modules().items()
+                if (n := len(path.read_text(encoding="utf-8").splitlines())) > 400}
+    assert too_long == {}

@@ -11,7 +11,7 @@ import gradio as gr
 from rag.errors import RagError
 from ui.chat_format import chat_messages
 from ui.escaping import escape_markdown, one_line
-from ui.generation import job_key, user_name
+from ui.request import job_key, user_name
 from ui.passage_viewer import passage_html
 from ui.runtime import Runtime
 from ui.state import Session, Turn

@@ -18,6 +18,7 @@ from ui.chat_format import (answer_md, chat_messages, compare_note, done_note, p
 from ui.conversation_export import export_markdown
 from ui.escaping import display_source, escape_markdown, one_line
 from ui.jobs import StoppableGenerator, Stopped
+from ui.request import job_key, user_name
 from ui.passage_viewer import VIEWER_EMPTY
 from ui.runtime import Runtime
 from ui.search import check_query
@@ -26,16 +27,6 @@ from ui.status import errors_in_status
 from ui.summary_format import summary_info_md, summary_md
 
 CHAT_OUTPUTS = 7  # chatbot, status, standalone, prompt, usage, timings, session
-
-
-def job_key(request: gr.Request | None, step: str) -> str:
-    """Stop in one step stops that step's work in this browser session only."""
-    return f"{getattr(request, 'session_hash', None) or ''}:{step}"
-
-
-def user_name(request: gr.Request | None) -> str:
-    """The logged-in user under --auth; everyone shares '' otherwise."""
-    return getattr(request, "username", None) or ""
 
 
 class Generation:

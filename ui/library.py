@@ -12,7 +12,7 @@ from rag.errors import RagError
 from rag.trash import TRASH_DAYS
 from ui import formatting as fmt
 from ui.escaping import UPLOAD_PREFIX, display_source, escape_html, escape_markdown, one_line, safe_href
-from ui.generation import user_name
+from ui.request import user_name
 from ui.runtime import Runtime
 from ui.state import Session
 from ui.status import errors_in_status

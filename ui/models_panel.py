@@ -9,7 +9,6 @@ can reach, only the admin may download (`Runtime.require_admin`, checked here on
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 
 import gradio as gr
 
@@ -17,19 +16,16 @@ from rag.errors import RagError
 from rag.models import CATALOGUE, DEFAULT_MODEL, discover, memory_mb, recommended
 from rag.models.download import DownloadJob, part_path
 from ui.escaping import escape_html, escape_markdown, one_line
-from ui.generation import user_name
+from ui.request import user_name
 from ui.state import Session
 from ui.status import errors_in_status
-
-if TYPE_CHECKING:
-    from ui.settings_form import SettingsForm
 
 POLL_S = 0.5  # how often the page's bar is redrawn while a download runs
 
 
 class ModelsPanel:
-    def __init__(self, form: "SettingsForm"):
-        self.form = form  # the settings form: Use applies a model as its Apply does
+    def __init__(self, form):
+        self.form = form  # ui.settings_form.SettingsForm: Use applies a model as its Apply does
         self.runtime = form.runtime
 
     # -- what there is ---------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from ui import formatting as fmt
 from ui.charts import map_frame, scores_frame
 from ui.escaping import escape_markdown
 from ui.runtime import Runtime
+from ui.request import user_name
 from ui.search_format import hits_html
 from ui.state import MAX_K, Session
 from ui.status import error_line, errors_in_status
@@ -48,7 +49,6 @@ class Search:
     def search(self, query: str, k, mode: str, session: Session, progress=gr.Progress(), request: gr.Request = None):
         """Hits as cards, their scores as a chart, and the collection map with the query and hits marked."""
         from rag.retrieval import check_mode
-        from ui.generation import user_name  # generation imports this module's checks
 
         query, k, mode = check_query(query), check_k(k), check_mode(mode)
         # One that is not this user's to read is refused as an empty one is, and hits of an earlier search (of

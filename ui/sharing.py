@@ -11,7 +11,7 @@ import gradio as gr
 
 from rag.access import EVERYONE, READ, WRITE
 from ui.escaping import escape_markdown
-from ui.generation import user_name
+from ui.request import user_name
 from ui.runtime import Runtime
 from ui.state import Session
 from ui.status import errors_in_status
