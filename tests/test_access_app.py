@@ -211,14 +211,17 @@ def test_a_person_whose_start_collection_is_anothers_lands_on_their_own(librarie
     path = workdir / "team.txt"
     path.write_text("The team meets on Tuesdays.\n", encoding="utf-8")
     # Not made yet: the admin starts on it, anyone else on their own (nobody but the admin takes the team's name).
-    assert _client(app, workdir, "alice").predict(api_name="/landing_collection")["value"] == "alice-notes"
-    assert _client(app, workdir, "root").predict(api_name="/landing_collection")["value"] == "default"
+    assert _client(app, workdir, "alice").predict("", api_name="/landing_collection")["value"] == "alice-notes"
+    assert _client(app, workdir, "root").predict("", api_name="/landing_collection")["value"] == "default"
     root.predict("default", api_name="/choose_collection")  # the app's start collection, now the admin's
     summary, *_ = root.predict("", [handle_file(str(path))], 500, 0, api_name="/ingest")
     assert "**1** added" in summary
     fresh_bob = _client(app, workdir, "bob")
-    assert fresh_bob.predict(api_name="/landing_collection")["value"] == "bob-notes"
-    assert root.predict(api_name="/landing_collection")["value"] == "default"
+    assert fresh_bob.predict("", api_name="/landing_collection")["value"] == "bob-notes"
+    assert root.predict("", api_name="/landing_collection")["value"] == "default"
+    # The collection a browser kept from its last choice opens only where the server lets this user read it.
+    assert fresh_bob.predict("default", api_name="/landing_collection")["value"] == "bob-notes"
+    assert root.predict("default", api_name="/landing_collection")["value"] == "default"
 
 
 def test_a_personal_collection_name_is_a_valid_name_for_any_user_name():

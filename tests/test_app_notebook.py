@@ -767,3 +767,23 @@ def test_a_lone_document_is_chosen_for_summarize_and_a_stopped_quote_says_it_is_
     assert chat_format.QUOTE_LABEL not in stopped[1]["content"]
     whole = chat_format.chat_messages([Turn("Q?", answer='"It rained." [1]', style="quote")])
     assert chat_format.QUOTE_LABEL in whole[1]["content"]
+
+
+def test_a_reload_opens_the_collection_this_browser_chose_last_and_the_preview_hides_server_paths(settings, tmp_path):
+    from rag.collection import Collection
+    from ui.library import Library, _preview
+    from ui.runtime import Runtime
+    from ui.state import Session
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("The ferry leaves at six.")
+    for name in ("first", "second"):
+        Collection.open(settings, name).ingest([str(notes)])
+    library = Library(Runtime(settings))
+    _, session = library.landing_collection("second", Session())
+    assert session.collection == "second"  # kept in the browser, and it exists
+    _, session = library.landing_collection("gone", Session())
+    assert session.collection == settings.collection  # a kept name that no longer exists is not opened
+    doc = Collection.open(settings, "second").document(str(notes.absolute()))
+    text, meta = _preview(doc)
+    assert "path" not in meta and "ferry" in text  # an upload's source itself reads "upload: name"

@@ -21,6 +21,7 @@ MODEL_GROUP = "model"
 MODES = sorted(SEARCH_MODES, key=lambda mode: mode != "hybrid")  # the default first (the Search tab's radios)
 TABS = ("ingest", "search", "summarize", "chat", "compare")
 TAB_KEY = "local-rag-notebook-tab"  # where assets/notebook.js keeps the last tab clicked
+COLLECTION_KEY = "local-rag-notebook-collection"  # the collection this browser chose last
 
 
 _LOGO = (
@@ -88,6 +89,7 @@ def build_app(runtime: Runtime) -> gr.Blocks:
         # The tab the person last clicked, kept in this browser by assets/notebook.js, read on each load.
         last_tab = gr.Textbox(visible=False, elem_id="last-tab")
         kept_settings = gr.Textbox(visible=False, elem_id="kept-settings")
+        kept_collection = gr.Textbox(visible=False, elem_id="kept-collection")
 
         with gr.Tabs(overflow_behavior="wrap") as tabs:
             ingest = ingest_tab(library, session, collection, docs_note, writable,
@@ -110,6 +112,8 @@ def build_app(runtime: Runtime) -> gr.Blocks:
             _empty_viewer, None, chat["viewer"], show_progress="hidden").then(
             convs.choices, session, restore[1], show_progress="hidden").then(
             gen.source_choices, session, sources, show_progress="hidden")
+        # This browser keeps the collection chosen last, and the next load opens it again (if it may).
+        chosen.then(None, collection, None, js=f"(name) => {{ localStorage.setItem({COLLECTION_KEY!r}, name || ''); }}")
         # A deleted document's passage must not stay in the viewer either.
         ingest["deleted"].then(_empty_viewer, None, chat["viewer"], show_progress="hidden")
         if ingest["sharing"] is not None:
@@ -120,11 +124,11 @@ def build_app(runtime: Runtime) -> gr.Blocks:
         for changed in ingest["changed"] + chat["changed"]:
             changed.then(gen.document_choices, session, summary_docs, show_progress="hidden").then(
                 gen.source_choices, session, sources, show_progress="hidden")
-        demo.load(None, None, [last_tab, kept_settings],
-                  js=f"() => [localStorage.getItem({TAB_KEY!r}) || '', localStorage.getItem({SETTINGS_KEY!r}) || '']"
+        demo.load(None, None, [last_tab, kept_settings, kept_collection],
+                  js=f"() => [{TAB_KEY!r}, {SETTINGS_KEY!r}, {COLLECTION_KEY!r}].map(k => localStorage.getItem(k) || '')"
                   ).then(form.restore_settings, [kept_settings, session],
                          [panel["applied"], model_line, session, *panel["form"]], show_progress="hidden").then(
-            library.landing_collection, session, [collection, session], show_progress="hidden").then(
+            library.landing_collection, [kept_collection, session], [collection, session], show_progress="hidden").then(
             library.refresh, session, [docs_note, ingest["table"]], show_progress="hidden"
         ).then(gen.document_choices, session, summary_docs, show_progress="hidden").then(
             convs.restore, session, restore[0], show_progress="hidden").then(

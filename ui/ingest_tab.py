@@ -115,7 +115,8 @@ def _sharing_panel(sharing: Sharing, session, writable: bool) -> dict:
         out = gr.Markdown(elem_classes=["step-out"], elem_id="sharing-view")
         people = ["everyone", *sharing.runtime.access.users]
         with gr.Row(equal_height=True):
-            who = gr.Dropdown(people, value="everyone", label="Share with", interactive=writable, elem_id="share-who")
+            # Nobody chosen at first: one press of Share must not publish a collection to everyone.
+            who = gr.Dropdown(people, value=None, label="Share with", interactive=writable, elem_id="share-who")
             level = gr.Radio(list(LEVELS), value="read-only", label="Access", interactive=writable,
                              elem_id="share-level")
             share = gr.Button("Share", variant="primary", interactive=writable, scale=0, elem_id="share-btn")

@@ -63,13 +63,17 @@ class Library:
         names = sorted(set(self.runtime.collection_names(user_name(request))) | {session.collection})
         return gr.update(choices=names, value=session.collection)
 
-    def landing_collection(self, session: Session, request: gr.Request = None):
-        """On load, under --auth: the app's start collection when this user may open it (the admin also when it
+    def landing_collection(self, kept: str, session: Session, request: gr.Request = None):
+        """On load: the collection this browser chose last (`kept`) when it still exists and this user may open
+        it; else, under --auth, the app's start collection when this user may open it (the admin also when it
         does not exist yet: a team's collection is the admin's to make), else their first own or shared one, else
         a new one named after them."""
         from rag.store.locate import collection_exists
 
         user = user_name(request)
+        kept = (kept or "").strip()
+        if kept and kept in self.runtime.collection_names(user):  # the server's list: only what they may open
+            session.collection, session.sources = kept, None
         if self.runtime.access.enabled and self.runtime.level(session.collection, user) is None and (
                 collection_exists(self.runtime.settings, session.collection) or not self.runtime.access.is_admin(user)):
             names = self.runtime.collection_names(user)
@@ -185,7 +189,8 @@ class Library:
         documents = coll.documents()
         chunks = sum(d.chunks for d in documents)
         noun = "document" if len(documents) == 1 else "documents"
-        note = f"**{len(documents)}** {noun} · **{chunks}** splits in **{escape_markdown(session.collection)}**"
+        splits = "split" if chunks == 1 else "splits"
+        note = f"**{len(documents)}** {noun} · **{chunks}** {splits} in **{escape_markdown(session.collection)}**"
         return note, fmt.documents_rows(documents)
 
     @errors_in_status(2, status=0)
@@ -294,8 +299,9 @@ def _row_source(rows, row: int) -> str:
 def _preview(doc) -> tuple[str, dict]:
     limit = 20_000
     text = doc.text if len(doc.text) <= limit else doc.text[:limit] + f"\n… ({len(doc.text) - limit} more characters)"
+    # The file's place on the server is not the reader's business (nor, shared, another person's).
     meta = {"title": one_line(doc.title), "source": display_source(doc.source), "characters": len(doc.text),
-            **(doc.metadata or {})}
+            **{k: v for k, v in (doc.metadata or {}).items() if k != "path"}}
     if doc.pages:
         meta["pages"] = len(doc.pages)
     if ocr_pages := (doc.metadata or {}).get("ocr_pages"):  # said first, so nobody takes it for the file's own text

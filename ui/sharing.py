@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gradio as gr
 
+from rag.errors import RagError
 from rag.access import EVERYONE, READ, WRITE
 from ui.escaping import escape_markdown
 from ui.request import user_name
@@ -57,6 +58,8 @@ class Sharing:
     @errors_in_status(1, status=0)
     def share(self, who: str, level: str, session: Session, request: gr.Request = None) -> str:
         """Share the chosen collection with `who` (a user or everyone), read-only or read-write."""
+        if not (who or "").strip():
+            raise RagError("Choose whom to share the collection with first: a user, or everyone.")
         if level not in LEVELS:
             raise ValueError(f"Unknown share level {level!r}; choose read-only or read-write.")
         user = user_name(request)
