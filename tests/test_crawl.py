@@ -149,3 +149,17 @@ def test_the_notebook_adds_a_site_and_stop_ends_it(site, settings):
     worker.join()
     summary, _, note, table = done["out"]
     assert "Stopped" in summary and 3 <= len(table) < 40, summary
+
+
+def test_the_notebook_says_what_a_crawl_skipped(site, settings):
+    from types import SimpleNamespace
+
+    from ui.library import Library
+    from ui.runtime import Runtime
+    from ui.state import Session
+
+    request = SimpleNamespace(session_hash="browser-2", username=None)
+    summary, *_ = Library(Runtime(settings)).add_site(site + "/index.html", 40, 1, Session(), request=request)
+    # copy.html repeats p1's text; private/ is forbidden by robots.txt and away.html redirects off the site
+    assert "Skipped: 1 page repeats the text of a page already read" in summary, summary
+    assert "kept out by robots.txt or lead off the site" in summary and ". Skipped" in summary

@@ -154,7 +154,7 @@ class Library:
                  request: gr.Request = None):
         """Crawl one site (its host only, up to `pages` pages, `depth` links from the start) into the collection,
         a page at a time; Stop ends it after the page being read, keeping the pages already read."""
-        from rag.crawl import crawl
+        from rag.crawl import CrawlStats, crawl
 
         self.runtime.require_writable("ingesting")
         start = (start or "").strip()
@@ -166,12 +166,13 @@ class Library:
         stop = self._site_stops.setdefault(getattr(request, "session_hash", None) or "", threading.Event())
         stop.clear()
         report_progress = _progress_reporter(progress)
+        stats = CrawlStats()
         pages_read = crawl(start, self.runtime.settings, max_pages=int(pages or 50), depth=int(depth or 0),
-                           progress=lambda done, total, url: report_progress("fetch", done, total, url))
+                           progress=lambda done, total, url: report_progress("fetch", done, total, url), stats=stats)
         report = coll.add_documents(_until(stop, pages_read), progress=report_progress)
         lines = [fmt.ingest_result_lines_md(report)]
-        summary = fmt.ingest_summary_md(report) + (" Stopped: the pages read before Stop were added."
-                                                   if stop.is_set() else "")
+        summary = fmt.ingest_summary_md(report).rstrip(".") + "." + _skipped_note(stats) + (
+            " Stopped: the pages read before Stop were added." if stop.is_set() else "")
         return summary, "\n".join(lines), *self.documents_view(session, user)
 
     def stop_site(self, request: gr.Request = None) -> None:
@@ -309,6 +310,19 @@ def _preview(doc) -> tuple[str, dict]:
         meta = {"read by OCR": f"page {shown}: text recognised from an image, which may hold misread words",
                 **meta}
     return text, meta
+
+
+def _skipped_note(stats) -> str:
+    """What a site crawl left out without a line of its own: pages repeating another's text, addresses
+    robots.txt forbids or that lead off the site."""
+    said = []
+    if stats.duplicates:
+        said.append(f"{stats.duplicates} {'page repeats' if stats.duplicates == 1 else 'pages repeat'} the text "
+                    "of a page already read")
+    if stats.disallowed:
+        said.append(f"{stats.disallowed} {'address is' if stats.disallowed == 1 else 'addresses are'} kept out by "
+                    "robots.txt or lead off the site")
+    return f" Skipped: {'; '.join(said)}." if said else ""
 
 
 def _bad_note(bad: list[str]) -> str:
