@@ -70,11 +70,13 @@ class ServerEmbedder(Embedder):
         data = self._post({"model": self.name, "input": texts})
         try:
             rows = sorted(data["data"], key=lambda row: row.get("index", 0))
-            if len(texts) > 1 and any(np.ndim(row["embedding"]) == 2 for row in rows):
+            if any(np.ndim(row["embedding"]) == 2 for row in rows):
                 # Per-token vectors: a server that does not pool. llama-cpp-python's then mixes up every
-                # text of a batch after the first, so this server gets one text per request from now on.
+                # text of a batch after the first, so this server gets one text per request from now on
+                # (the dimension probe, one text, finds this out before the first batch is sent).
                 self._one_at_a_time = True
-                return self._vectors(texts)
+                if len(texts) > 1:
+                    return self._vectors(texts)
             vectors = np.stack([_pooled(row["embedding"]) for row in rows]) if rows else np.zeros((0, 0))
         except (KeyError, TypeError, ValueError):
             raise RagError(f"The embedding server at {self.url} answered without embeddings; check that it runs "
