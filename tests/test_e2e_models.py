@@ -12,7 +12,7 @@ import pytest
 
 from e2e_harness import CHROMIUM, AppProcess
 from test_e2e_browser import ARTICLE
-from test_e2e_notebook import ANSWER_MS, SLOW_MS, ask, new_page, wait_status
+from test_e2e_notebook import ANSWER_MS, SLOW_MS, ask, new_page, quick_add, wait_status
 from tests.conftest import shared_data
 from tests.hub_server import LocalHub
 
@@ -40,11 +40,7 @@ def test_a_newcomer_downloads_a_model_in_the_page_and_answers_with_it(browser, s
     app.wait_ready()
     try:
         page = new_page(browser, app.url)
-        page.get_by_role("tab", name="4 · Chat").click()
-        page.locator("#quick-add").click()
-        page.locator("#quick-urls textarea").fill(f"{site.url}/lighthouse.html")
-        page.locator("#quick-add-btn").click()
-        wait_status(page, "Added", timeout=SLOW_MS)
+        quick_add(page, f"{site.url}/lighthouse.html")
         notice = page.locator("#tiny-model-note")
         notice.wait_for(state="visible")
         assert "📦 Models" in notice.inner_text()
@@ -61,6 +57,7 @@ def test_a_newcomer_downloads_a_model_in_the_page_and_answers_with_it(browser, s
         wait_status(page, "Downloaded", selector="#download-status", timeout=SLOW_MS)
         assert page.locator("#download-progress progress").get_attribute("value") == "100.0"
         wait_status(page, "downloaded", selector="#models-table", timeout=SLOW_MS)  # the tables, listed again
+        page.locator("#models-panel").screenshot(path=str(workdir / "models-panel.png"))
 
         page.locator("#use-model").click()
         wait_status(page, "Now answering with", selector="#download-status", timeout=SLOW_MS)

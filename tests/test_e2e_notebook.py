@@ -60,6 +60,15 @@ def no_error_badges(page) -> int:
     return page.locator(".error:visible, [data-testid='status-tracker'] .error:visible").count()
 
 
+def quick_add(page, url: str, added: str = "Added") -> None:
+    """Add a web page from beside the chat, as a newcomer does, and wait until the status says `added`."""
+    page.get_by_role("tab", name="4 · Chat").click()
+    page.locator("#quick-add").click()
+    page.locator("#quick-urls textarea").fill(url)
+    page.locator("#quick-add-btn").click()
+    wait_status(page, added, timeout=SLOW_MS)
+
+
 def ask(page, question: str) -> None:
     page.locator("#question textarea").fill(question)
     page.locator("#send-btn").click()
@@ -72,11 +81,7 @@ def test_newcomer_adds_a_page_asks_opens_the_citation_stops_and_comes_back(brows
     try:
         page = new_page(browser, app.url)
         # The everyday path needs no tab-hopping: add the page from beside the chat, then ask.
-        page.get_by_role("tab", name="4 · Chat").click()
-        page.locator("#quick-add").click()
-        page.locator("#quick-urls textarea").fill(f"{site.url}/lighthouse.html")
-        page.locator("#quick-add-btn").click()
-        wait_status(page, "Added “The Lighthouse Keepers of Vardø”", timeout=SLOW_MS)
+        quick_add(page, f"{site.url}/lighthouse.html", "Added “The Lighthouse Keepers of Vardø”")
         assert "model in use" in page.locator("#model-in-use").inner_text().lower()
 
         ask(page, "What did the keepers do during the storm?")

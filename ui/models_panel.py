@@ -8,7 +8,6 @@ can reach, only the admin may download (`Runtime.require_admin`, checked here on
 
 from __future__ import annotations
 
-import time
 
 import gradio as gr
 
@@ -36,7 +35,7 @@ class ModelsPanel:
         models_dir = self.runtime.settings.models_dir
         found = discover(models_dir)
         suggested = recommended(total)
-        may_download = not self.runtime.read_only and self.runtime.is_admin(user_name(request))
+        may_download = self.runtime.may_administer(user_name(request))
         text = _found_md(found, available) + "\n\n" + _catalogue_md(models_dir, total, suggested, self.runtime.downloads)
         if not may_download:
             text += ("\n\n*Downloading is for the notebook's admin; the models above marked on this machine can be "
@@ -49,7 +48,7 @@ class ModelsPanel:
     def use_button(self, name: str | None):
         """Use this model is offered for a chosen catalogue model that is on this machine."""
         entry = CATALOGUE.get(name or "")
-        return gr.update(visible=entry is not None and (self.runtime.settings.models_dir / entry.filename).is_file())
+        return gr.update(visible=entry is not None and entry.is_downloaded(self.runtime.settings.models_dir))
 
     # -- downloading -----------------------------------------------------------------------------------
 
@@ -58,7 +57,7 @@ class ModelsPanel:
         """Start (or join) the download of `name` and redraw its bar until it ends."""
         entry = _entry(name)
         self.runtime.require_admin(user_name(request), "download models")
-        if (self.runtime.settings.models_dir / entry.filename).is_file():
+        if entry.is_downloaded(self.runtime.settings.models_dir):
             yield progress_html(1.0, entry.filename), f"**{entry.name}** is already on this machine.", \
                 gr.update(visible=True)
             return
@@ -122,8 +121,9 @@ def progress_line(job: DownloadJob) -> str:
 
 
 def _duration(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 90 else time.strftime("%H:%M:%S", time.gmtime(seconds)).lstrip("0:") \
-        if seconds < 3600 else f"{seconds / 3600:.1f} h"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
 def _fits(ram_mb: int, memory: int | None) -> str:
@@ -158,7 +158,7 @@ def _catalogue_md(models_dir, total: int | None, suggested, downloads) -> str:
 
 
 def _here(entry, models_dir, job: DownloadJob | None) -> str:
-    if (models_dir / entry.filename).is_file():
+    if entry.is_downloaded(models_dir):
         return "downloaded"
     if job is not None and job.progress.total:  # the hub's own size, known once a download has asked
         state = "downloading" if job.running else "fetched"

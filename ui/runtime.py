@@ -68,6 +68,10 @@ class Runtime:
                 self._downloads = Downloads(self.settings.models_dir)
             return self._downloads
 
+    def may_administer(self, user: str) -> bool:
+        """Whether `user` may act for the whole app here (download models): the admin, on a writable notebook."""
+        return not self.read_only and self.is_admin(user)
+
     def require_admin(self, user: str, action: str) -> None:
         """Refuse `action` to anyone but the admin, whatever the browser sent."""
         self.require_writable(action)

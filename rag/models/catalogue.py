@@ -23,6 +23,10 @@ class CatalogueEntry:
     description: str
     ram_mb: int = 0  # to run it with a 4096-token context: weights, KV cache and buffers
 
+    def is_downloaded(self, models_dir: str | os.PathLike) -> bool:
+        """Whether the file is in the models dir (whole: a download in progress grows in `<file>.part`)."""
+        return (Path(models_dir) / self.filename).is_file()
+
     def fits(self, total_mb: int | None) -> bool | None:
         """Whether this machine's memory holds it (None when the memory is unknown)."""
         return None if not total_mb else self.ram_mb <= total_mb

