@@ -6,6 +6,7 @@ import re
 
 from rag.documents import Chunk, Document
 from rag.errors import RagError
+from rag.locations import unit_spans
 
 # A chunk's size in characters and the overlap of neighbours, unless the settings say otherwise; the
 # summaries read documents in passages of CHUNK_SIZE too.
@@ -97,8 +98,11 @@ def split_text(text: str, chunk_size: int = CHUNK_SIZE, chunk_overlap: int = CHU
 
 
 def split_document(doc: Document, chunk_size: int = CHUNK_SIZE, chunk_overlap: int = CHUNK_OVERLAP) -> list[Chunk]:
-    """Chunks of `doc` with their offsets and page numbers."""
+    """Chunks of `doc` with their offsets and page numbers; none crosses from one slide, sheet or chapter to
+    the next (rag.locations.UNITS), so each cites the one it is on."""
+    _validate(chunk_size, chunk_overlap)
     return [
-        Chunk(text=doc.text[a:b], start=a, end=b, page=doc.page_at(a))
-        for a, b in split_text(doc.text, chunk_size, chunk_overlap)
+        Chunk(text=doc.text[low + a : low + b], start=low + a, end=low + b, page=doc.page_at(low + a))
+        for low, high in unit_spans(doc.metadata, doc.pages, len(doc.text))
+        for a, b in split_text(doc.text[low:high], chunk_size, chunk_overlap)
     ]

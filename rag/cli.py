@@ -11,6 +11,7 @@ from typing import Iterator
 
 from rag.cli_args import add_embedding_args
 from rag.errors import RagError
+from rag.locations import OCR_MARK, where
 from rag.settings import load_settings
 
 
@@ -136,8 +137,8 @@ def cmd_search(args) -> int:
         _print_json([_result(h) for h in hits])
         return 0
     for h in hits:
-        where = f" p.{h.page}" if h.page else ""
-        print(f"[{h.rank}] {h.score:.4f}  {h.title or h.source}{where}  ({h.source})")
+        place = (", " + where(h) if where(h) else "") + (f" [{OCR_MARK}]" if h.ocr else "")
+        print(f"[{h.rank}] {h.score:.4f}  {h.title or h.source}{place}  ({h.source})")
         print("    " + " ".join(h.text.split())[:300])
     return 0
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from rag.cli_args import add_embedding_args
 from rag.errors import RagError
 from rag.generators import available_backends
+from rag.locations import OCR_MARK, is_ocr, where
 from rag.quote import STYLES
 from rag.retrieval import MODES
 
@@ -128,8 +129,8 @@ def _emit(answer, as_json: bool) -> None:
         # What was streamed may differ from the final answer (an abstention, a citation added, a loop cut).
         print(f"answer: {result.answer}")
     for s in result.sources:
-        where = f", page {s['page']}" if s.get("page") is not None else ""
-        print(f"[{s['n']}] {s.get('title') or s.get('source', '')}{where} ({s.get('source', '')})")
+        place = (", " + where(s) if where(s) else "") + (f" [{OCR_MARK}]" if is_ocr(s) else "")
+        print(f"[{s['n']}] {s.get('title') or s.get('source', '')}{place} ({s.get('source', '')})")
     for e in result.evidence:
         print(f"evidence [{e['n']}] {e['text']!r} (score {e['score']:.2f})")
     for sentence in result.unsupported:

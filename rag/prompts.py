@@ -11,6 +11,7 @@ import string
 from dataclasses import dataclass
 
 from rag.errors import RagError
+from rag.locations import where
 
 # Small instruct models follow a system message and a question placed right after the context best
 # (benchmarks/bench_answers.py); the recipe's original prompt is kept as RECIPE_QA_PROMPT.
@@ -158,9 +159,9 @@ def render(template: str, **values: str) -> str:
 def format_source(number: int, hit) -> str:
     """One retrieved chunk as the model sees it: numbered so the answer can cite [n]."""
     label = getattr(hit, "title", "") or getattr(hit, "source", "")
-    page = getattr(hit, "page", None)
-    where = f"{label}, page {page}" if page is not None else label
-    return f"[{number}] ({where})\n{hit.text.strip()}" if where else f"[{number}]\n{hit.text.strip()}"
+    place = where(hit)
+    label = f"{label}, {place}" if place else label
+    return f"[{number}] ({label})\n{hit.text.strip()}" if label else f"[{number}]\n{hit.text.strip()}"
 
 
 def join_sources(blocks: list[str]) -> str:

@@ -12,6 +12,7 @@ import numpy as np
 from rag import limits
 from rag.embedding import Embedder
 from rag.errors import RagError
+from rag.locations import read_by_ocr, unit_label
 from rag.store import ChunkStore, top_k
 
 MODES = ("dense", "bm25", "hybrid")
@@ -54,6 +55,8 @@ class SearchHit:
     end: int
     text: str
     chunk_id: int
+    where: str = ""  # its place in the document's own units (rag.locations.unit_label): "slide 3", "page 4"
+    ocr: bool = False  # its words were read by OCR from an image, and may be misread
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -166,6 +169,7 @@ class Retriever:
                 dense_score=None if dense is None else dense.get(chunk_id),
                 bm25_score=keyword.get(chunk_id, 0.0),
                 source=row.source, title=row.title, page=row.page, start=row.start, end=row.end,
-                text=row.text, chunk_id=chunk_id,
+                text=row.text, chunk_id=chunk_id, where=unit_label(row.metadata, row.page, row.text),
+                ocr=read_by_ocr(row.metadata, row.page),
             ))
         return hits

@@ -90,7 +90,7 @@ def test_ingest_search_docs_delete(tmp_path, site, corpus):
     results = json.loads(rag("search", "how do bees communicate", "-k", "2", "--json", index=index, check=0).stdout)
     assert results[0]["source"] == f"{site}/bees.html" and results[0]["rank"] == 1
     assert set(results[0]) == {"rank", "score", "dense_score", "bm25_score", "source", "title", "page",
-                               "start", "end", "text"}
+                               "start", "end", "text", "where", "ocr"}
 
     docs = json.loads(rag("docs", "--json", index=index, check=0).stdout)
     assert len(docs) == 3

@@ -129,6 +129,11 @@ def test_document_text_and_pages_are_kept(coll):
     coll.add_documents([doc], chunk_size=12)
     assert coll.document("mem://book") == doc
     assert [h.page for h in sorted(coll.search("page", k=2, mode="bm25"), key=lambda h: h.start)] == [1, 2]
+    deck = Document("mem://deck", "first slide\n\nsecond slide", "Deck", {"location": "slide", "ocr_pages": [2]},
+                    pages=[(1, 0), (2, 13)])
+    coll.add_documents([deck], chunk_size=100)  # one chunk a slide, however big the chunks may be
+    hits = sorted(coll.search("slide", k=3, mode="bm25"), key=lambda h: h.start)
+    assert [(h.where, h.ocr) for h in hits] == [("slide 1", False), ("slide 2", True)]
     with pytest.raises(RagError, match="not in collection"):
         coll.document("mem://none")
 

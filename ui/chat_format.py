@@ -7,6 +7,7 @@ import re
 from typing import Sequence
 
 from rag.chains.base import QUOTED, REWRITE
+from rag.locations import OCR_MARK, OCR_NOTE, is_ocr, where
 from ui.escaping import display_source, escape_markdown, first_words, inert_html, one_line
 from ui.formatting import field, fmt_score, fmt_seconds, result_timings_md, token_usage_md
 
@@ -39,13 +40,13 @@ def partial_quote(text: str) -> str:
 
 def source_label(src) -> str:
     """A source on one escaped line: title, the first words of its passage, where it is."""
-    page = field(src, "page")
-    where = inert_html(one_line(display_source(field(src, "source")), 120))
-    where += f", page {int(page)}" if page is not None else ""
+    place = inert_html(one_line(display_source(field(src, "source")), 120))
+    place += f", {inert_html(where(src))}" if where(src) else ""
+    place += f" ({OCR_MARK}: {OCR_NOTE})" if is_ocr(src) else ""
     title = inert_html(one_line(field(src, "title"), 100) or "(untitled)")
     words = first_words(field(src, "text"))
     opening = f" — “{inert_html(words)}”" if words else ""
-    return f"{title}{opening} · {where}"
+    return f"{title}{opening} · {place}"
 
 
 def sources_md(sources: Sequence, turn: int | None = None) -> str:

@@ -14,6 +14,7 @@ import re
 from typing import Sequence
 from urllib.parse import urlparse
 
+from rag.locations import OCR_MARK, OCR_NOTE
 from rag.text import QUERY_STOPWORDS
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|>~$])")
@@ -82,8 +83,9 @@ def display_source(source: str) -> str:
     return source if "://" in source else _UPLOAD.sub(UPLOAD_PREFIX, source)
 
 
-def source_html(source: str, page: int | None) -> str:
-    """A source as escaped HTML: a link that opens in a new tab when it is an http(s) URL, else code."""
+def source_html(source: str, where: str = "", ocr: bool = False) -> str:
+    """A source as escaped HTML: a link that opens in a new tab when it is an http(s) URL, else code; then its
+    place in the document (rag.locations) and, for words read by OCR, a short mark saying so."""
     href = safe_href(source)
     label = escape_html(display_source(source))
     link = (
@@ -91,7 +93,8 @@ def source_html(source: str, page: int | None) -> str:
         if href
         else f"<code>{label}</code>"
     )
-    return link + (f" · page {int(page)}" if page is not None else "")
+    mark = f' <span class="ocr-mark" title="{escape_html(OCR_NOTE)}">{OCR_MARK}</span>' if ocr else ""
+    return link + (f" · {escape_html(where)}" if where else "") + mark
 
 
 def query_terms(query: str) -> list[str]:

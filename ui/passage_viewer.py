@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from rag.locations import is_ocr, where
 from ui.escaping import escape_html, one_line, source_html
 from ui.formatting import field
 
@@ -19,7 +20,7 @@ def passage_html(src, doc_text: str | None, pages: Sequence = (), context: int =
     passage = str(field(src, "text") or "")
     head = (f'<div class="viewer-head"><b>[{int(field(src, "n") or 0)}] '
             f'{escape_html(one_line(field(src, "title"), 120) or "(untitled)")}</b><br>'
-            f'{source_html(field(src, "source"), field(src, "page"))}</div>')
+            f'{source_html(field(src, "source"), where(src), is_ocr(src))}</div>')
     start, end = field(src, "start"), field(src, "end")
     if doc_text is None or start is None or doc_text[start:end] != passage:
         found = doc_text.find(passage) if doc_text and passage else -1
@@ -31,12 +32,15 @@ def passage_html(src, doc_text: str | None, pages: Sequence = (), context: int =
     low, high = max(0, start - context), min(len(doc_text), end + context)
     page = field(src, "page")
     if page is not None and pages:
-        starts = dict(pages)  # the whole page the passage is on
+        starts = dict(pages)  # the whole page (slide, sheet, chapter) the passage is on, unless it is long
         if page in starts:
             later = [s for p, s in pages if s > starts[page]]
-            low, high = min(starts[page], start), max(end, later[0] if later else len(doc_text))
+            unit = (min(starts[page], start), max(end, later[0] if later else len(doc_text)))
+            if unit[1] - unit[0] <= 4 * context + (end - start):
+                low, high = unit
     before = ("… " if low > 0 else "") + doc_text[low:start]
     after = doc_text[end:high] + (" …" if high < len(doc_text) else "")
-    where = f'<p class="viewer-note">Page {int(page)} of the document.</p>' if page is not None and pages else ""
-    return (f'<div class="viewer">{head}{where}<div class="doc">{escape_html(before)}'
+    place = where(src) if page is not None and pages else ""
+    note = f'<p class="viewer-note">{escape_html(place[:1].upper() + place[1:])} of the document.</p>' if place else ""
+    return (f'<div class="viewer">{head}{note}<div class="doc">{escape_html(before)}'
             f'<mark id="cited">{escape_html(passage)}</mark>{escape_html(after)}</div></div>')

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from rag.locations import is_ocr, where
 from rag.retrieval import SCORE_LEGEND, scores_for
 from ui.escaping import escape_html, highlight, one_line, query_terms, source_html
 from ui.formatting import fmt_score
@@ -22,7 +23,7 @@ def hit_card_html(hit, terms: Sequence[str], mode: str = "hybrid") -> str:
         '<div class="hit">'
         f'<div class="hit-head"><span class="rank">#{int(hit.rank)}</span>'
         f'<span class="hit-title">{escape_html(one_line(hit.title) or "(untitled)")}</span>{"".join(badges)}</div>'
-        f'<div class="hit-source">{source_html(hit.source, hit.page)}</div>'
+        f'<div class="hit-source">{source_html(hit.source, where(hit), is_ocr(hit))}</div>'
         f'<div class="hit-text">{highlight(hit.text, terms)}</div>'
         "</div>"
     )

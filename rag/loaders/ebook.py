@@ -40,7 +40,8 @@ def epub_file(data: bytes, name: str, settings: Settings, progress=None) -> Docu
     headings = [{"text": title[:TITLE_MAX], "level": 1, "start": start}
                 for (title, _), start in zip(chapters, starts) if title]
     title = one_line(metadata_title[0][0]) if metadata_title else ""
-    metadata = {"location": "chapter", "chapter_count": len(chapters)}
+    metadata = {"location": "chapter", "chapter_count": len(chapters),
+                "chapters": [one_line(title)[:TITLE_MAX] for title, _ in chapters]}
     if headings:
         metadata["headings"] = headings
     return Document(source=name, text=text, title=title[:TITLE_MAX], metadata=metadata,

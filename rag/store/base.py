@@ -36,6 +36,7 @@ class StoredChunk:
     start: int
     end: int
     page: int | None
+    metadata: dict = field(default_factory=dict)  # its document's (what rag.locations names its place by)
 
 
 class Found(NamedTuple):

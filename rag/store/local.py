@@ -288,11 +288,13 @@ class LocalStore(ChunkStore):
         if not ids:
             return {}
         rows = self._reader().execute(
-            'SELECT c.id, d.source, d.title, c.text, c.start, c."end", c.page FROM chunks c '
+            'SELECT c.id, d.source, d.title, c.text, c.start, c."end", c.page, d.metadata FROM chunks c '
             "JOIN documents d ON d.id = c.doc_id WHERE c.id IN (SELECT value FROM json_each(?))",
             (json.dumps(ids),),
-        )
-        return {r[0]: StoredChunk(*r) for r in rows}
+        ).fetchall()
+        # each document's metadata parsed once, however many of its chunks are asked for
+        metadata = {source: json.loads(text or "{}") for source, text in {r[1]: r[7] for r in rows}.items()}
+        return {r[0]: StoredChunk(*r[:7], metadata=metadata[r[1]]) for r in rows}
 
     def _chunk_ids(self, sources: Sequence[str]) -> np.ndarray:
         """The chunk ids of the given documents (unknown ones have none), in one query."""

@@ -267,14 +267,15 @@ class MilvusStore(ChunkStore):
         head = self._head()
         return head["version"] if head else 0
 
-    def _current(self, rows: list[dict]) -> list[dict]:
-        """The rows (with source and version) whose document is at that version now."""
-        docs = self._docs_by_source((r["source"] for r in rows), ["version", "title"])
+    def _current(self, rows: list[dict], fields: tuple[str, ...] = ("title",)) -> list[dict]:
+        """The rows (with source and version) whose document is at that version now, with the document's
+        `fields`."""
+        docs = self._docs_by_source((r["source"] for r in rows), ["version", *fields])
         kept = []
         for r in rows:
             doc = docs.get(r["source"])
             if doc is not None and doc["version"] == r["version"]:
-                kept.append({**r, "title": doc["title"]})
+                kept.append({**r, **{name: doc[name] for name in fields}})
         return kept
 
     def chunks(self, ids: Sequence[int]) -> dict[int, StoredChunk]:
@@ -282,8 +283,12 @@ class MilvusStore(ChunkStore):
         if not ids:
             return {}
         rows = self._call(lambda: self.client.get(self._names["chunks"], ids=ids, output_fields=_CHUNK_FIELDS))
+        rows = self._current(rows, ("title", "metadata"))
+        # each document's metadata parsed once, however many of its chunks are asked for
+        texts = {r["source"]: r["metadata"] for r in rows}
+        metadata = {source: json.loads(text or "{}") for source, text in texts.items()}
         return {r["id"]: StoredChunk(r["id"], r["source"], r["title"], r["text"], r["start"], r["end"],
-                                     None if r["page"] < 0 else r["page"]) for r in self._current(rows)}
+                                     None if r["page"] < 0 else r["page"], metadata[r["source"]]) for r in rows}
 
     def _ranked(self, data, field: str, metric: str, k: int,
                 sources: Sequence[str] | None = None) -> list[tuple[int, float]]:
