@@ -7,11 +7,19 @@ belongs to the admin. Without `--auth` there is one person, and everything is th
 
 The record lives where the collection lives (`rag.store.locate.read_access` / `write_access`: a file
 beside the local store's database, a row of the docs collection on Milvus), so app instances agree.
+
+Each person names collections in a space of their own, so that choosing a name never tells whether someone
+else has one by it: alice's "notes" and bob's "notes" are two collections. The store keeps a user's collection
+under their name's namespace (`AccessRule.stored_name`: the name and a digest of the user); the admin's, those
+made before owners existed, and every collection without --auth under the plain name. A person calls another's
+collection "owner/name" (`AccessRule.shown_name`), which is how shared collections are listed to them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import hashlib
+import re
+from dataclasses import dataclass, field, replace
 
 from rag.errors import RagError
 
@@ -22,8 +30,10 @@ LEVELS = (READ, WRITE)
 # The one sentence for a collection a user may not open, and for one that does not exist: the notebook's
 # sentence for an empty collection, so that a refusal tells neither apart.
 HIDDEN = "Collection {name!r} is empty; ingest something in step 1 first."
-# Creating a collection under a name another user's collection has: the one place a name is found taken.
-TAKEN = "The name {name!r} is taken; choose another name for a new collection."
+# Adding to a collection named as another person's ("owner/name") that this user may not change: the same
+# sentence whether it exists or not.
+NOT_YOURS = ("You can add documents only to your own collections and to those shared with you read-write; "
+             "{name!r} is neither. Choose a name of your own.")
 READ_ONLY_SHARE = "Collection {name!r} is shared with you read-only; only its owner can let you change it."
 
 
@@ -39,9 +49,9 @@ def refused(name: str, want: str, readable: bool) -> AccessDenied:
     """The refusal of `want` (read, write, create, manage) on an existing collection, saying no more than
     the user may know: nothing at all of a collection they cannot read."""
     if not readable:
-        return AccessDenied(TAKEN.format(name=name)) if want == "create" else hidden(name)
+        return AccessDenied(NOT_YOURS.format(name=name)) if want == "create" else hidden(name)
     if want == "manage":
-        return AccessDenied(f"Only the owner of collection {name!r} can share it or take shares back.")
+        return AccessDenied(f"Only the owner of collection {name!r} can share it, delete it or take shares back.")
     return AccessDenied(READ_ONLY_SHARE.format(name=name))
 
 
@@ -51,9 +61,12 @@ class Access:
 
     owner: str
     shares: dict[str, str] = field(default_factory=dict)
+    deleted_at: float = 0.0   # when it was moved to the trash (rag.libraries); 0: it is not in the trash
+    deleted_by: str = ""
 
     def to_dict(self) -> dict:
-        return {"format_version": FORMAT_VERSION, "owner": self.owner, "shares": dict(sorted(self.shares.items()))}
+        data = {"format_version": FORMAT_VERSION, "owner": self.owner, "shares": dict(sorted(self.shares.items()))}
+        return data | ({"deleted_at": self.deleted_at, "deleted_by": self.deleted_by} if self.deleted_at else {})
 
     @classmethod
     def from_dict(cls, data: dict | None) -> "Access | None":
@@ -64,14 +77,29 @@ class Access:
             raise RagError(f"A collection's sharing record is format {data.get('format_version')!r}; this program "
                            f"reads format {FORMAT_VERSION}. Update the program.")
         shares = {str(u): v for u, v in (data.get("shares") or {}).items() if v in LEVELS}
-        return cls(owner=str(data.get("owner") or ""), shares=shares)
+        return cls(owner=str(data.get("owner") or ""), shares=shares,
+                   deleted_at=float(data.get("deleted_at") or 0.0), deleted_by=str(data.get("deleted_by") or ""))
 
     def shared(self, who: str, level: str | None) -> "Access":
         """A copy with `who` given `level` (None takes their share back)."""
         shares = {u: v for u, v in self.shares.items() if u != who}
         if level is not None:
             shares[who] = check_level(level)
-        return Access(self.owner, shares)
+        return replace(self, shares=shares)
+
+
+_NAMESPACE = re.compile(r"\.u[0-9a-f]{10}$")
+NAME_LIMIT = 64  # rag.store.manifest.validate_collection_name
+
+
+def namespace(user: str) -> str:
+    """The ending of `user`'s collection names in the store: a digest, so a stored name does not name its maker."""
+    return ".u" + hashlib.sha256(user.encode("utf-8")).hexdigest()[:10]
+
+
+def label(stored: str) -> str:
+    """A stored collection name without its namespace: the name its owner gave it."""
+    return _NAMESPACE.sub("", stored)
 
 
 def check_level(level: str) -> str:
@@ -126,6 +154,25 @@ class AccessRule:
         if want in ("write", "create"):
             return self.can_write(user, record)
         return self.can_manage(user, record)
+
+    def stored_name(self, owner: str, name: str) -> str:
+        """Where `owner`'s collection `name` is kept: under the plain name for the admin and without --auth,
+        else with `owner`'s namespace. A name ending like a namespace is kept for the notebook itself."""
+        if _NAMESPACE.search(name):
+            raise RagError(f"Collection names ending in {name[-12:]!r} are kept for the notebook's own use; "
+                           "choose another name.")
+        if not self.enabled or self.is_admin(owner):
+            return name
+        stored = name + namespace(owner)
+        if len(stored) > NAME_LIMIT:
+            raise RagError(f"Collection name {name!r} is too long; use up to {NAME_LIMIT - 12} characters.")
+        return stored
+
+    def shown_name(self, stored: str, viewer: str, record: Access | None) -> str:
+        """What `viewer` calls the collection stored as `stored`: its name when it is theirs, else
+        "owner/name"."""
+        owner = self.owner(record)
+        return label(stored) if not self.enabled or owner == viewer else f"{owner}/{label(stored)}"
 
     def new_record(self, user: str) -> Access:
         """The record of a collection `user` creates now."""

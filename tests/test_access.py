@@ -124,22 +124,6 @@ def test_the_first_record_is_written_once_and_a_second_creator_finds_the_first(s
     assert access.create(store_settings, "alice-notes", Access("bob")) == Access("alice")
 
 
-def test_of_two_people_creating_one_name_at_once_the_second_is_refused(settings, monkeypatch):
-    from ui.runtime import Runtime
-
-    runtime = Runtime(settings, access_rule=RULE)
-    runtime.collection("bob-notes", "bob", "create")
-    with pytest.raises(RagError, match="The name 'bob-notes' is taken"):
-        runtime.collection("bob-notes", "alice", "create")
-    # alice's check passed while the name was free; bob's record came first: her write is refused after all.
-    _make(settings, "both")
-    access.create(settings, "both", Access("bob"))
-    monkeypatch.setattr(runtime, "check_access", lambda *args: None)
-    with pytest.raises(RagError, match="The name 'both' is taken"):
-        runtime.collection("both", "alice", "create")
-    assert access.read(settings, "both").owner == "bob"
-
-
 def test_a_kill_during_share_changes_leaves_a_whole_record(settings):
     """A process killed while it rewrites the record over and over leaves one whole record: the last
     written or the one before, never a torn file."""
@@ -207,9 +191,9 @@ def test_a_documents_quota_counts_what_the_owner_keeps_and_refuses_the_batch_tha
     assert "**1** unchanged" in again  # the same upload again adds no document
     refused, *_ = library.ingest("", [str(files[2])], 500, 0, alice, request=_Request("alice"))
     assert refused.startswith("⚠️ Your collections hold 2 of the 2 documents you may keep, and this would add 1")
-    assert not (runtime.uploads_dir("alice-notes") / "note2.txt").exists()  # refused before any work
-    runtime.share("alice-notes", "alice", "bob", WRITE)  # bob adds to alice's collection: hers to count
-    bob = Session(collection="alice-notes")
+    assert not (runtime.uploads_dir("alice-notes", "alice") / "note2.txt").exists()  # refused before any work
+    runtime.libraries.share("alice-notes", "alice", "bob", WRITE)  # bob adds to alice's collection: hers to count
+    bob = Session(collection="alice/alice-notes")
     refused, *_ = library.ingest("", [str(files[2])], 500, 0, bob, request=_Request("bob"))
     assert "2 of the 2 documents" in refused
     root = Session(collection="root-notes")

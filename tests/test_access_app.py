@@ -14,12 +14,15 @@ from pathlib import Path
 import pytest
 
 from e2e_harness import AppProcess, gradio_client
+from rag.access import namespace
 
 USERS = {name: secrets.token_urlsafe(12) for name in ("root", "alice", "bob")}
 ALICE_FACT = "The lighthouse on the island of Quillon is kept by Ingrid Halvorsen, who paints its lamp red."
 BOB_FACT = "The ferry to Brastad is run by Tomas Reyes and leaves the harbour at seven."
 ALICE_MARKERS = ("Quillon", "Ingrid Halvorsen", "Halvorsen")
-REFUSED = "Collection 'alice-notes' is empty; ingest something in step 1 first."
+REFUSED = "Collection 'alice/alice-notes' is empty; ingest something in step 1 first."
+NOT_YOURS = "You can add documents only to your own collections and to those shared with you read-write"
+ALICE_STORED = "alice-notes" + namespace("alice")  # where the store keeps her "alice-notes" (rag.access)
 QUESTION = "Who keeps the lighthouse?"  # none of her words: what comes back of hers is hers
 
 
@@ -74,21 +77,24 @@ def _choices(update) -> list[str]:
 
 
 def test_each_person_lists_only_their_own_collections_and_the_admin_lists_all(libraries, alice, bob, root, app):
-    assert "alice-notes" not in _choices(bob.predict(api_name="/collection_choices"))
-    assert "bob-notes" not in _choices(alice.predict(api_name="/collection_choices"))
-    assert {"alice-notes", "bob-notes"} <= set(_choices(root.predict(api_name="/collection_choices")))
+    assert not any("alice" in c for c in _choices(bob.predict(api_name="/collection_choices")))
+    assert not any("bob" in c for c in _choices(alice.predict(api_name="/collection_choices")))
+    assert {"alice/alice-notes", "bob/bob-notes"} <= set(_choices(root.predict(api_name="/collection_choices")))
     owners = root.predict(api_name="/owners")
-    assert "**alice-notes** is owned by **alice**" in owners and "**bob-notes** is owned by **bob**" in owners
+    assert "**alice/alice-notes** is owned by **alice**" in owners and "**bob/bob-notes** is owned by **bob**" in owners
     assert "Only the notebook's admin" in bob.predict(api_name="/owners")
-    record = json.loads((app.index_dir / "alice-notes" / "access.json").read_text())
+    assert not (app.index_dir / "alice-notes").exists()  # her name is hers: it takes no name from anyone else
+    record = json.loads((app.index_dir / ALICE_STORED / "access.json").read_text())
     assert record["owner"] == "alice" and record["shares"] == {}
 
 
-def test_bob_choosing_alices_collection_by_name_finds_it_empty(libraries, bob):
-    note, table = bob.predict("alice-notes", api_name="/choose_collection")
-    assert note == "Collection **alice-notes** is empty." and not table["data"]
+def test_bob_choosing_alices_collection_by_name_finds_it_empty_and_her_name_is_free_for_his_own(libraries, bob):
+    note, table = bob.predict("alice/alice-notes", api_name="/choose_collection")
+    assert note == "Collection **alice/alice-notes** is empty." and not table["data"]
     note, *_ = bob.predict(QUESTION, 4, "hybrid", api_name="/search")
     assert note == "⚠️ " + REFUSED
+    note, table = bob.predict("alice-notes", api_name="/choose_collection")  # a name of his own: nothing of hers
+    assert note == "Collection **alice-notes** is empty." and not table["data"]
     bob.predict("bob-notes", api_name="/choose_collection")
 
 
@@ -122,7 +128,7 @@ def _arguments(endpoint: str, info: dict, workdir: Path) -> list:
     bobs_file = workdir / "bob-upload.txt"
     bobs_file.write_text("bob was here\n", encoding="utf-8")
     special = {"/delete": ["upload: alice-notes.txt"], "/open_citation": ["0-1"],
-               "/choose_collection": ["alice-notes"], "/share": ["bob", "read-write"], "/take_back": ["bob"],
+               "/choose_collection": ["alice/alice-notes"], "/share": ["bob", "read-write"], "/take_back": ["bob"],
                "/move": ["bob"], "/ingest": ["", [handle_file(str(bobs_file))], 500, 0],
                "/preview": ["", [handle_file(str(bobs_file))]], "/quick_add": ["https://example.invalid/"]}
     if endpoint in special:
@@ -146,7 +152,8 @@ def _arguments(endpoint: str, info: dict, workdir: Path) -> list:
 def test_no_route_hands_bob_anything_of_alices_once_her_share_is_taken_back(libraries, alice, bob, workdir, app):
     # Shared read-write, bob uses her collection: he sees her document, and his conversation quotes it.
     assert "Shared." in alice.predict("bob", "read-write", api_name="/share")
-    note, _table = bob.predict("alice-notes", api_name="/choose_collection")
+    assert "alice/alice-notes" in _choices(bob.predict(api_name="/collection_choices"))
+    note, _table = bob.predict("alice/alice-notes", api_name="/choose_collection")
     assert "**1** document" in note
     _note, hits, *_ = bob.predict(QUESTION, 4, "hybrid", api_name="/search")
     assert "Quillon" in hits  # the check below would see her text: it can fail
@@ -157,7 +164,8 @@ def test_no_route_hands_bob_anything_of_alices_once_her_share_is_taken_back(libr
     assert "Taken back." in alice.predict("bob", api_name="/take_back")
     endpoints = bob.view_api(print_info=False, return_format="dict")["named_endpoints"]
     assert {"/search", "/chat", "/summarize", "/export", "/open_citation", "/delete", "/ingest", "/refresh",
-            "/source_choices", "/document_choices", "/collection_choices", "/restore", "/owners"} <= set(endpoints)
+            "/source_choices", "/document_choices", "/collection_choices", "/restore", "/owners",
+            "/delete_collection", "/restore_collection", "/collection_trash"} <= set(endpoints)
     downloads = workdir / "bob"
     outputs = {}
     # Routes that move the session to another collection go last, so the others all meet hers.
@@ -169,24 +177,26 @@ def test_no_route_hands_bob_anything_of_alices_once_her_share_is_taken_back(libr
             outputs[endpoint] = f"{type(exc).__name__}: {exc}"
     leaks = {e: [m for m in ALICE_MARKERS if m in text] for e, text in outputs.items()}
     assert not {e: m for e, m in leaks.items() if m}, {e: outputs[e][:500] for e, m in leaks.items() if m}
-    for endpoint in ("/search", "/chat", "/summarize", "/export", "/open_citation", "/delete", "/restore"):
+    for endpoint in ("/search", "/chat", "/summarize", "/export", "/open_citation", "/delete", "/restore",
+                     "/delete_collection"):
         assert REFUSED in outputs[endpoint], (endpoint, outputs[endpoint][:500])
-    assert "The name 'alice-notes' is taken" in outputs["/ingest"]
+    assert NOT_YOURS in outputs["/ingest"]
     assert "Only the owner" not in outputs["/share"] and REFUSED in outputs["/share"]
 
     # Nothing of hers changed, and nothing of his landed in her folders.
     note, table = alice.predict(api_name="/refresh")
     assert "**1** document" in note and table["data"][0][1] == "upload: alice-notes.txt"
-    assert not (app.index_dir / "_uploads" / "alice-notes" / "bob-upload.txt").exists()
-    assert json.loads((app.index_dir / "alice-notes" / "access.json").read_text())["shares"] == {}
+    assert not (app.index_dir / "_uploads" / ALICE_STORED / "bob-upload.txt").exists()
+    assert json.loads((app.index_dir / ALICE_STORED / "access.json").read_text()) == {
+        "format_version": 1, "owner": "alice", "shares": {}}  # not deleted, not shared
 
 
 def test_a_read_only_share_lets_bob_search_but_not_change_and_everyone_means_everyone(libraries, alice, bob, root):
     assert "Shared." in alice.predict("everyone", "read-only", api_name="/share")
-    bob.predict("alice-notes", api_name="/choose_collection")
+    bob.predict("alice/alice-notes", api_name="/choose_collection")
     _note, hits, *_ = bob.predict(QUESTION, 4, "hybrid", api_name="/search")
     assert "Quillon" in hits
-    assert "alice-notes" in _choices(bob.predict(api_name="/collection_choices"))
+    assert "alice/alice-notes" in _choices(bob.predict(api_name="/collection_choices"))
     _selected, status, *_ = bob.predict("upload: alice-notes.txt", api_name="/delete")
     assert "shared with you read-only" in status
     assert "shared with you read-only" in bob.predict(api_name="/view")
@@ -197,7 +207,7 @@ def test_a_read_only_share_lets_bob_search_but_not_change_and_everyone_means_eve
 
 
 def test_the_admin_moves_a_collection_to_another_owner(libraries, alice, bob, root):
-    root.predict("bob-notes", api_name="/choose_collection")
+    root.predict("bob/bob-notes", api_name="/choose_collection")
     assert "Only the notebook's admin" in alice.predict("alice", api_name="/move")
     assert "owned by **alice**" in root.predict("alice", api_name="/move")
     assert "bob-notes" in _choices(alice.predict(api_name="/collection_choices"))
@@ -242,8 +252,8 @@ def test_the_file_routes_serve_bob_none_of_alices_files(libraries, alice, app, w
     alice.predict(api_name="/chat")
     _export, status = alice.predict(api_name="/export")
     assert "Exported" in status
-    paths = [app.index_dir / "_uploads" / "alice-notes" / "alice-notes.txt", app.index_dir / "alice-notes" /
-             "store.sqlite", app.index_dir / "alice-notes" / "access.json", app.index_dir / "_conversations.sqlite"]
+    paths = [app.index_dir / "_uploads" / ALICE_STORED / "alice-notes.txt", app.index_dir / ALICE_STORED /
+             "store.sqlite", app.index_dir / ALICE_STORED / "access.json", app.index_dir / "_conversations.sqlite"]
     assert all(p.exists() for p in paths)
     with httpx.Client(base_url=app.url.rstrip("/"), timeout=30) as bob:
         assert bob.post("/login", data={"username": "bob", "password": USERS["bob"]}).status_code == 200
@@ -270,7 +280,7 @@ def test_two_app_instances_on_one_store_agree_on_shares(store, tmp_path, request
         second.wait_ready()
         alice, bob = _client(first, tmp_path, "alice"), _client(second, tmp_path, "bob")
         _ingest(alice, tmp_path, "alice-notes", "alice-notes.txt", ALICE_FACT)
-        assert "is empty" in bob.predict("alice-notes", api_name="/choose_collection")[0]
+        assert "is empty" in bob.predict("alice/alice-notes", api_name="/choose_collection")[0]
         assert "Shared." in alice.predict("bob", "read-only", api_name="/share")
         _note, hits, *_ = bob.predict(QUESTION, 4, "hybrid", api_name="/search")
         assert "Quillon" in hits

@@ -71,16 +71,16 @@ def test_only_those_who_may_change_a_collection_see_and_restore_its_trash(settin
     assert runtime.delete_document("alice-notes", "alice", "mem://notes")
     (entry,) = runtime.trash_entries("alice-notes", "alice")
     with pytest.raises(AccessDenied, match="is empty") as refused:
-        runtime.trash_entries("alice-notes", "bob")
+        runtime.trash_entries("alice/alice-notes", "bob")
     with pytest.raises(AccessDenied, match="is empty"):
-        runtime.restore("alice-notes", "bob", entry.id)
-    runtime.share("alice-notes", "alice", EVERYONE, READ)
+        runtime.restore("alice/alice-notes", "bob", entry.id)
+    runtime.libraries.share("alice-notes", "alice", EVERYONE, READ)
     with pytest.raises(AccessDenied, match="read-only"):
-        runtime.restore("alice-notes", "bob", entry.id)
+        runtime.restore("alice/alice-notes", "bob", entry.id)
     assert "harbour" not in str(refused.value)
-    assert [e.id for e in runtime.trash_entries("alice-notes", "root")] == [entry.id]  # the admin sees all
+    assert [e.id for e in runtime.trash_entries("alice/alice-notes", "root")] == [entry.id]  # the admin sees all
     runtime.restore("alice-notes", "alice", entry.id)
-    assert runtime.collection("alice-notes", "bob").document("mem://notes").title == "Harbour notes"
+    assert runtime.collection("alice/alice-notes", "bob").document("mem://notes").title == "Harbour notes"
 
 
 # -- through the app, across a restart ------------------------------------------------------------
@@ -121,7 +121,7 @@ def test_the_owner_restores_a_deleted_document_after_a_restart_and_nobody_else_s
     try:
         alice, bob = _client(app, tmp_path, "alice"), _client(app, tmp_path, "bob")
         alice.predict("alice-notes", api_name="/choose_collection")
-        bob.predict("alice-notes", api_name="/choose_collection")
+        bob.predict("alice/alice-notes", api_name="/choose_collection")  # hers, by the name a share would show
         assert _choices(bob.predict(api_name="/trash_choices")) == []
         trashed = _choices(alice.predict(api_name="/trash_choices"))
         assert len(trashed) == 1 and "harbour ledger" in trashed[0][0] and "by alice" in trashed[0][0]

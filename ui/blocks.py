@@ -106,18 +106,22 @@ def build_app(runtime: Runtime) -> gr.Blocks:
                    [chat["conversations"]])
         chosen = collection.input(
             library.choose_collection, [collection, session], [session, docs_note, ingest["table"]]
-        ).then(library.collection_choices, session, collection, show_progress="hidden").then(
-            gen.document_choices, session, summary_docs, show_progress="hidden"
-        ).then(convs.restore, session, restore[0], show_progress="hidden").then(
-            _empty_viewer, None, chat["viewer"], show_progress="hidden").then(
-            convs.choices, session, restore[1], show_progress="hidden").then(
-            gen.source_choices, session, sources, show_progress="hidden")
-        # This browser keeps the collection chosen last, and the next load opens it again (if it may).
-        chosen.then(None, collection, None, js=f"(name) => {{ localStorage.setItem({COLLECTION_KEY!r}, name || ''); }}")
+        ).then(library.collection_choices, session, collection, show_progress="hidden")
+        # The page follows the session to another collection: chosen in the box, or opened by the notebook
+        # after the chosen one was deleted, or restored from the trash.
+        for moved in [chosen, *ingest["moved"]]:
+            moved.then(gen.document_choices, session, summary_docs, show_progress="hidden").then(
+                convs.restore, session, restore[0], show_progress="hidden").then(
+                _empty_viewer, None, chat["viewer"], show_progress="hidden").then(
+                convs.choices, session, restore[1], show_progress="hidden").then(
+                gen.source_choices, session, sources, show_progress="hidden")
+            # This browser keeps the collection chosen last, and the next load opens it again (if it may).
+            moved.then(None, collection, None,
+                       js=f"(name) => {{ localStorage.setItem({COLLECTION_KEY!r}, name || ''); }}")
+            if ingest["sharing"] is not None:
+                moved.then(ingest["sharing"]["view"], session, ingest["sharing"]["out"], show_progress="hidden")
         # A deleted document's passage must not stay in the viewer either.
         ingest["deleted"].then(_empty_viewer, None, chat["viewer"], show_progress="hidden")
-        if ingest["sharing"] is not None:
-            chosen.then(ingest["sharing"]["view"], session, ingest["sharing"]["out"], show_progress="hidden")
         # Once an answer has loaded the model, the line under the collection names its file.
         chat["listed"].then(form.model_line_of, session, model_line, show_progress="hidden")
         # Summarize lists the collection's documents, so it follows every ingest and delete.

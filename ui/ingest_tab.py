@@ -8,6 +8,7 @@ import gradio as gr
 
 from rag.trash import TRASH_DAYS
 from ui import formatting as fmt
+from ui.collection_trash import CollectionTrash
 from ui.library import Library
 from ui.sharing import LEVELS, Sharing
 
@@ -65,16 +66,31 @@ def ingest_tab(library: Library, session, collection, docs_note, writable: bool,
                         confirm_btn = gr.Button("Move to trash", variant="stop", size="sm", elem_id="delete-yes")
                         cancel_btn = gr.Button("Cancel", size="sm", elem_id="delete-no")
                 refresh_btn = gr.Button("Refresh table", size="sm")
+                coll_delete_btn = gr.Button("Delete collection", variant="stop", size="sm", interactive=writable,
+                                            elem_id="delete-collection-btn")
+                # Asks again, naming the collection and its documents count; the second press moves it to the trash.
+                with gr.Group(visible=False, elem_id="delete-collection-confirm") as coll_confirm:
+                    coll_confirm_note = gr.Markdown(elem_id="delete-collection-note")
+                    with gr.Row():
+                        coll_yes = gr.Button("Move it to the trash", variant="stop", size="sm",
+                                             elem_id="delete-collection-yes")
+                        coll_no = gr.Button("Cancel", size="sm", elem_id="delete-collection-no")
+                coll_note = gr.Markdown(elem_id="collection-note")
         with gr.Accordion("Extracted text and metadata", open=False, elem_id="preview") as preview:
             with gr.Row():
                 preview_text = gr.Textbox(label="Text", lines=12, max_lines=24, interactive=False, scale=3)
                 preview_meta = gr.JSON(label="Metadata", scale=2)
-        with gr.Accordion(f"🗑 Trash: documents deleted in the last {TRASH_DAYS} days", open=False,
+        with gr.Accordion(f"🗑 Trash: documents and collections deleted in the last {TRASH_DAYS} days", open=False,
                           elem_id="trash") as trash:
             with gr.Row(equal_height=True):
                 trashed = gr.Dropdown(label="Deleted documents", choices=[], scale=4, elem_id="trashed")
                 restore_btn = gr.Button("Restore", interactive=writable, scale=0, elem_id="restore-btn")
             restored_note = gr.Markdown(elem_classes=["step-out"], elem_id="restored-note")
+            with gr.Row(equal_height=True):
+                trashed_colls = gr.Dropdown(label="Deleted collections", choices=[], scale=4,
+                                            elem_id="trashed-collections")
+                restore_coll_btn = gr.Button("Restore collection", interactive=writable, scale=0,
+                                             elem_id="restore-collection-btn")
         shared = _sharing_panel(sharing, session, writable) if sharing is not None else None
 
     ingested = ingest_btn.click(
@@ -101,7 +117,28 @@ def ingest_tab(library: Library, session, collection, docs_note, writable: bool,
                                  concurrency_id="ingest").then(library.trash_choices, session, trashed,
                                                                show_progress="hidden")
     refresh_btn.click(library.refresh, session, [docs_note, table])
-    return {"table": table, "changed": [ingested, crawled, deleted, restored], "deleted": deleted, "sharing": shared}
+
+    colls = CollectionTrash(library)
+    coll_delete_btn.click(colls.ask_delete, session, [coll_confirm, coll_yes, coll_confirm_note], queue=False,
+                          show_progress="hidden", api_name="ask_delete_collection")
+    coll_no.click(_hidden, None, coll_confirm, queue=False, show_progress="hidden")
+    # The collection leaves the page at once: the session opens another, and the page follows it (ui.blocks).
+    coll_deleted = coll_yes.click(colls.delete, session,
+                                  [coll_note, collection, session, docs_note, table, coll_confirm],
+                                  concurrency_id="ingest", api_name="delete_collection")
+    coll_deleted.then(_cleared, None, [selected, preview_text, preview_meta], show_progress="hidden")
+    trash.expand(colls.trash_choices, None, trashed_colls, show_progress="hidden", api_name="collection_trash")
+    coll_restored = restore_coll_btn.click(colls.restore, [trashed_colls, session],
+                                           [restored_note, collection, session, docs_note, table],
+                                           concurrency_id="ingest", api_name="restore_collection")
+    for moved in (coll_deleted, coll_restored):
+        moved.then(colls.trash_choices, None, trashed_colls, show_progress="hidden")
+    return {"table": table, "changed": [ingested, crawled, deleted, restored], "deleted": deleted, "sharing": shared,
+            "moved": [coll_deleted, coll_restored]}
+
+
+def _cleared():
+    return "", "", None
 
 
 def _hidden():

@@ -9,6 +9,7 @@ import gradio as gr
 
 from rag import limits
 from rag.errors import RagError
+from rag.progress import IngestProgress
 from rag.trash import TRASH_DAYS
 from ui import formatting as fmt
 from ui.escaping import UPLOAD_PREFIX, display_source, escape_html, escape_markdown, one_line, safe_href
@@ -32,20 +33,20 @@ def parse_urls(text: str) -> tuple[list[str], list[str]]:
 
 
 def _progress_reporter(progress: gr.Progress):
-    """The core's progress callback as one bar over the five stages, with the stage's own count in words.
-
-    Each stage counts different things (sources, then one document's splits, then batches), so a bar
-    per stage jumped from "0/3 items" to "1/1 items"; the bar now only moves forward.
-    """
-    shown = {"fraction": 0.0}
+    """The core's progress callback as one bar over the whole ingest (rag.progress: every file and every OCR'd
+    page moves it, and it ends at 100%), with the stage's own count in words."""
+    tracker = IngestProgress()
 
     def report(stage: str, done: int, total: int, source: str | None = None) -> None:
+        fraction = tracker.update(stage, done, total, source)
+        if stage == "done":
+            progress(fraction, desc=f"done · {done} {'source' if done == 1 else 'sources'}")
+            return
         step = STAGES.index(stage) if stage in STAGES else (1 if stage == "ocr" else 0)  # OCR is extraction
-        fraction = max(shown["fraction"], (step + min(done, total) / max(total, 1)) / len(STAGES))
-        shown["fraction"] = fraction
         name = (source or "").rsplit("/", 1)[-1][:60]
         unit = "splits" if stage in ("chunk", "embed") else "pages" if stage == "ocr" else "sources"
-        desc = f"{step + 1}/5 {stage} · {done} of {total} {unit}" + (f" · {name}" if name else "")
+        count = f"{done} of {total} {unit}" if total or stage != "chunk" else "nothing new to index"
+        desc = f"{step + 1}/5 {stage} · {count}" + (f" · {name}" if name else "")
         progress(fraction, desc=desc)
 
     return report
@@ -75,18 +76,19 @@ class Library:
         if kept and kept in self.runtime.collection_names(user):  # the server's list: only what they may open
             session.collection, session.sources = kept, None
         if self.runtime.access.enabled and self.runtime.level(session.collection, user) is None and (
-                collection_exists(self.runtime.settings, session.collection) or not self.runtime.access.is_admin(user)):
+                not self.runtime.access.is_admin(user)
+                or collection_exists(self.runtime.settings, self.runtime.libraries.stored(session.collection, user))):
             names = self.runtime.collection_names(user)
             session.collection, session.sources = (names[0] if names else personal_collection(user)), None
         return self.collection_choices(session, request), session
 
     @errors_in_status(3, status=1)
     def choose_collection(self, name: str, session: Session, request: gr.Request = None):
-        """Select (or, when writable, create on first ingest) the collection this user works on. Another user's
-        collection is chosen as a new name would be: it shows empty, and nothing says whose it is."""
-        from rag.store import validate_collection_name
-
-        name = validate_collection_name((name or "").strip())
+        """Select (or, when writable, create on first ingest) the collection this user works on: a name of their
+        own, or "owner/name" for one shared with them. Another user's private one shows empty, as a missing one
+        does, and nothing says whether it exists."""
+        name = (name or "").strip()
+        self.runtime.libraries.stored(name, user_name(request))  # a name it can be, or one sentence saying why not
         if self.runtime.read_only and name not in self.runtime.collection_names(user_name(request)):
             raise RagError(f"Collection {name!r} does not exist, and this read-only notebook cannot create it.")
         session.collection, session.sources = name, None  # a new collection: every document is read
@@ -106,7 +108,7 @@ class Library:
         sources, refused = list(urls), []
         for path in files or []:
             try:
-                sources.append(str(self.runtime.stash_upload(session.collection, path)))
+                sources.append(str(self.runtime.stash_upload(session.collection, path, user)))
             except RagError as exc:
                 refused.append(str(exc))
         if not sources:
@@ -204,13 +206,13 @@ class Library:
         coll = self.runtime.existing_collection(session.collection, user_name(request))
         row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
         shown = _row_source(rows, row)
-        doc = coll.document(self._real_source(shown, session))
+        doc = coll.document(self._real_source(shown, session, user_name(request)))
         return "", shown, *_preview(doc), gr.Accordion(open=True)
 
-    def _real_source(self, shown: str, session: Session) -> str:
+    def _real_source(self, shown: str, session: Session, user: str) -> str:
         """The stored source for what the table shows (uploads are shown by file name)."""
         if shown.startswith(UPLOAD_PREFIX):
-            return str(self.runtime.uploads_dir(session.collection) / shown[len(UPLOAD_PREFIX):])
+            return str(self.runtime.uploads_dir(session.collection, user) / shown[len(UPLOAD_PREFIX):])
         return shown
 
     @errors_in_status(5, status=0)
@@ -222,7 +224,7 @@ class Library:
         self.runtime.check_access(session.collection, user_name(request), "create")  # the upload lands in its folder
         urls, bad = parse_urls(urls_text)
         if files:
-            source = str(self.runtime.stash_upload(session.collection, files[0]))
+            source = str(self.runtime.stash_upload(session.collection, files[0], user_name(request)))
         elif urls:
             source = urls[0]
         else:
@@ -245,7 +247,8 @@ class Library:
         self.runtime.check_access(session.collection, user, "write")
         if not (source or "").strip():
             raise RagError("Select a document in the table first, then delete it.")
-        deleted = self.runtime.delete_document(session.collection, user, self._real_source(source.strip(), session))
+        stored = self._real_source(source.strip(), session, user)
+        deleted = self.runtime.delete_document(session.collection, user, stored)
         if not deleted:
             raise RagError(f"{source!r} is not in collection {session.collection!r}; refresh the table.")
         # Toasts render HTML: a source named like a tag must show as text.
@@ -277,7 +280,7 @@ def personal_collection(user: str) -> str:
     """A collection name of `user`'s own: their name in the letters a name allows, then "-notes"."""
     from rag.store import validate_collection_name
 
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", user).strip("-_.")[:57] or "user"
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", user).strip("-_.")[:46] or "user"  # with "-notes", 52: rag.access
     return validate_collection_name(f"{safe}-notes")
 
 

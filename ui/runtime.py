@@ -16,6 +16,7 @@ from typing import Callable
 from rag import access
 from rag.access import AccessRule
 from rag.conversations import ConversationStore
+from rag.libraries import Libraries
 from rag.quota import Quota
 from rag.trash import Trash
 from rag.errors import RagError
@@ -57,6 +58,8 @@ class Runtime:
         self._guest_conversations = tempfile.TemporaryDirectory(prefix="local-rag-guests-") if read_only else None
         self.conversations = ConversationStore(self._guest_conversations.name if read_only else settings.index_dir)
         self.trash = Trash(settings.index_dir)  # deleted documents, kept 7 days (rag/trash.py)
+        # Each user's collections, their names, and the trash of collections (rag/libraries.py).
+        self.libraries = Libraries(settings, self.access, read_only)
 
     @property
     def downloads(self):
@@ -85,103 +88,51 @@ class Runtime:
             raise ReadOnlyError(f"This notebook is read-only (demo mode): {action} is disabled.")
 
     def collection(self, name: str, user: str = "", want: str = "read"):
-        """The named collection for `user`, who must be allowed to `want` it (read, write, create: write and
+        """The collection `user` calls `name`, who must be allowed to `want` it (read, write, create: write and
         create it when missing, manage: share or delete it); opened (or created) once and shared, thread-safe.
 
         Under --auth a collection the user may not read is refused in the sentence a missing one gets.
         """
-        name = (name or self.settings.collection).strip()
-        self.check_access(name, user, want)
-        coll = self._open(name)
+        stored = self.check_access(name, user, want)
+        coll = self._open(stored)
         if self.access.enabled and want == "create":
-            # Just made, the maker owns it; of two people creating one name at once, the second is refused here.
-            record = access.read(self.settings, name) or access.create(self.settings, name,
-                                                                       self.access.new_record(user))
+            # Just made, the maker owns it; of two sessions of one person creating it at once, one record is kept.
+            record = access.read(self.settings, stored) or access.create(self.settings, stored,
+                                                                         self.access.new_record(user))
             if not self.access.can_write(user, record):
                 raise access.refused(name, want, self.access.can_read(user, record))
         return coll
 
-    def check_access(self, name: str, user: str, want: str = "read") -> None:
-        """Refuse `user` what they may not do with collection `name`, saying nothing of one they cannot read."""
-        from rag.store import validate_collection_name
-        from rag.store.locate import collection_exists
-
-        if not self.access.enabled:
-            return
-        name = validate_collection_name(name)
-        if not collection_exists(self.settings, name):
-            if want == "create" and not self.read_only:
-                return
-            raise access.hidden(name)
-        record = access.read(self.settings, name)
-        if not self.access.allows(want, user, record):
-            raise access.refused(name, want, self.access.can_read(user, record))
+    def check_access(self, name: str, user: str, want: str = "read") -> str:
+        """The store's name of collection `name`, once `user` may `want` it (rag.libraries); refused saying
+        nothing of one they cannot read. Without --auth reading needs no check: a conversation's own passages
+        stay readable when its collection is gone."""
+        if not self.access.enabled and want == "read":
+            return self.libraries.stored(name, user)
+        return self.libraries.check(name, user, want)
 
     def level(self, name: str, user: str) -> str | None:
         """What `user` may do with collection `name`: own, write, read, or None (missing, or not theirs)."""
-        from rag.store.locate import collection_exists
-
-        if not collection_exists(self.settings, name):
-            return None
-        return self.access.level(user, access.read(self.settings, name))
-
-    def sharing(self, name: str, user: str):
-        """Collection `name`'s owner and shares, for its owner or the admin (anyone else: as a missing one)."""
-        self.check_access(name, user, "manage")
-        record = access.read(self.settings, name)
-        return self.access.owner(record), dict(record.shares) if record else {}
-
-    def share(self, name: str, user: str, who: str, level: str | None) -> None:
-        """Give `who` (a user, or everyone) `level` on collection `name`, or take it back (None); owner or admin."""
-        self.require_writable("sharing collections")
-        self.check_access(name, user, "manage")
-        who = self.access.check_user(who)
-        record = access.read(self.settings, name) or access.Access(self.access.owner(None))
-        if who == self.access.owner(record):
-            raise RagError(f"{who} owns collection {name!r} already.")
-        access.write(self.settings, name, record.shared(who, level))
-
-    def move_owner(self, name: str, user: str, new_owner: str) -> None:
-        """Make `new_owner` the owner of collection `name`; the admin only. Shares stay as they were."""
-        self.require_writable("moving collections")
-        if not self.access.is_admin(user):
-            raise access.AccessDenied("Only the notebook's admin can move a collection to another owner.")
-        self.check_access(name, user, "manage")
-        new_owner = self.access.check_user(new_owner)
-        if new_owner == access.EVERYONE:
-            raise RagError("A collection is owned by one user; share it with everyone instead.")
-        record = access.read(self.settings, name) or access.Access(self.access.owner(None))
-        access.write(self.settings, name, access.Access(new_owner, record.shared(new_owner, None).shares))
-
-    def owners(self, user: str) -> list[tuple[str, str, dict]]:
-        """Every collection with its owner and shares; the admin only."""
-        if not self.access.is_admin(user):
-            raise access.AccessDenied("Only the notebook's admin can see who owns every collection.")
-        from rag.collection import list_collections
-
-        rows = []
-        for name in list_collections(self.settings):
-            record = access.read(self.settings, name)
-            rows.append((name, self.access.owner(record), dict(record.shares) if record else {}))
-        return rows
+        return self.libraries.level(name, user)
 
     def visible(self, name: str, user: str = ""):
         """The collection when it exists and `user` may read it, else None (the views show it empty)."""
-        return self._open(name) if self._readable(name, user) else None
+        stored = self.libraries.readable(name, user)
+        return None if stored is None else self._open(stored)
 
-    def _readable(self, name: str, user: str) -> bool:
-        """Whether collection `name` exists and `user` may read it: that one collection's record only (listing
-        every collection's would ask a Milvus server once per collection on every call)."""
-        from rag.store import validate_collection_name
-        from rag.store.locate import collection_exists
+    def delete_collection(self, name: str, user: str) -> None:
+        """Move collection `name` to the trash, for its owner or the admin; it leaves every list at once."""
+        self.require_writable("deleting collections")
+        stored = self.libraries.delete(name, user)
+        with self._lock:
+            coll = self._collections.pop(stored, None)
+        if coll is not None:
+            coll.store.close()
 
-        try:
-            validate_collection_name(name)
-        except RagError:
-            return False
-        if not collection_exists(self.settings, name):
-            return False
-        return not self.access.enabled or self.access.can_read(user, access.read(self.settings, name))
+    def restore_collection(self, stored: str, user: str) -> str:
+        """Take a collection out of the trash (`stored` from `libraries.deleted`); the name `user` calls it."""
+        self.require_writable("restoring collections")
+        return self.libraries.restore(stored, user)
 
     def _open(self, name: str):
         from rag.collection import Collection
@@ -209,8 +160,7 @@ class Runtime:
 
     def trash_entries(self, name: str, user: str) -> list:
         """The documents deleted from collection `name` in the last 7 days, for one who may change it."""
-        self.check_access(name, user, "write")
-        return self.trash.entries(name) if name in self.collection_names(user) else []
+        return self.trash.entries(self.check_access(name, user, "write"))
 
     def restore(self, name: str, user: str, entry_id: str):
         """Put a document back from the trash, for one who may change the collection."""
@@ -222,9 +172,10 @@ class Runtime:
     def existing_collection(self, name: str, user: str = ""):
         """The named collection when it holds something `user` may read, else a readable error pointing at
         step 1 (the same sentence, under --auth, for one that is not theirs)."""
-        if not self._readable(name, user):
+        coll = self.visible(name, user)
+        if coll is None:
             raise access.hidden(name)
-        return self._open(name)
+        return coll
 
     def generator(self, chat, backend: str | None = None):
         """The model `chat` (a ChatSettings) asks for, loaded on first use; one per backend is kept."""
@@ -300,20 +251,14 @@ class Runtime:
         return folder / "conversation.md"
 
     def collection_names(self, user: str = "") -> list[str]:
-        """The collections `user` may read (every one without --auth)."""
-        from rag.collection import list_collections
+        """The collections `user` may read, by the names they use (every one without --auth); none in the trash."""
+        return self.libraries.names(user)
 
-        names = list_collections(self.settings)
-        if not self.access.enabled:
-            return names
-        return [n for n in names if self.access.can_read(user, access.read(self.settings, n))]
-
-    def uploads_dir(self, collection: str) -> Path:
-        from rag.store import validate_collection_name
-
+    def uploads_dir(self, collection: str, user: str = "") -> Path:
+        """Where uploads to collection `collection` (as `user` calls it) are kept."""
         # Collection names start with a letter or digit, so "_uploads" never collides with one, and
         # hold no separators, so the folder is always directly under _uploads.
-        return Path(self.settings.index_dir) / "_uploads" / validate_collection_name(collection)
+        return Path(self.settings.index_dir) / "_uploads" / self.libraries.stored(collection, user)
 
     def check_quota(self, name: str, user: str, sources: list[str], upload_paths: list[str] = ()) -> None:
         """Refuse, before any work, an ingest into collection `name` that would take its owner past their quota
@@ -324,21 +269,24 @@ class Runtime:
 
         if not (self.access.enabled and self.quota.enabled):
             return
+        name = self.libraries.stored(name, user)
         exists = collection_exists(self.settings, name)
         owner = self.access.owner(access.read(self.settings, name)) if exists else user
         if self.access.is_admin(owner):
             return
+        # Collections in the trash count too: they keep their disk until they are dropped.
         owned = [n for n in list_collections(self.settings)
                  if self.access.owner(access.read(self.settings, n)) == owner]
         documents = sum(len(self._open(n).documents()) for n in owned)
-        stored = [str(self.uploads_dir(name) / _safe_file_name(Path(p).name)) for p in upload_paths]
+        uploads = Path(self.settings.index_dir) / "_uploads"
+        stored = [str(uploads / name / _safe_file_name(Path(p).name)) for p in upload_paths]
         coll = self._open(name) if exists else None
         adding = sum(1 for s in [*sources, *stored] if coll is None or coll.store.find(s) is None)
-        used = disk_bytes(*(Path(self.settings.index_dir) / n for n in owned), *(self.uploads_dir(n) for n in owned)) \
+        used = disk_bytes(*(Path(self.settings.index_dir) / n for n in owned), *(uploads / n for n in owned)) \
             if self.quota.megabytes else 0
         self.quota.check(documents, adding, used, sum(Path(p).stat().st_size for p in upload_paths))
 
-    def stash_upload(self, collection: str, temp_path: str) -> Path:
+    def stash_upload(self, collection: str, temp_path: str, user: str = "") -> Path:
         """Copy an upload to a stable place named after the file, so re-uploading it replaces it."""
         src = Path(temp_path)
         size = src.stat().st_size
@@ -347,7 +295,7 @@ class Runtime:
                 f"{src.name} is {size / 1e6:.1f} MB; uploads are limited to "
                 f"{self.max_upload_bytes // (1024 * 1024)} MB."
             )
-        folder = self.uploads_dir(collection)
+        folder = self.uploads_dir(collection, user)
         folder.mkdir(parents=True, exist_ok=True)
         dest = folder / _safe_file_name(src.name)
         tmp = dest.with_name(dest.name + ".part")

@@ -53,7 +53,7 @@ class Sharing:
                     "until you share it.")
         if level != "own":
             return f"**{escape_markdown(session.collection)}** is shared with you {_SHOWN[level]} by its owner."
-        return shares_md(session.collection, *self.runtime.sharing(session.collection, user))
+        return shares_md(session.collection, *self.runtime.libraries.sharing(session.collection, user))
 
     @errors_in_status(1, status=0)
     def share(self, who: str, level: str, session: Session, request: gr.Request = None) -> str:
@@ -63,27 +63,30 @@ class Sharing:
         if level not in LEVELS:
             raise ValueError(f"Unknown share level {level!r}; choose read-only or read-write.")
         user = user_name(request)
-        self.runtime.share(session.collection, user, who, LEVELS[level])
-        return "Shared. " + shares_md(session.collection, *self.runtime.sharing(session.collection, user))
+        self.runtime.require_writable("sharing collections")
+        self.runtime.libraries.share(session.collection, user, who, LEVELS[level])
+        return "Shared. " + shares_md(session.collection, *self.runtime.libraries.sharing(session.collection, user))
 
     @errors_in_status(1, status=0)
     def take_back(self, who: str, session: Session, request: gr.Request = None) -> str:
         """Take back `who`'s share of the chosen collection; their next call is refused."""
         user = user_name(request)
-        self.runtime.share(session.collection, user, who, None)
-        return "Taken back. " + shares_md(session.collection, *self.runtime.sharing(session.collection, user))
+        self.runtime.require_writable("sharing collections")
+        self.runtime.libraries.share(session.collection, user, who, None)
+        return "Taken back. " + shares_md(session.collection, *self.runtime.libraries.sharing(session.collection, user))
 
     @errors_in_status(1, status=0)
     def move(self, new_owner: str, session: Session, request: gr.Request = None) -> str:
         """The admin gives the chosen collection to another owner."""
         user = user_name(request)
-        self.runtime.move_owner(session.collection, user, new_owner)
-        return "Moved. " + shares_md(session.collection, *self.runtime.sharing(session.collection, user))
+        self.runtime.require_writable("moving collections")
+        self.runtime.libraries.move_owner(session.collection, user, new_owner)
+        return "Moved. " + shares_md(session.collection, *self.runtime.libraries.sharing(session.collection, user))
 
     @errors_in_status(1, status=0)
     def owners(self, request: gr.Request = None) -> str:
         """The admin's list: every collection, its owner and its shares."""
-        rows = self.runtime.owners(user_name(request))
+        rows = self.runtime.libraries.owners(user_name(request))
         if not rows:
             return "There are no collections yet."
         return "\n".join(f"- {shares_md(name, owner, shares)}" for name, owner, shares in rows)

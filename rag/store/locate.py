@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+import shutil
 from pathlib import Path
 
 from rag.store.base import ChunkStore
@@ -80,3 +82,20 @@ def write_access(settings, name: str, record: dict) -> None:
     from rag.store.local import write_access as write
 
     write(Path(settings.index_dir) / name, record)
+
+
+def drop_collection(settings, name: str) -> None:
+    """Remove collection `name` and everything of it from the store, for good (rag.libraries, when its days in
+    the trash are over). The local store's folder is first moved out of the index directory in one rename, so
+    a removal cut short leaves no part of a collection behind under its name."""
+    if on_milvus(settings):
+        from rag.store.milvus_records import drop_collection as drop
+        from rag.store.milvus_client import connect
+
+        return drop(connect(settings), name)
+    # rag.trash keeps documents under _trash/<collection>; "_" never starts a collection name.
+    folder, attic = Path(settings.index_dir) / name, Path(settings.index_dir) / "_trash" / "_dropping"
+    attic.mkdir(parents=True, exist_ok=True)
+    gone = attic / f"{secrets.token_hex(8)}"
+    folder.rename(gone)
+    shutil.rmtree(gone, ignore_errors=True)

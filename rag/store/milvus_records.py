@@ -10,7 +10,7 @@ from typing import Sequence
 
 from rag.errors import RagError
 from rag.store.milvus_client import Connection
-from rag.store.milvus_schema import ACCESS_KEY, PLACEHOLDER, logical_name, physical_name
+from rag.store.milvus_schema import ACCESS_KEY, KINDS, PLACEHOLDER, logical_name, physical_name
 
 
 def new_version() -> int:
@@ -85,3 +85,12 @@ def write_access(connection: Connection, name: str, record: dict) -> None:
            "metadata": json.dumps(record), "added_at": 0.0, "chunks": 0, "_v": PLACEHOLDER}
     connection.retry(lambda: connection.client.upsert(docs, [row]),
                      reload=lambda: connection.retry(lambda: connection.client.load_collection(docs), patient=True))
+
+
+def drop_collection(connection: Connection, name: str) -> None:
+    """Drop collection `name` from the server: the docs collection, which holds the manifest and the access
+    record, last, so a drop cut short leaves the collection listed, still marked deleted, to drop again."""
+    for kind in KINDS:
+        physical = physical_name(name, kind)
+        if connection.retry(lambda: connection.client.has_collection(physical)):
+            connection.retry(lambda: connection.client.drop_collection(physical))

@@ -1,0 +1,204 @@
+"""Each person's library: which collections they see and by what name, what they may do with each, and the
+trash of whole collections. The store's side of `rag.access`, for the notebook and anything serving people.
+
+Names are the ones people use: their own collections by name, another's as "owner/name" (rag.access says how
+they are stored). Every method takes such a name and the user, and returns or refuses in one sentence that
+tells a person nothing of a collection they may not read.
+
+A deleted collection is marked so in its access record (when, by whom) and leaves every list and route at
+once, as if it were missing. Its owner (or the admin) restores it whole within `TRASH_DAYS` days, also after a
+restart; after that the next look at the trash drops it from the store, with its uploads and deleted documents.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from rag import access
+from rag.access import Access, AccessRule
+from rag.errors import RagError
+from rag.store import validate_collection_name
+from rag.store.locate import collection_exists, collection_names, drop_collection
+from rag.trash import TRASH_DAYS
+
+IN_TRASH = ("Collection {name!r} is in the trash; restore it from 🗑 Trash, or choose another name for a "
+            "new collection.")
+
+
+@dataclass(frozen=True)
+class DeletedCollection:
+    name: str        # as the person asking calls it
+    stored: str
+    deleted_at: float
+    deleted_by: str
+
+    @property
+    def expires_at(self) -> float:
+        return self.deleted_at + TRASH_DAYS * 86400
+
+
+class Libraries:
+    """The collections of one store as each user of `rule` sees them."""
+
+    def __init__(self, settings, rule: AccessRule | None = None, read_only: bool = False):
+        """`read_only`: nothing is created, and nothing expired is dropped (the caller refuses other changes)."""
+        self.settings = settings
+        self.rule = rule or AccessRule()
+        self.read_only = read_only
+
+    # -- names -------------------------------------------------------------------------------------
+
+    def stored(self, name: str, user: str) -> str:
+        """The store's name of what `user` calls collection `name`; refused in one sentence when `name` is
+        no collection name. One moved to another owner is found under the name it was made with."""
+        name = (name or self.settings.collection).strip()
+        if not self.rule.enabled:
+            return validate_collection_name(name)
+        owner, _, own_name = name.rpartition("/")
+        owner = owner or user
+        direct = validate_collection_name(self.rule.stored_name(owner, validate_collection_name(own_name)))
+        if collection_exists(self.settings, direct):
+            return direct
+        for stored in collection_names(self.settings):
+            record = self.record(stored)
+            if access.label(stored) == own_name and self.rule.owner(record) == owner \
+                    and self.rule.can_read(user, record):
+                return stored
+        return direct
+
+    def names(self, user: str) -> list[str]:
+        """The collections `user` may read, by the names they use, sorted; none in the trash."""
+        shown = []
+        for stored in collection_names(self.settings):
+            record = self.record(stored)
+            if self.rule.can_read(user, record) and not (record and record.deleted_at):
+                shown.append(self.rule.shown_name(stored, user, record))
+        return sorted(shown)
+
+    def record(self, stored: str) -> Access | None:
+        return access.read(self.settings, stored)
+
+    # -- checks ------------------------------------------------------------------------------------
+
+    def check(self, name: str, user: str, want: str = "read") -> str:
+        """The stored name of collection `name`, once `user` may `want` it (read, write, create, manage):
+        create also when it does not exist yet and the name is theirs to use."""
+        stored = self.stored(name, user)
+        exists = collection_exists(self.settings, stored)
+        record = self.record(stored) if exists else None
+        if record is not None and record.deleted_at:
+            if want == "create" and self.rule.can_manage(user, record):
+                raise RagError(IN_TRASH.format(name=name))
+            exists = False
+        if not exists:
+            if want == "create" and not self.read_only and self._own_name(name, user):
+                return stored
+            raise access.refused(name, want, readable=False) if want == "create" and not self.read_only \
+                else access.hidden(name)
+        if self.rule.enabled and not self.rule.allows(want, user, record):
+            raise access.refused(name, want, self.rule.can_read(user, record))
+        return stored
+
+    def readable(self, name: str, user: str) -> str | None:
+        """The stored name of collection `name` when it exists, is not in the trash and `user` may read it."""
+        try:
+            return self.check(name, user, "read")
+        except RagError:
+            return None
+
+    def level(self, name: str, user: str) -> str | None:
+        """What `user` may do with collection `name`: own, write, read, or None (missing, or not theirs)."""
+        stored = self.readable(name, user)
+        return None if stored is None else self.rule.level(user, self.record(stored))
+
+    def _own_name(self, name: str, user: str) -> bool:
+        owner, slash, _ = name.strip().rpartition("/")
+        return not slash or owner == user
+
+    # -- sharing -----------------------------------------------------------------------------------
+
+    def sharing(self, name: str, user: str) -> tuple[str, dict]:
+        """Collection `name`'s owner and shares, for its owner or the admin (anyone else: as a missing one)."""
+        record = self.record(self.check(name, user, "manage"))
+        return self.rule.owner(record), dict(record.shares) if record else {}
+
+    def share(self, name: str, user: str, who: str, level: str | None) -> None:
+        """Give `who` (a user, or everyone) `level` on collection `name`, or take it back (None)."""
+        stored = self.check(name, user, "manage")
+        who = self.rule.check_user(who)
+        record = self.record(stored) or Access(self.rule.owner(None))
+        if who == self.rule.owner(record):
+            raise RagError(f"{who} owns collection {name!r} already.")
+        access.write(self.settings, stored, record.shared(who, level))
+
+    def move_owner(self, name: str, user: str, new_owner: str) -> None:
+        """Make `new_owner` the owner of collection `name`; the admin only. Shares stay as they were."""
+        if not self.rule.is_admin(user):
+            raise access.AccessDenied("Only the notebook's admin can move a collection to another owner.")
+        stored = self.check(name, user, "manage")
+        new_owner = self.rule.check_user(new_owner)
+        if new_owner == access.EVERYONE:
+            raise RagError("A collection is owned by one user; share it with everyone instead.")
+        record = self.record(stored) or Access(self.rule.owner(None))
+        access.write(self.settings, stored, replace(record.shared(new_owner, None), owner=new_owner))
+
+    def owners(self, user: str) -> list[tuple[str, str, dict]]:
+        """Every collection out of the trash, by the admin's name for it, with its owner and shares."""
+        if not self.rule.is_admin(user):
+            raise access.AccessDenied("Only the notebook's admin can see who owns every collection.")
+        rows = []
+        for stored in collection_names(self.settings):
+            record = self.record(stored)
+            if not (record and record.deleted_at):
+                rows.append((self.rule.shown_name(stored, user, record), self.rule.owner(record),
+                             dict(record.shares) if record else {}))
+        return sorted(rows)
+
+    # -- the trash of collections ------------------------------------------------------------------
+
+    def delete(self, name: str, user: str, now: float | None = None) -> str:
+        """Move collection `name` to the trash (its owner or the admin); the stored name it had."""
+        stored = self.check(name, user, "manage")
+        record = self.record(stored) or Access(self.rule.owner(None))
+        access.write(self.settings, stored, replace(record, deleted_at=time.time() if now is None else now,
+                                                    deleted_by=user))
+        return stored
+
+    def deleted(self, user: str, now: float | None = None) -> list[DeletedCollection]:
+        """The collections in the trash that `user` may restore, newest first. Those kept for TRASH_DAYS days
+        are dropped from the store here, for good."""
+        now = time.time() if now is None else now
+        found = []
+        for stored in collection_names(self.settings):
+            record = self.record(stored)
+            if record is None or not record.deleted_at:
+                continue
+            entry = DeletedCollection(self.rule.shown_name(stored, user, record), stored, record.deleted_at,
+                                      record.deleted_by)
+            if entry.expires_at <= now and not self.read_only:
+                self._drop(stored)
+            elif self.rule.can_manage(user, record):
+                found.append(entry)
+        return sorted(found, key=lambda e: e.deleted_at, reverse=True)
+
+    def restore(self, stored: str, user: str) -> str:
+        """Take collection `stored` (from `deleted`) out of the trash; the name `user` calls it."""
+        gone = RagError("That collection is no longer in the trash; refresh the list.")
+        try:
+            record = self.record(validate_collection_name(stored or "")) if collection_exists(self.settings, stored) \
+                else None
+        except RagError:
+            raise gone from None
+        if record is None or not record.deleted_at or not self.rule.can_manage(user, record):
+            raise gone
+        access.write(self.settings, stored, replace(record, deleted_at=0.0, deleted_by=""))
+        return self.rule.shown_name(stored, user, record)
+
+    def _drop(self, stored: str) -> None:
+        drop_collection(self.settings, stored)
+        root = Path(self.settings.index_dir)
+        for folder in (root / "_uploads" / stored, root / "_trash" / stored):
+            shutil.rmtree(folder, ignore_errors=True)
