@@ -150,6 +150,7 @@ class Collection:
         if pending:
             self._write(pending, settings, progress, report)
         self.store.checkpoint()
+        progress("done", len(report.results), len(report.results), None)
         report.seconds = round(time.perf_counter() - started, 3)
         return report
 
@@ -176,18 +177,20 @@ class Collection:
 
     def _prepare(self, item, settings: Settings, report: IngestReport,
                  progress: Progress) -> tuple[Document, list[Chunk], str] | None:
-        """Chunks of a new or changed document; None (recorded in the report) when failed or unchanged."""
+        """Chunks of a new or changed document; None when failed or unchanged (recorded in the report, and
+        reported as chunked into 0 chunks: nothing to index)."""
+        def nothing(result: SourceResult) -> None:
+            report.record(result)
+            progress("chunk", 0, 0, result.source)
+
         if isinstance(item, SourceResult):
-            report.record(item)
-            return None
+            return nothing(item)
         found = self.store.find(item.source)
         if found and (found.content_hash, found.chunking) == (item.content_hash, chunking_id(settings)):
-            report.record(SourceResult(item.source, "unchanged", self.store.chunk_count(item.source), item.title))
-            return None
+            return nothing(SourceResult(item.source, "unchanged", self.store.chunk_count(item.source), item.title))
         chunks = split_document(item, settings.chunk_size, settings.chunk_overlap)
         if not chunks:
-            report.record(SourceResult(item.source, "failed", error=f"{item.source} has no text to index."))
-            return None
+            return nothing(SourceResult(item.source, "failed", error=f"{item.source} has no text to index."))
         progress("chunk", len(chunks), len(chunks), item.source)
         return item, chunks, "replaced" if found else "added"
 

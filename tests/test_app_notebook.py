@@ -694,6 +694,9 @@ def test_ingest_progress_only_moves_forward_and_names_what_it_counts():
     values = [v for v, _ in seen]
     assert values == sorted(values) and 0 <= values[0] and values[-1] <= 1
     assert seen[0][1] == "1/5 fetch · 0 of 3 sources · a" and "of 1 splits" in seen[3][1]
+    report("chunk", 0, 0, "b")  # b was unchanged
+    report("done", 3, 3, None)
+    assert seen[-2][1] == "3/5 chunk · nothing new to index · b" and seen[-1] == (1.0, "done · 3 sources")
 
 
 def test_too_many_uploads_at_once_are_refused_in_one_sentence(tmp_path):
