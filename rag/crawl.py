@@ -2,7 +2,9 @@
 
 Breadth first from the start page (depth 0), following links to the same host up to `depth` links away, the
 host's sitemap.xml pages first when it has one; robots.txt is obeyed (and its Crawl-delay, up to 10 s);
-requests wait `delay` seconds between them; a page seen before (by address or by text) is skipped. Every
+requests wait `delay` seconds between them; a page seen before (by address or by text), an address robots.txt
+forbids or that leads off the site, and one that fails (a 404, an error, no text) is skipped: only pages added
+count towards `max_pages`, and the skipped ones are counted in `CrawlStats` for the summary. Every
 request goes through `rag.fetch.fetch`, so the same SSRF rules, size cap and deadline hold as for one URL.
 `rag.interrupt.checkpoint()` runs before each request and through each wait, so Stop ends a crawl.
 """
@@ -13,7 +15,7 @@ import time
 import urllib.robotparser
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import Callable, Iterator
 from urllib.parse import urldefrag, urljoin, urlsplit, urlunsplit
 
 from rag.documents import Document
@@ -21,15 +23,15 @@ from rag.errors import RagError
 from rag.interrupt import checkpoint
 from rag.settings import Settings
 
-if TYPE_CHECKING:
-    from rag.collection import SourceResult
-
 DEFAULT_PAGES = 50
 DEFAULT_DEPTH = 2
 DEFAULT_DELAY = 1.0
 MAX_PAGES = 1000
 MAX_DELAY = 10.0
 MAX_SITEMAP_URLS = 5000
+# Addresses that fail before a crawl gives up: they do not count towards the pages asked for, so a site of
+# broken links would otherwise be walked to its end, a wait and a request each.
+MAX_FAILED = 100
 _SKIPPED_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".svg", ".webp", ".ico", ".css", ".js", ".zip", ".gz",
                      ".mp3", ".mp4", ".wav", ".avi", ".mov", ".woff", ".woff2", ".ttf", ".xml", ".json")
 _TEXT = {"text/plain": "text"}
@@ -42,15 +44,17 @@ class CrawlStats:
     duplicates: int = 0
     disallowed: int = 0
     failed: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (address, why), the first 20
+    gave_up: bool = False  # MAX_FAILED addresses failed, and the crawl stopped there
     seen: set[str] = field(default_factory=set)
 
 
 def crawl(start: str, settings: Settings, max_pages: int = DEFAULT_PAGES, depth: int = DEFAULT_DEPTH,
           delay: float = DEFAULT_DELAY, progress: Callable[[int, int, str], None] | None = None,
-          stats: CrawlStats | None = None) -> Iterator[Document | SourceResult]:
-    """Documents of up to `max_pages` pages of `start`'s host; a page that fails is a failed `SourceResult`
-    (the crawl goes on), ready for `Collection.add_documents`."""
-    from rag.collection import SourceResult
+          stats: CrawlStats | None = None) -> Iterator[Document]:
+    """Documents of up to `max_pages` pages of `start`'s host, ready for `Collection.add_documents`; a page that
+    fails is counted in `stats` and the crawl goes on (a start page that fails with nothing else to read is
+    raised)."""
     from rag.fetch import fetch
     from rag.loaders import page_document
 
@@ -69,7 +73,7 @@ def crawl(start: str, settings: Settings, max_pages: int = DEFAULT_PAGES, depth:
     queue.extend((url, 1) for url in _sitemap_urls(root, robots, settings, pacer) if url != root)
     hashes: set[str] = set()
     produced = 0
-    while queue and produced < max_pages:
+    while queue and produced < max_pages and not stats.gave_up:
         url, level = queue.popleft()
         if url in stats.seen:
             continue
@@ -94,10 +98,9 @@ def crawl(start: str, settings: Settings, max_pages: int = DEFAULT_PAGES, depth:
             if url == root and produced == 0 and not queue:
                 raise
             stats.failed += 1
-            produced += 1
-            if progress:
-                progress(produced, max_pages, url)
-            yield SourceResult(url, "failed", error=str(exc))
+            if len(stats.failures) < 20:
+                stats.failures.append((url, str(exc)))
+            stats.gave_up = stats.failed >= MAX_FAILED
             continue
         if level < depth and page.kind == "html":
             queue.extend((link, level + 1) for link in _links(page, root) if link not in stats.seen)

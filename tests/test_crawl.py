@@ -29,13 +29,17 @@ class _Quiet(SimpleHTTPRequestHandler):
             self.send_header("Location", f"http://localhost:{self.server.server_port}/p2.html")
             self.end_headers()
             return
+        if self.path == "/broken.html":  # a page of the site whose server fails
+            self.send_error(500)
+            return
         super().do_GET()
 
 
 @pytest.fixture
 def site(tmp_path):
     """45 real pages (the extraction set), an index linking them all, a private folder robots.txt forbids,
-    a copy of one page under another name, and a sitemap naming a page nothing links to."""
+    a copy of one page under another name, a link to no page (404) and one the server fails on (500), and a
+    sitemap naming a page nothing links to."""
     sources = sorted(shared_data("extraction", "html").glob("*.html.gz"))[:46]
     root = tmp_path / "site"
     (root / "private").mkdir(parents=True)
@@ -45,7 +49,8 @@ def site(tmp_path):
         (root / f"p{i}.html").write_text(html.replace("</body>", back + "</body>"), encoding="utf-8")
     (root / "copy.html").write_bytes((root / "p1.html").read_bytes())
     (root / "private" / "secret.html").write_text("<html><body><p>Not for crawlers.</p></body></html>")
-    hrefs = ["p0.html", "p1.html", "copy.html", "private/secret.html", "p0.html#part-two", "logo.png", "away.html"]
+    hrefs = ["p0.html", "missing.html", "broken.html", "p1.html", "copy.html", "private/secret.html",
+             "p0.html#part-two", "logo.png", "away.html"]
     hrefs += [f"p{i}.html" for i in range(2, 44)]
     links = "".join(f'<li><a href="{href}">{href}</a></li>' for href in hrefs)
     (root / "index.html").write_text(f"<html><head><title>Index</title></head><body><h1>A site of pages</h1>"
@@ -70,9 +75,13 @@ def test_a_site_is_crawled_within_its_host_rules_and_limits(site, settings):
     seen_progress = []
     found = list(crawl(site + "/index.html", settings, max_pages=40, depth=1, delay=0, stats=stats,
                        progress=lambda done, total, url: seen_progress.append((done, total))))
-    docs = [d for d in found if not isinstance(d, SourceResult)]
+    assert not any(isinstance(d, SourceResult) for d in found)  # a page that fails is counted, not handed on
+    docs = found
     urls = [d.source for d in docs]
+    # 40 pages added: the broken link, the failing one, the copy and the forbidden ones did not use up the 40
     assert len(found) == 40 and seen_progress[-1] == (40, 40) and len(seen_progress) == 40
+    assert stats.failed == 2 and [url for url, _ in stats.failures] == [site + "/missing.html", site + "/broken.html"]
+    assert "404" in stats.failures[0][1] and not stats.gave_up
     assert urls[0] == site + "/index.html" and urls[1] == site + "/p45.html"  # the sitemap's page next
     assert all(url.startswith(site + "/") for url in urls)
     assert not any("private" in url or "example.com" in url or url.endswith(".png") for url in urls)
@@ -125,6 +134,15 @@ def test_crawled_pages_become_documents_of_their_own(site, settings):
                                                  site + "/p1.html"}
 
 
+def test_a_crawl_of_many_failing_addresses_gives_up(site, settings, monkeypatch):
+    from rag import crawl as crawl_module
+
+    monkeypatch.setattr(crawl_module, "MAX_FAILED", 2)
+    stats = CrawlStats()
+    urls = [d.source for d in crawl(site + "/index.html", settings, max_pages=40, depth=1, delay=0, stats=stats)]
+    assert urls == [site + "/index.html", site + "/p45.html", site + "/p0.html"] and stats.gave_up
+
+
 def test_the_notebook_adds_a_site_and_stop_ends_it(site, settings):
     import time
     from types import SimpleNamespace
@@ -163,3 +181,5 @@ def test_the_notebook_says_what_a_crawl_skipped(site, settings):
     # copy.html repeats p1's text; private/ is forbidden by robots.txt and away.html redirects off the site
     assert "Skipped: 1 page repeats the text of a page already read" in summary, summary
     assert "kept out by robots.txt or lead off the site" in summary and ". Skipped" in summary
+    assert "2 addresses could not be read (a 404, another error or no text: /missing.html, /broken.html)" in summary
+    assert summary.startswith("**40** added · ") and "**0** failed" in summary, summary

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
+from urllib.parse import urlsplit
 
 import gradio as gr
 
@@ -316,8 +317,9 @@ def _preview(doc) -> tuple[str, dict]:
 
 
 def _skipped_note(stats) -> str:
-    """What a site crawl left out without a line of its own: pages repeating another's text, addresses
-    robots.txt forbids or that lead off the site."""
+    """What a site crawl left out without a line of its own (none of it counts towards the pages asked for):
+    pages repeating another's text, addresses robots.txt forbids or that lead off the site, and addresses that
+    could not be read (the first three named)."""
     said = []
     if stats.duplicates:
         said.append(f"{stats.duplicates} {'page repeats' if stats.duplicates == 1 else 'pages repeat'} the text "
@@ -325,7 +327,12 @@ def _skipped_note(stats) -> str:
     if stats.disallowed:
         said.append(f"{stats.disallowed} {'address is' if stats.disallowed == 1 else 'addresses are'} kept out by "
                     "robots.txt or lead off the site")
-    return f" Skipped: {'; '.join(said)}." if said else ""
+    if stats.failed:
+        named = ", ".join(escape_markdown(one_line(urlsplit(url).path or url, 60)) for url, _ in stats.failures[:3])
+        said.append(f"{stats.failed} {'address' if stats.failed == 1 else 'addresses'} could not be read (a 404, "
+                    f"another error or no text: {named}{' …' if stats.failed > 3 else ''})")
+    gave_up = f" The crawl gave up after {stats.failed} addresses that could not be read." if stats.gave_up else ""
+    return (f" Skipped: {'; '.join(said)}." if said else "") + gave_up
 
 
 def _bad_note(bad: list[str]) -> str:
