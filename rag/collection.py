@@ -123,8 +123,10 @@ class Collection:
         limits.check_count("URLs", sum(1 for s in sources if is_url(s)), limits.MAX_URLS,
                            "split them into several ingests.")
         expanded = expand_sources(sources)
+        # loaders size what they cut themselves (a sheet's blocks of rows) by the chunk size the chunks will have
+        settings = self.settings.replace(**overrides) if overrides else self.settings
         return self.add_documents(
-            (self._load(source, i, len(expanded), progress) for i, source in enumerate(expanded)),
+            (self._load(source, i, len(expanded), progress, settings) for i, source in enumerate(expanded)),
             progress, **overrides,
         )
 
@@ -154,13 +156,14 @@ class Collection:
         report.seconds = round(time.perf_counter() - started, 3)
         return report
 
-    def _load(self, source: str, i: int, total: int, progress: Progress) -> Document | SourceResult:
+    def _load(self, source: str, i: int, total: int, progress: Progress,
+              settings: Settings) -> Document | SourceResult:
         from rag.loaders import load_source
 
         checkpoint()
         progress("fetch", i, total, source)
         try:
-            doc = load_source(source, self.settings, lambda done, pages: progress("ocr", done, pages, source),
+            doc = load_source(source, settings, lambda done, pages: progress("ocr", done, pages, source),
                               early=self._write_early)
         except RagError as exc:
             return SourceResult(source, "failed", error=str(exc))

@@ -121,3 +121,15 @@ def test_a_hit_read_by_ocr_is_marked(settings):
     card = hit_card_html(read, [])
     assert f'title="{escape_html(OCR_NOTE)}">{OCR_MARK}</span>' in card and OCR_MARK not in hit_card_html(typed, [])
     assert f"({OCR_MARK}: {OCR_NOTE})" in sources_md([{"n": 1, **read.to_dict()}])
+
+
+def test_a_smaller_chunk_size_keeps_every_table_chunk_labelled(settings, tmp_path):
+    """The loader cuts a sheet's blocks of rows by the chunk size the ingest asks for, so no chunk loses the
+    label and header of its block."""
+    path = tmp_path / "people.csv"
+    path.write_text("name;city;age\n" + "".join(f"person {i};town {i};{i}\n" for i in range(1, 101)))
+    coll = Collection.open(settings)
+    coll.ingest([str(path)], chunk_size=150)
+    hits = coll.search("person town", k=50, mode="bm25")
+    assert len(hits) > 10 and all(h.where.startswith("sheet 'people', row") for h in hits)
+    assert all(h.text.split("\n")[1] == "name | city | age" for h in hits)
