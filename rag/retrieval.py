@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Sequence
 
 import numpy as np
@@ -24,6 +24,7 @@ DENSE_WEIGHT = 1.0
 BM25_WEIGHT = 1.0
 ALPHA = 0.7  # convex fusion: weight of the normalised dense score
 CANDIDATES = 100
+MAX_DEPTH = 1000  # the most hits a search reads to find k that are not a document repeating itself
 
 # What each retriever's score means, for whoever shows one: they score on different scales.
 SCORE_LEGEND = {
@@ -104,6 +105,17 @@ def _pool() -> ThreadPoolExecutor:
         return _POOL
 
 
+def _without_repeats(hits: list[SearchHit]) -> list[SearchHit]:
+    """The hits less any whose document already has a hit of the same text."""
+    seen: set[tuple[str, str]] = set()
+    kept = []
+    for hit in hits:
+        if (hit.source, hit.text) not in seen:
+            seen.add((hit.source, hit.text))
+            kept.append(hit)
+    return kept
+
+
 class Retriever:
     """Searches one store with one embedder. Each hit carries the scores its retrievers gave: both in
     dense and hybrid mode, BM25 only in bm25 mode (`dense_score` is None there: nothing computed it)."""
@@ -115,14 +127,26 @@ class Retriever:
     def search(self, query: str, k: int = 4, mode: str = "hybrid", query_vector=None,
                sources: Sequence[str] | None = None) -> list[SearchHit]:
         """The `k` best chunks for `query`; `query_vector` may be given when queries are embedded in bulk.
-        With `sources`, the `k` best among those documents' chunks (None: every document)."""
+        With `sources`, the `k` best among those documents' chunks (None: every document). A passage its
+        document repeats word for word is one hit (the first): the copies say nothing new, and crowded other
+        documents holding the same words out of the top k."""
         check_mode(mode)
         limits.check_k(k)
         if not query.strip():
             raise RagError("The query is empty; type what you are looking for.")
+        want = k
+        while True:
+            hits, query_vector = self._ranked(query, want, mode, query_vector, sources)
+            unique = _without_repeats(hits)
+            if len(unique) >= k or len(hits) < want or want >= MAX_DEPTH:
+                return [replace(hit, rank=rank) for rank, hit in enumerate(unique[:k], start=1)]
+            want = min(want + 2 * (len(hits) - len(unique)), MAX_DEPTH)
+
+    def _ranked(self, query: str, k: int, mode: str, query_vector, sources) -> tuple[list[SearchHit], object]:
+        """The k best hits, and the query's vector (embedded here, while the keyword search runs)."""
         if mode == "bm25":
             ranked = self.store.bm25(query, k, sources=sources)
-            return self._hits(ranked, None, dict(ranked))
+            return self._hits(ranked, None, dict(ranked)), query_vector
         depth = max(CANDIDATES, k) if mode == "hybrid" else k
         lexical = _pool().submit(self.store.bm25, query, depth, sources=sources) if mode == "hybrid" else None
         try:
@@ -132,15 +156,15 @@ class Retriever:
             keyword_ranked = lexical.result() if lexical is not None else []
         dense, keyword = dict(dense_ranked), dict(keyword_ranked)
         if mode == "dense":
-            return self._hits(dense_ranked, dense, self.store.bm25_for(query, list(dense)))
+            return self._hits(dense_ranked, dense, self.store.bm25_for(query, list(dense))), vector
         if FUSION == "rrf":
             ranked = top_k(rrf([list(dense), [i for i, _ in keyword_ranked]], [DENSE_WEIGHT, BM25_WEIGHT]), k)
             keyword.update(self.store.bm25_for(query, [i for i, _ in ranked if i not in keyword]))
-            return self._hits(ranked, dense, keyword)
+            return self._hits(ranked, dense, keyword), vector
         dense.update(self.store.dense_scores(vector, [i for i in keyword if i not in dense]))
         complete = len(keyword_ranked) < depth  # every keyword match is in the list; the rest score 0
         keyword.update(self._needed_bm25(query, dense, keyword, k, 0.0 if complete else keyword_ranked[-1][1]))
-        return self._hits(top_k(convex(dense, keyword), k), dense, keyword)
+        return self._hits(top_k(convex(dense, keyword), k), dense, keyword), vector
 
     def _needed_bm25(self, query: str, dense: dict, keyword: dict, k: int, bound: float) -> dict[int, float]:
         """BM25 of the dense candidates that could still reach the top k, in one statement.

@@ -56,6 +56,19 @@ def test_every_mode_finds_the_right_chunk_with_both_scores(coll, mode):
     assert (hits[0].dense_score is None) == (mode == "bm25")
 
 
+@pytest.mark.parametrize("mode", ["dense", "bm25", "hybrid"])
+def test_a_passage_a_document_repeats_is_one_hit_and_leaves_room_for_others(coll, mode):
+    """A deck repeating one slide's words: one hit for them, so another document holding them is in the top k."""
+    line = "All people are born free and equal in dignity and rights."
+    deck = Document("mem://deck", "\n\n".join([line] * 6 + ["A closing slide on something else."]), "Deck")
+    book = Document("mem://book", line + "\n\nA chapter on rivers and their bridges.", "Book")
+    coll.add_documents([deck, book], chunk_size=60)
+    hits = coll.search("born free and equal in dignity", k=3, mode=mode)
+    assert [h.text for h in hits[:2]] == [line, line] and {h.source for h in hits[:2]} == {"mem://deck", "mem://book"}
+    shown = 2 if mode == "bm25" else 3  # keywords match the two copies of the line only
+    assert [h.rank for h in hits] == list(range(1, shown + 1)) and len({(h.source, h.text) for h in hits}) == shown
+
+
 def test_unchanged_source_adds_nothing_and_changed_source_replaces(coll):
     coll.add_documents([CATS])
     again = coll.add_documents([CATS])
