@@ -120,7 +120,7 @@ def test_a_hit_read_by_ocr_is_marked(settings):
     assert read.source == scan and read.ocr and read.where == "" and not typed.ocr  # one image: no pages
     card = hit_card_html(read, [])
     assert f'title="{escape_html(OCR_NOTE)}">{OCR_MARK}</span>' in card and OCR_MARK not in hit_card_html(typed, [])
-    assert f"({OCR_MARK}: {OCR_NOTE})" in sources_md([{"n": 1, **read.to_dict()}])
+    assert f"({OCR_NOTE})" in sources_md([{"n": 1, **read.to_dict()}])
 
 
 def test_a_smaller_chunk_size_keeps_every_table_chunk_labelled(settings, tmp_path):

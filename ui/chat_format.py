@@ -7,7 +7,7 @@ import re
 from typing import Sequence
 
 from rag.chains.base import QUOTED, REWRITE
-from rag.locations import OCR_MARK, OCR_NOTE, is_ocr, where
+from rag.locations import OCR_NOTE, is_ocr, where
 from ui.escaping import display_source, escape_markdown, first_words, inert_html, one_line
 from ui.formatting import field, fmt_score, fmt_seconds, result_timings_md, token_usage_md
 
@@ -42,7 +42,7 @@ def source_label(src) -> str:
     """A source on one escaped line: title, the first words of its passage, where it is."""
     place = inert_html(one_line(display_source(field(src, "source")), 120))
     place += f", {inert_html(where(src))}" if where(src) else ""
-    place += f" ({OCR_MARK}: {OCR_NOTE})" if is_ocr(src) else ""
+    place += f" ({OCR_NOTE})" if is_ocr(src) else ""
     title = inert_html(one_line(field(src, "title"), 100) or "(untitled)")
     words = first_words(field(src, "text"))
     opening = f" — “{inert_html(words)}”" if words else ""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from rag.locations import OCR_MARK, OCR_NOTE, is_ocr, where
+from rag.locations import OCR_NOTE, is_ocr, where
 from ui.chat_format import QUOTE_LABEL
 from ui.escaping import display_source
 from ui.formatting import fmt_score
@@ -23,7 +23,7 @@ def export_markdown(turns: Sequence[dict], collection: str) -> str:
         out += [f"_Note:_ {note}" for note in turn.get("notes") or []]
         out += ([""] if turn.get("notes") else []) + ["**Sources**", ""]
         for i, src in enumerate(turn.get("sources", []), start=1):
-            place = (f", {where(src)}" if where(src) else "") + (f" ({OCR_MARK}: {OCR_NOTE})" if is_ocr(src) else "")
+            place = (f", {where(src)}" if where(src) else "") + (f" ({OCR_NOTE})" if is_ocr(src) else "")
             out.append(f"{i}. {src.get('title') or '(untitled)'} — {display_source(src['source'])}{place} "
                        f"(score {fmt_score(src.get('score'))})")
             quoted = "\n".join("   > " + line for line in str(src.get("text", "")).splitlines())
