@@ -120,6 +120,7 @@ def build_app(runtime: Runtime) -> gr.Blocks:
                        js=f"(name) => {{ localStorage.setItem({COLLECTION_KEY!r}, name || ''); }}")
             if ingest["sharing"] is not None:
                 moved.then(ingest["sharing"]["view"], session, ingest["sharing"]["out"], show_progress="hidden")
+            moved.then(*ingest["controls"], show_progress="hidden")
         # A deleted document's passage must not stay in the viewer either.
         ingest["deleted"].then(_empty_viewer, None, chat["viewer"], show_progress="hidden")
         # Once an answer has loaded the model, the line under the collection names its file.
@@ -139,7 +140,8 @@ def build_app(runtime: Runtime) -> gr.Blocks:
             landing_tab, [last_tab, session], tabs, show_progress="hidden").then(
             convs.choices, session, restore[1], show_progress="hidden").then(
             gen.source_choices, session, sources, show_progress="hidden").then(
-            form.model_picker, session, [model, tiny_note], show_progress="hidden")
+            form.model_picker, session, [model, tiny_note], show_progress="hidden").then(
+            *ingest["controls"], show_progress="hidden")
         demo.unload(gen.end_session)
     demo.queue(default_concurrency_limit=4, max_size=64)
     return demo

@@ -1,4 +1,5 @@
-"""Deleting a whole collection, with its confirmation, and restoring it from the trash within 7 days.
+"""Deleting a whole collection, with its confirmation, and restoring it from the trash within 7 days; and
+which of the Ingest step's buttons the chosen collection lets this person press.
 
 Only the collection's owner (or the admin; anyone without --auth) may; `Runtime` checks it on the server
 (rag.libraries), whatever the page showed. After a delete the session moves to another collection this user
@@ -23,9 +24,11 @@ from ui.status import errors_in_status
 class CollectionTrash:
     """Callbacks of Delete collection and of the trash's list of deleted collections."""
 
-    def __init__(self, library: Library):
+    def __init__(self, library: Library, writable: bool = True):
         self.library = library
         self.runtime = library.runtime
+        self.writable = writable
+        self.changers = self.managers = 0  # how many of each `controls` updates (ui.ingest_tab lists them)
 
     def ask_delete(self, session: Session, request: gr.Request = None):
         """The first press: name the collection and what it holds, and ask again (nothing is deleted yet); to
@@ -55,6 +58,20 @@ class CollectionTrash:
         session.collection, session.sources = (names[0] if names else fallback), None
         return ("", self.library.collection_choices(session, request), session,
                 *self.library.documents_view(session, user), gr.update(visible=False))
+
+    def controls(self, session: Session, request: gr.Request = None):
+        """What the chosen collection lets this person press: the `changers` controls that add or delete
+        documents (not on a read-only share), the `managers` that delete or share the collection (its owner; a new
+        name is theirs too), and the admin's panel (the admin only), as `wire_controls` listed them. The server
+        refuses the same calls whatever the page shows."""
+        user = user_name(request)
+        level = self.runtime.level(session.collection, user)
+        change = self.writable and level != "read"
+        manage = self.writable and level in ("own", None)
+        shown = [gr.update(interactive=change)] * self.changers + [gr.update(interactive=manage)] * self.managers
+        if self.runtime.access.enabled:  # the admin's panel is there under --auth only
+            shown.append(gr.update(visible=self.runtime.access.is_admin(user)))
+        return tuple(shown)
 
     def trash_choices(self, request: gr.Request = None):
         """The collections deleted in the last 7 days that this user may restore."""

@@ -118,7 +118,7 @@ def ingest_tab(library: Library, session, collection, docs_note, writable: bool,
                                                                show_progress="hidden")
     refresh_btn.click(library.refresh, session, [docs_note, table])
 
-    colls = CollectionTrash(library)
+    colls = CollectionTrash(library, writable)
     coll_delete_btn.click(colls.ask_delete, session, [coll_confirm, coll_yes, coll_confirm_note], queue=False,
                           show_progress="hidden", api_name="ask_delete_collection")
     coll_no.click(_hidden, None, coll_confirm, queue=False, show_progress="hidden")
@@ -133,8 +133,12 @@ def ingest_tab(library: Library, session, collection, docs_note, writable: bool,
                                            concurrency_id="ingest", api_name="restore_collection")
     for moved in (coll_deleted, coll_restored):
         moved.then(colls.trash_choices, None, trashed_colls, show_progress="hidden")
+    changers = [ingest_btn, preview_btn, site_btn, site_stop, delete_btn, restore_btn, urls, files, site]
+    managers = [coll_delete_btn, *(shared["managers"] if shared is not None else [])]
+    colls.changers, colls.managers = len(changers), len(managers)
+    controls = (colls.controls, session, [*changers, *managers, *([shared["admin"]] if shared is not None else [])])
     return {"table": table, "changed": [ingested, crawled, deleted, restored], "deleted": deleted, "sharing": shared,
-            "moved": [coll_deleted, coll_restored]}
+            "moved": [coll_deleted, coll_restored], "controls": controls}
 
 
 def _cleared():
@@ -169,4 +173,4 @@ def _sharing_panel(sharing: Sharing, session, writable: bool) -> dict:
     take_back.click(sharing.take_back, [who, session], out)
     admin.expand(sharing.owners, None, owners, show_progress="hidden")
     move.click(sharing.move, [new_owner, session], out).then(sharing.owners, None, owners, show_progress="hidden")
-    return {"view": sharing.view, "out": out}
+    return {"view": sharing.view, "out": out, "admin": admin, "managers": [who, level, share, take_back]}
