@@ -180,10 +180,21 @@ def cmd_delete(args) -> int:
 
 
 def cmd_collections(args) -> int:
+    """Each collection by the name the CLI takes; one a notebook user made says whose it is and what they call
+    it (the store keeps it under a namespaced name, rag.access), and one in the notebook's trash says so."""
+    import time
+
+    from rag import access
     from rag.collection import list_collections
 
-    for name in list_collections(settings_from_args(args)):
-        print(name)
+    settings = settings_from_args(args)
+    for name in list_collections(settings):
+        record = access.read(settings, name)
+        notes = [f"{record.owner}'s {access.label(name)!r}"] if record and record.owner and name != access.label(name) \
+            else []
+        if record and record.deleted_at:
+            notes.append(f"in the trash since {time.strftime('%Y-%m-%d %H:%M', time.localtime(record.deleted_at))}")
+        print(name + (f"  ({'; '.join(notes)})" if notes else ""))
     return 0
 
 

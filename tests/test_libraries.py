@@ -137,3 +137,15 @@ def _refusal(libraries: Libraries, name: str, user: str, want: str) -> str:
     with pytest.raises(RagError) as refused:
         libraries.check(name, user, want)
     return str(refused.value)
+
+
+def test_the_cli_lists_each_collection_with_whose_it_is_and_whether_it_is_in_the_trash(settings, capsys):
+    from rag.cli import main
+
+    libraries = Libraries(settings, RULE)
+    _ingest(libraries, "notes", "alice", "Alice keeps the harbour ledger in a blue box.")
+    _ingest(libraries, "team", "root", "The team meets on Tuesdays.")
+    stored = libraries.delete("notes", "alice")
+    assert main(["collections", "--index", str(settings.index_dir)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"{stored}  (alice's 'notes'; in the trash since ") and lines[1] == "team"
