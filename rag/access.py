@@ -92,9 +92,10 @@ _NAMESPACE = re.compile(r"\.u[0-9a-f]{10}$")
 NAME_LIMIT = 64  # rag.store.manifest.validate_collection_name
 
 
-def namespace(user: str) -> str:
-    """The ending of `user`'s collection names in the store: a digest, so a stored name does not name its maker."""
-    return ".u" + hashlib.sha256(user.encode("utf-8")).hexdigest()[:10]
+def namespace(user: str, n: int = 0) -> str:
+    """The ending of `user`'s collection names in the store: a digest, so a stored name does not name its maker.
+    The nth (n > 0) is for a name whose first place is held by a collection moved to another owner."""
+    return ".u" + hashlib.sha256((user if n == 0 else f"{user}\n{n}").encode("utf-8")).hexdigest()[:10]
 
 
 def label(stored: str) -> str:
@@ -155,15 +156,16 @@ class AccessRule:
             return self.can_write(user, record)
         return self.can_manage(user, record)
 
-    def stored_name(self, owner: str, name: str) -> str:
+    def stored_name(self, owner: str, name: str, n: int = 0) -> str:
         """Where `owner`'s collection `name` is kept: under the plain name for the admin and without --auth,
-        else with `owner`'s namespace. A name ending like a namespace is kept for the notebook itself."""
+        else with `owner`'s namespace; the nth place (n > 0) when the ones before are held by collections moved
+        to others (rag.libraries looks). A name ending like a namespace is kept for the notebook itself."""
         if _NAMESPACE.search(name):
             raise RagError(f"Collection names ending in {name[-12:]!r} are kept for the notebook's own use; "
                            "choose another name.")
-        if not self.enabled or self.is_admin(owner):
+        if n == 0 and (not self.enabled or self.is_admin(owner)):
             return name
-        stored = name + namespace(owner)
+        stored = name + namespace(owner, n)
         if len(stored) > NAME_LIMIT:
             raise RagError(f"Collection name {name!r} is too long; use up to {NAME_LIMIT - 12} characters.")
         return stored

@@ -24,6 +24,7 @@ from rag.store import validate_collection_name
 from rag.store.locate import collection_exists, collection_names, drop_collection
 from rag.trash import TRASH_DAYS
 
+PLACES = 16  # how many of an owner's collections of one name may have been moved to others
 IN_TRASH = ("Collection {name!r} is in the trash; restore it from 🗑 Trash, or choose another name for a "
             "new collection.")
 
@@ -52,16 +53,25 @@ class Libraries:
     # -- names -------------------------------------------------------------------------------------
 
     def stored(self, name: str, user: str) -> str:
-        """The store's name of what `user` calls collection `name`; refused in one sentence when `name` is
-        no collection name. One moved to another owner is found under the name it was made with."""
+        """The store's name of what `user` calls collection `name` (the place a new one would take, when there
+        is none); refused in one sentence when `name` is no collection name. One moved to another owner is found
+        under the name it was made with."""
         name = (name or self.settings.collection).strip()
         if not self.rule.enabled:
             return validate_collection_name(name)
         owner, _, own_name = name.rpartition("/")
         owner = owner or user
-        direct = validate_collection_name(self.rule.stored_name(owner, validate_collection_name(own_name)))
-        if collection_exists(self.settings, direct):
-            return direct
+        validate_collection_name(own_name)
+        for n in range(PLACES):  # the owner's places for the name; one held by a collection moved away is skipped
+            direct = validate_collection_name(self.rule.stored_name(owner, own_name, n))
+            if not collection_exists(self.settings, direct):
+                break
+            record = self.record(direct)
+            # A namespaced one without a record yet is being made by its namespace's owner (rag.access.create).
+            if (self.rule.owner(record) if record is not None or n == 0 and direct == own_name else owner) == owner:
+                return direct
+        else:
+            raise RagError(f"Collection name {own_name!r} has been moved away too often; choose another name.")
         for stored in collection_names(self.settings):
             record = self.record(stored)
             if access.label(stored) == own_name and self.rule.owner(record) == owner \
@@ -143,6 +153,9 @@ class Libraries:
         if new_owner == access.EVERYONE:
             raise RagError("A collection is owned by one user; share it with everyone instead.")
         record = self.record(stored) or Access(self.rule.owner(None))
+        if new_owner != self.rule.owner(record) and access.label(stored) in self.names(new_owner):
+            raise RagError(f"{new_owner} has a collection named {access.label(stored)!r} already, and one person "
+                           "cannot keep two of one name; move it once theirs is deleted.")
         access.write(self.settings, stored, replace(record.shared(new_owner, None), owner=new_owner))
 
     def owners(self, user: str) -> list[tuple[str, str, dict]]:

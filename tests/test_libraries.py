@@ -73,6 +73,9 @@ def test_a_collection_moved_to_another_owner_is_theirs_by_its_name(store_setting
     libraries.move_owner("alice/ledger", "root", "bob")
     assert libraries.names("bob") == ["ledger"] and _read(libraries, "ledger", "bob") == "alice's ledger"
     assert libraries.names("alice") == [] and _refusal(libraries, "bob/ledger", "alice", "read").endswith("first.")
+    _ingest(libraries, "ledger", "alice", "Alice starts a new ledger.")
+    with pytest.raises(RagError, match="alice has a collection named 'ledger' already"):
+        libraries.move_owner("bob/ledger", "root", "alice")  # two of one name: one would hide the other
 
 
 def test_a_deleted_collection_leaves_every_list_and_comes_back_whole_after_a_restart(store_settings):
