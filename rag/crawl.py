@@ -11,6 +11,7 @@ request goes through `rag.fetch.fetch`, so the same SSRF rules, size cap and dea
 
 from __future__ import annotations
 
+import threading
 import time
 import urllib.robotparser
 from collections import deque
@@ -47,14 +48,17 @@ class CrawlStats:
     failures: list[tuple[str, str]] = field(default_factory=list)  # (address, why), the first 20
     gave_up: bool = False  # MAX_FAILED addresses failed, and the crawl stopped there
     seen: set[str] = field(default_factory=set)
+    left: int = 0  # addresses found but not read when the page limit was reached
+    stopped: bool = False  # `stop` was set, and the crawl ended there
 
 
 def crawl(start: str, settings: Settings, max_pages: int = DEFAULT_PAGES, depth: int = DEFAULT_DEPTH,
           delay: float = DEFAULT_DELAY, progress: Callable[[int, int, str], None] | None = None,
-          stats: CrawlStats | None = None) -> Iterator[Document]:
+          stats: CrawlStats | None = None, stop: threading.Event | None = None) -> Iterator[Document]:
     """Documents of up to `max_pages` pages of `start`'s host, ready for `Collection.add_documents`; a page that
     fails is counted in `stats` and the crawl goes on (a start page that fails with nothing else to read is
-    raised)."""
+    raised). `progress(pages made, max_pages, address)` is told of every address before it is read, so a run
+    of dead links shows as it happens; `stop`, once set, ends the crawl before the next address."""
     from rag.fetch import fetch
     from rag.loaders import page_document
 
@@ -74,6 +78,9 @@ def crawl(start: str, settings: Settings, max_pages: int = DEFAULT_PAGES, depth:
     hashes: set[str] = set()
     produced = 0
     while queue and produced < max_pages and not stats.gave_up:
+        if stop is not None and stop.is_set():
+            stats.stopped = True
+            return
         url, level = queue.popleft()
         if url in stats.seen:
             continue
@@ -81,6 +88,8 @@ def crawl(start: str, settings: Settings, max_pages: int = DEFAULT_PAGES, depth:
         if not robots.can_fetch("*", url):
             stats.disallowed += 1
             continue
+        if progress:
+            progress(produced, max_pages, url)
         pacer.wait()
         try:
             page = fetch(url, settings)
@@ -110,8 +119,8 @@ def crawl(start: str, settings: Settings, max_pages: int = DEFAULT_PAGES, depth:
         hashes.add(doc.content_hash)
         doc.metadata.update({"site": root, "depth": level})
         produced += 1
-        if progress:
-            progress(produced, max_pages, url)
+        if produced == max_pages:
+            stats.left = len({u for u, _ in queue} - stats.seen)
         yield doc
 
 

@@ -27,6 +27,8 @@ class Embedder(ABC):
         # Batches of similar length waste less time on padding; results go back in input order.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
         out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        if progress and texts:  # said before the first batch, the longest texts: it may take a while
+            progress(0, len(texts))
         for start in range(0, len(texts), batch_size):
             idx = order[start : start + batch_size]
             out[idx] = self.embed_batch([texts[i] for i in idx])

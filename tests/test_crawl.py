@@ -74,12 +74,17 @@ def test_a_site_is_crawled_within_its_host_rules_and_limits(site, settings):
     stats = CrawlStats()
     seen_progress = []
     found = list(crawl(site + "/index.html", settings, max_pages=40, depth=1, delay=0, stats=stats,
-                       progress=lambda done, total, url: seen_progress.append((done, total))))
+                       progress=lambda done, total, url: seen_progress.append((done, total, url))))
     assert not any(isinstance(d, SourceResult) for d in found)  # a page that fails is counted, not handed on
     docs = found
     urls = [d.source for d in docs]
     # 40 pages added: the broken link, the failing one, the copy and the forbidden ones did not use up the 40
-    assert len(found) == 40 and seen_progress[-1] == (40, 40) and len(seen_progress) == 40
+    assert len(found) == 40 and seen_progress[0] == (0, 40, site + "/index.html")
+    # Told of each address before reading it, the dead and the repeated ones too: never of one robots.txt forbids.
+    told = [url for _, _, url in seen_progress]
+    assert told == sorted(set(told), key=told.index) and {site + "/missing.html", site + "/copy.html"} <= set(told)
+    # (and + 1: the page that redirects to another host is read before it is known to leave)
+    assert len(told) == 40 + stats.failed + stats.duplicates + 1 and seen_progress[-1][:2] == (39, 40)
     assert stats.failed == 2 and [url for url, _ in stats.failures] == [site + "/missing.html", site + "/broken.html"]
     assert "404" in stats.failures[0][1] and not stats.gave_up
     assert urls[0] == site + "/index.html" and urls[1] == site + "/p45.html"  # the sitemap's page next
@@ -143,6 +148,22 @@ def test_a_crawl_of_many_failing_addresses_gives_up(site, settings, monkeypatch)
     assert urls == [site + "/index.html", site + "/p45.html", site + "/p0.html"] and stats.gave_up
 
 
+def test_every_address_is_told_before_it_is_read_and_stop_ends_a_crawl_between_two(site, settings):
+    """A run of dead links shows as it happens, and Stop need not wait for the next page that reads."""
+    stop, told = threading.Event(), []
+
+    def progress(done, total, url):
+        told.append(url)
+        if url.endswith("/missing.html"):
+            stop.set()
+
+    stats = CrawlStats()
+    pages = list(crawl(site + "/index.html", settings, max_pages=40, depth=1, delay=0, stats=stats,
+                       progress=progress, stop=stop))
+    assert stats.stopped and told[-1] == site + "/missing.html"  # it was told, read, and nothing after it
+    assert stats.failed == 1 and len(pages) == len(told) - 1 < 40
+
+
 def test_the_notebook_adds_a_site_and_stop_ends_it(site, settings):
     import time
     from types import SimpleNamespace
@@ -155,6 +176,7 @@ def test_the_notebook_adds_a_site_and_stop_ends_it(site, settings):
     request = SimpleNamespace(session_hash="browser-1", username=None)
     summary, results, note, table = library.add_site(site + "/index.html", 3, 1, session, request=request)
     assert "**3** documents" in note and len(table) == 3, summary
+    assert "Reached the limit of 3 pages; " in summary and "more addresses were found and not read" in summary
 
     _Quiet.requested = []
     done = {}
@@ -166,7 +188,8 @@ def test_the_notebook_adds_a_site_and_stop_ends_it(site, settings):
     library.stop_site(request)
     worker.join()
     summary, _, note, table = done["out"]
-    assert "Stopped" in summary and 3 <= len(table) < 40, summary
+    assert f"Stopped: the {len(table)} pages read before Stop are in the collection." in summary
+    assert 3 <= len(table) < 40, summary
 
 
 def test_the_notebook_says_what_a_crawl_skipped(site, settings):

@@ -95,11 +95,11 @@ def ingest_tab(library: Library, session, collection, docs_note, writable: bool,
 
     ingested = ingest_btn.click(
         library.ingest, [urls, files, chunk_size, chunk_overlap, session], [summary, results, docs_note, table, files],
-        concurrency_id="ingest", concurrency_limit=1,
+        concurrency_id="ingest", concurrency_limit=1, show_progress_on=summary,  # one bar, not one per output
     ).then(library.collection_choices, session, collection, show_progress="hidden")
     crawled = site_btn.click(
         library.add_site, [site, site_pages, site_depth, session], [summary, results, docs_note, table],
-        concurrency_id="ingest", concurrency_limit=1,
+        concurrency_id="ingest", concurrency_limit=1, show_progress_on=summary,
     ).then(library.collection_choices, session, collection, show_progress="hidden")
     site_stop.click(library.stop_site, None, None, queue=False, show_progress="hidden")
     shown = [summary, selected, preview_text, preview_meta, preview]

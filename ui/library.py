@@ -170,12 +170,14 @@ class Library:
         stop.clear()
         report_progress = _progress_reporter(progress)
         stats = CrawlStats()
-        pages_read = crawl(start, self.runtime.settings, max_pages=int(pages or 50), depth=int(depth or 0),
-                           progress=lambda done, total, url: report_progress("fetch", done, total, url), stats=stats)
+        limit = int(pages or 50)
+        pages_read = crawl(start, self.runtime.settings, max_pages=limit, depth=int(depth or 0),
+                           progress=lambda done, total, url: report_progress("fetch", done, total, url), stats=stats,
+                           stop=stop)
         report = coll.add_documents(_until(stop, pages_read), progress=report_progress)
         lines = [fmt.ingest_result_lines_md(report)]
-        summary = fmt.ingest_summary_md(report).rstrip(".") + "." + _skipped_note(stats) + (
-            " Stopped: the pages read before Stop were added." if stop.is_set() else "")
+        summary = fmt.ingest_summary_md(report).rstrip(".") + "." + _skipped_note(stats) + _ending_note(
+            stats, report, limit, stopped=stop.is_set())
         return summary, "\n".join(lines), *self.documents_view(session, user)
 
     def stop_site(self, request: gr.Request = None) -> None:
@@ -335,6 +337,20 @@ def _skipped_note(stats) -> str:
                     f"another error or no text: {named}{' …' if stats.failed > 3 else ''})")
     gave_up = f" The crawl gave up after {stats.failed} addresses that could not be read." if stats.gave_up else ""
     return (f" Skipped: {'; '.join(said)}." if said else "") + gave_up
+
+
+def _ending_note(stats, report, limit: int, stopped: bool) -> str:
+    """Why a site crawl ended, when not for want of pages: Stop (and what of the site is in the collection
+    then), or the page limit with addresses left unread."""
+    if stopped:
+        kept = report.documents_added + report.documents_replaced + report.documents_unchanged
+        pages = "the page read before Stop is" if kept == 1 else f"the {kept} pages read before Stop are"
+        return f" Stopped: {pages} in the collection." if kept else " Stopped before any page was read."
+    if stats.left:
+        return (f" Reached the limit of {limit} {'page' if limit == 1 else 'pages'}; {stats.left} more "
+                f"{'address was' if stats.left == 1 else 'addresses were'} found and not read (raise Pages to read "
+                "them).")
+    return ""
 
 
 def _bad_note(bad: list[str]) -> str:
