@@ -338,6 +338,7 @@ def test_the_preview_says_which_pages_were_read_by_ocr(settings, tmp_path):
     status, shown, text, meta, _ = Library(Runtime(settings)).preview("", [str(path)], Session())
     assert "garden gate" in text
     assert next(iter(meta)) == "read by OCR" and meta["read by OCR"].startswith("page 1: text recognised")
+    assert status.startswith("**Read by OCR** (page 1: text recognised from an image")  # above the text too
 
 
 @needs_tesseract
@@ -433,3 +434,13 @@ def test_a_long_scan_is_searchable_before_its_last_page_is_read(settings, tmp_pa
     (doc,) = coll.documents()
     assert "partial" not in doc.metadata and doc.metadata["ocr_pages"] == [1, 2, 3, 4, 5]
     assert "ember report, page 5" in coll.search("ember report", k=1, mode="bm25")[0].text
+
+
+def test_a_title_is_the_first_line_that_reads_like_one_not_a_stamp_or_a_broken_line():
+    from rag.loaders.common import first_line_title
+
+    assert first_line_title(["arXiv:2103.15348v2 [cs.CV] 21 Jun 2021", "Seeing in the Dark", "Abstract"]) == \
+        "Seeing in the Dark"
+    assert first_line_title(["GPO,", "Annual Report on Printing"]) == "Annual Report on Printing"
+    assert first_line_title(["12 / 48", "COVID-19: the 2020 Report"]) == "COVID-19: the 2020 Report"
+    assert first_line_title(["- 3 -", "1999"]) == ""

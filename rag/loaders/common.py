@@ -29,9 +29,12 @@ def no_progress(done: int, total: int) -> None:
 
 
 def first_line_title(lines: list[str]) -> str:
-    """The first of the opening lines that reads like a title: a few letters, not a paragraph."""
+    """The first of the opening lines that reads like a title: a few letters, not a paragraph, mostly letters
+    (not a stamp such as "arXiv:2103.15348v2 [cs.CV] 21 Jun 2021", a date or a page number), and not a piece of
+    a sentence running on to the next line ("GPO,")."""
     for line in lines[:5]:
-        if sum(c.isalpha() for c in line) >= 3 and len(line) <= TITLE_MAX:
+        letters, marks = sum(c.isalpha() for c in line), sum(not c.isspace() for c in line)
+        if letters >= 3 and len(line) <= TITLE_MAX and letters >= 0.5 * marks and not line.rstrip().endswith(","):
             return line
     return ""
 
