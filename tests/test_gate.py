@@ -43,6 +43,10 @@ def test_names_are_runs_of_capitalised_words_without_the_first_word_acronyms_or_
         "Nintendo", "Legend", "Zelda", "Twilight Princess"]
     assert names("What is the name of Estonia's Navy in NYC?") == ["Estonia", "Navy"]
     assert names("Daniel Craig stars in what film?") == ["Craig"]
+    # A follow-up made standalone quotes the question it follows: its first word starts a question too.
+    assert names('Why did she paint the lamp room violet? (following "Tell me everything about Gull Point")') == [
+        "Gull Point"]
+    assert names("Who wrote it? Marisol Vantreeck?") == ["Vantreeck"]
 
 
 def test_a_name_is_missing_when_no_passage_holds_its_words_in_a_run():

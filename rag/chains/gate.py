@@ -43,6 +43,8 @@ FUZZY_MIN = 5          # words this long or longer match across one slip (Damera
 _TOKEN = re.compile(r"\w+(?:['’]\w+)*")
 _POSSESSIVE = re.compile(r"['’]s?$")
 _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3})")
+# Between two words: the second starts a sentence, or the question a built follow-up quotes (chains.followups).
+_SENTENCE_START = re.compile(r'(?:[?!][\s"“(]*|\(following ")$')
 
 
 @dataclass(frozen=True)
@@ -81,13 +83,14 @@ def _is_name_word(token: _Token) -> bool:
 def names(question: str) -> list[str]:
     """The names a question uses: runs of capitalised words joined by a space or a hyphen, as written.
 
-    The question's first word is left out (it is capitalised anyway), and a possessive ends a run:
-    "Estonia's Navy" is two names.
+    The first word of the question, of a sentence after a question or exclamation mark, and of the question a
+    follow-up made standalone quotes ('Why? (following "Tell me …")') is left out (it is capitalised anyway),
+    and a possessive ends a run: "Estonia's Navy" is two names.
     """
     tokens = _tokens(question)
     runs: list[list[_Token]] = []
     for i, token in enumerate(tokens[1:], 1):
-        if not _is_name_word(token):
+        if not _is_name_word(token) or _SENTENCE_START.search(question, max(0, token.start - 16), token.start):
             continue
         previous = tokens[i - 1]
         joined = (runs and runs[-1][-1] is previous and question[previous.end:token.start] in (" ", "-")
