@@ -144,8 +144,9 @@ class Libraries:
             raise RagError(f"{who} owns collection {name!r} already.")
         access.write(self.settings, stored, record.shared(who, level))
 
-    def move_owner(self, name: str, user: str, new_owner: str) -> None:
-        """Make `new_owner` the owner of collection `name`; the admin only. Shares stay as they were."""
+    def move_owner(self, name: str, user: str, new_owner: str) -> str:
+        """Make `new_owner` the owner of collection `name`; the admin only. Shares stay as they were. The name
+        the admin calls it now ("new_owner/name", or its name when the admin took it)."""
         if not self.rule.is_admin(user):
             raise access.AccessDenied("Only the notebook's admin can move a collection to another owner.")
         stored = self.check(name, user, "manage")
@@ -156,7 +157,9 @@ class Libraries:
         if new_owner != self.rule.owner(record) and access.label(stored) in self.names(new_owner):
             raise RagError(f"{new_owner} has a collection named {access.label(stored)!r} already, and one person "
                            "cannot keep two of one name; move it once theirs is deleted.")
-        access.write(self.settings, stored, replace(record.shared(new_owner, None), owner=new_owner))
+        moved = replace(record.shared(new_owner, None), owner=new_owner)
+        access.write(self.settings, stored, moved)
+        return self.rule.shown_name(stored, user, moved)
 
     def owners(self, user: str) -> list[tuple[str, str, dict]]:
         """Every collection out of the trash, by the admin's name for it, with its owner and shares."""

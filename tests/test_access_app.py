@@ -208,11 +208,15 @@ def test_a_read_only_share_lets_bob_search_but_not_change_and_everyone_means_eve
 
 def test_the_admin_moves_a_collection_to_another_owner(libraries, alice, bob, root):
     root.predict("bob/bob-notes", api_name="/choose_collection")
-    assert "Only the notebook's admin" in alice.predict("alice", api_name="/move")
-    assert "owned by **alice**" in root.predict("alice", api_name="/move")
+    assert "Only the notebook's admin" in alice.predict("alice", api_name="/move")[0]
+    note, chosen = root.predict("alice", api_name="/move")
+    # The page follows it: the admin now calls it alice's, and its owner line says so.
+    assert note == "Moved. **alice/bob-notes** is owned by **alice** and shared with nobody: it is private."
+    assert chosen["value"] == "alice/bob-notes"
     assert "bob-notes" in _choices(alice.predict(api_name="/collection_choices"))
     assert "bob-notes" not in _choices(bob.predict(api_name="/collection_choices"))
-    assert "owned by **bob**" in root.predict("bob", api_name="/move")
+    note, chosen = root.predict("bob", api_name="/move")
+    assert "owned by **bob**" in note and chosen["value"] == "bob/bob-notes"
 
 
 def test_a_person_whose_start_collection_is_anothers_lands_on_their_own(libraries, root, app, workdir):

@@ -104,9 +104,14 @@ def build_app(runtime: Runtime) -> gr.Blocks:
 
         restore = ([chat["chatbot"], chat["status"], chat["title"], session],
                    [chat["conversations"]])
+        # What the chosen collection lets this person press: the Ingest step's buttons and the Chat's Add.
+        c = ingest["controls"]
+        controls = c["trash"].wire_controls(session, [*c["changers"], *chat["changers"]], c["managers"], c["admin"])
         chosen = collection.input(
             library.choose_collection, [collection, session], [session, docs_note, ingest["table"]]
         ).then(library.collection_choices, session, collection, show_progress="hidden")
+        # Collections shared with this person since the page loaded are listed when they open the box.
+        collection.focus(library.collection_choices, session, collection, show_progress="hidden", queue=False)
         # The page follows the session to another collection: chosen in the box, or opened by the notebook
         # after the chosen one was deleted, or restored from the trash.
         for moved in [chosen, *ingest["moved"]]:
@@ -120,7 +125,9 @@ def build_app(runtime: Runtime) -> gr.Blocks:
                        js=f"(name) => {{ localStorage.setItem({COLLECTION_KEY!r}, name || ''); }}")
             if ingest["sharing"] is not None:
                 moved.then(ingest["sharing"]["view"], session, ingest["sharing"]["out"], show_progress="hidden")
-            moved.then(*ingest["controls"], show_progress="hidden")
+            moved.then(*controls, show_progress="hidden")
+            for then in ingest["on_move"]:
+                moved.then(*then, show_progress="hidden")
         # A deleted document's passage must not stay in the viewer either.
         ingest["deleted"].then(_empty_viewer, None, chat["viewer"], show_progress="hidden")
         # Once an answer has loaded the model, the line under the collection names its file.
@@ -141,7 +148,7 @@ def build_app(runtime: Runtime) -> gr.Blocks:
             convs.choices, session, restore[1], show_progress="hidden").then(
             gen.source_choices, session, sources, show_progress="hidden").then(
             form.model_picker, session, [model, tiny_note], show_progress="hidden").then(
-            *ingest["controls"], show_progress="hidden")
+            *controls, show_progress="hidden")
         demo.unload(gen.end_session)
     demo.queue(default_concurrency_limit=4, max_size=64)
     return demo
@@ -288,7 +295,7 @@ def _chat_tab(gen: Generation, convs: Conversations, library: Library, session, 
     added = quick_btn.click(library.quick_add, [quick_urls, session], [status, quick_urls, docs_note, table],
                             concurrency_id="ingest", concurrency_limit=1)
     return {"chatbot": chatbot, "status": status, "title": title, "conversations": conversations,
-            "changed": [added], "listed": listed, "viewer": viewer}
+            "changed": [added], "listed": listed, "viewer": viewer, "changers": [quick_btn, quick_urls]}
 
 
 def _empty_viewer() -> str:

@@ -28,7 +28,8 @@ class CollectionTrash:
         self.library = library
         self.runtime = library.runtime
         self.writable = writable
-        self.changers = self.managers = 0  # how many of each `controls` updates (ui.ingest_tab lists them)
+        self.changers = self.managers = 0  # how many of each `controls` updates (wire_controls counts them)
+        self.admin_panel = False
 
     def ask_delete(self, session: Session, request: gr.Request = None):
         """The first press: name the collection and what it holds, and ask again (nothing is deleted yet); to
@@ -62,16 +63,22 @@ class CollectionTrash:
     def controls(self, session: Session, request: gr.Request = None):
         """What the chosen collection lets this person press: the `changers` controls that add or delete
         documents (not on a read-only share), the `managers` that delete or share the collection (its owner; a new
-        name is theirs too), and the admin's panel (the admin only), as `wire_controls` listed them. The server
+        name is theirs too), and the admin's panel (the admin only), as `wire_controls` was given them. The server
         refuses the same calls whatever the page shows."""
         user = user_name(request)
         level = self.runtime.level(session.collection, user)
         change = self.writable and level != "read"
         manage = self.writable and level in ("own", None)
         shown = [gr.update(interactive=change)] * self.changers + [gr.update(interactive=manage)] * self.managers
-        if self.runtime.access.enabled:  # the admin's panel is there under --auth only
+        if self.admin_panel:  # there under --auth only
             shown.append(gr.update(visible=self.runtime.access.is_admin(user)))
         return tuple(shown)
+
+    def wire_controls(self, session, changers: list, managers: list, admin: list) -> tuple:
+        """The `controls` event's function, inputs and outputs, for these components (admin: the admin's panel
+        under --auth, else none)."""
+        self.changers, self.managers, self.admin_panel = len(changers), len(managers), bool(admin)
+        return self.controls, session, [*changers, *managers, *admin]
 
     def trash_choices(self, request: gr.Request = None):
         """The collections deleted in the last 7 days that this user may restore."""

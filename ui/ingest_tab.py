@@ -91,7 +91,7 @@ def ingest_tab(library: Library, session, collection, docs_note, writable: bool,
                                             elem_id="trashed-collections")
                 restore_coll_btn = gr.Button("Restore collection", interactive=writable, scale=0,
                                              elem_id="restore-collection-btn")
-        shared = _sharing_panel(sharing, session, writable) if sharing is not None else None
+        shared = _sharing_panel(sharing, session, collection, writable) if sharing is not None else None
 
     ingested = ingest_btn.click(
         library.ingest, [urls, files, chunk_size, chunk_overlap, session], [summary, results, docs_note, table, files],
@@ -133,23 +133,32 @@ def ingest_tab(library: Library, session, collection, docs_note, writable: bool,
                                            concurrency_id="ingest", api_name="restore_collection")
     for moved in (coll_deleted, coll_restored):
         moved.then(colls.trash_choices, None, trashed_colls, show_progress="hidden")
+    # Whenever the page follows the session to another collection (ui.blocks): the last ingest's lines were
+    # about the one before, and the trash lists the new one's deleted documents.
+    on_move = [(_results_cleared, None, [summary, results]), (library.trash_choices, session, trashed)]
     changers = [ingest_btn, preview_btn, site_btn, site_stop, delete_btn, restore_btn, urls, files, site]
     managers = [coll_delete_btn, *(shared["managers"] if shared is not None else [])]
-    colls.changers, colls.managers = len(changers), len(managers)
-    controls = (colls.controls, session, [*changers, *managers, *([shared["admin"]] if shared is not None else [])])
+    # ui.blocks adds the Chat tab's own changers and wires `colls.controls` (CollectionTrash.wire_controls).
+    controls = {"trash": colls, "changers": changers, "managers": managers,
+                "admin": [shared["admin"]] if shared is not None else []}
     return {"table": table, "changed": [ingested, crawled, deleted, restored], "deleted": deleted, "sharing": shared,
-            "moved": [coll_deleted, coll_restored], "controls": controls}
+            "moved": [coll_deleted, coll_restored, *([shared["moved"]] if shared is not None else [])],
+            "controls": controls, "on_move": on_move}
 
 
 def _cleared():
     return "", "", None
 
 
+def _results_cleared():
+    return "", ""
+
+
 def _hidden():
     return gr.update(visible=False)
 
 
-def _sharing_panel(sharing: Sharing, session, writable: bool) -> dict:
+def _sharing_panel(sharing: Sharing, session, collection, writable: bool) -> dict:
     """Under --auth: who owns the chosen collection and whom it is shared with; the owner shares and takes back,
     the admin sees every owner and moves a collection. The server checks each call (ui/sharing.py)."""
     with gr.Accordion("👥 Sharing", open=False, elem_id="sharing") as panel:
@@ -172,5 +181,7 @@ def _sharing_panel(sharing: Sharing, session, writable: bool) -> dict:
     share.click(sharing.share, [who, level, session], out)
     take_back.click(sharing.take_back, [who, session], out)
     admin.expand(sharing.owners, None, owners, show_progress="hidden")
-    move.click(sharing.move, [new_owner, session], out).then(sharing.owners, None, owners, show_progress="hidden")
-    return {"view": sharing.view, "out": out, "admin": admin, "managers": [who, level, share, take_back]}
+    moved = move.click(sharing.move, [new_owner, session], [out, collection, session])
+    moved.then(sharing.owners, None, owners, show_progress="hidden")
+    return {"view": sharing.view, "out": out, "admin": admin, "managers": [who, level, share, take_back],
+            "moved": moved}

@@ -197,8 +197,9 @@ class Library:
         noun = "document" if len(documents) == 1 else "documents"
         splits = "split" if chunks == 1 else "splits"
         note = f"**{len(documents)}** {noun} · **{chunks}** {splits} in **{escape_markdown(session.collection)}**"
-        if self.runtime.access.enabled and self.runtime.level(session.collection, user) == "read":
-            note += " · shared with you read-only"  # why the Ingest step's buttons are greyed out
+        level = self.runtime.level(session.collection, user) if self.runtime.access.enabled else "own"
+        if level in ("read", "write"):  # read-only: why the Ingest step's buttons are greyed out
+            note += f" · shared with you {'read-only' if level == 'read' else 'read-write'}"
         return note, fmt.documents_rows(documents)
 
     @errors_in_status(2, status=0)

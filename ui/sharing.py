@@ -75,13 +75,18 @@ class Sharing:
         self.runtime.libraries.share(session.collection, user, who, None)
         return "Taken back. " + shares_md(session.collection, *self.runtime.libraries.sharing(session.collection, user))
 
-    @errors_in_status(1, status=0)
-    def move(self, new_owner: str, session: Session, request: gr.Request = None) -> str:
-        """The admin gives the chosen collection to another owner."""
+    @errors_in_status(3, status=0)
+    def move(self, new_owner: str, session: Session, request: gr.Request = None):
+        """The admin gives the chosen collection to another owner; the page follows it to its new name
+        ("new_owner/name"), as the admin now calls it."""
         user = user_name(request)
         self.runtime.require_writable("moving collections")
-        self.runtime.libraries.move_owner(session.collection, user, new_owner)
-        return "Moved. " + shares_md(session.collection, *self.runtime.libraries.sharing(session.collection, user))
+        if not (new_owner or "").strip():
+            raise RagError("Choose whom to move the collection to first.")
+        session.collection, session.sources = self.runtime.libraries.move_owner(session.collection, user,
+                                                                                new_owner), None
+        shares = shares_md(session.collection, *self.runtime.libraries.sharing(session.collection, user))
+        return "Moved. " + shares, gr.update(value=session.collection), session
 
     @errors_in_status(1, status=0)
     def owners(self, request: gr.Request = None) -> str:
