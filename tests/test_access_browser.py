@@ -95,8 +95,12 @@ def test_a_read_only_share_seen_from_both_sides_and_taken_back(app, browser, wor
     # On a read-only share the page offers him nothing that changes it (the server refuses those calls anyway:
     # tests/test_access_app.py makes them).
     bob.get_by_role("tab", name="1 · Ingest").click()
-    for button in ("#delete-btn", "#ingest-btn", "#delete-collection-btn", "#site-btn", "#quick-add-btn"):
+    for button in ("#delete-btn", "#ingest-btn", "#delete-collection-btn", "#site-btn"):
         bob.wait_for_selector(f"{button}[disabled]", state="attached")
+    bob.get_by_role("tab", name="4 · Chat").click()
+    bob.get_by_text("Add a web page").click()
+    bob.wait_for_selector("#quick-add-btn[disabled]", state="attached")
+    bob.get_by_role("tab", name="1 · Ingest").click()
     assert not bob.locator("#owners").is_visible()  # the admin's panel is the admin's
     bob.screenshot(path=str(workdir / "bob-read-only.png"), full_page=True)
     alice.get_by_role("tab", name="1 · Ingest").click()
