@@ -29,6 +29,18 @@ IN_TRASH = ("Collection {name!r} is in the trash; restore it from 🗑 Trash, or
             "new collection.")
 
 
+class BadName(RagError):
+    """A name no collection can have, with the sentence saying why."""
+
+
+def _valid(make):
+    """What `make` returns; a name it refuses is a BadName."""
+    try:
+        return make()
+    except RagError as exc:
+        raise BadName(str(exc)) from None
+
+
 @dataclass(frozen=True)
 class DeletedCollection:
     name: str        # as the person asking calls it
@@ -58,12 +70,12 @@ class Libraries:
         under the name it was made with."""
         name = (name or self.settings.collection).strip()
         if not self.rule.enabled:
-            return validate_collection_name(name)
+            return _valid(lambda: validate_collection_name(name))
         owner, _, own_name = name.rpartition("/")
         owner = owner or user
-        validate_collection_name(own_name)
+        _valid(lambda: validate_collection_name(own_name))
         for n in range(PLACES):  # the owner's places for the name; one held by a collection moved away is skipped
-            direct = validate_collection_name(self.rule.stored_name(owner, own_name, n))
+            direct = _valid(lambda: validate_collection_name(self.rule.stored_name(owner, own_name, n)))
             if not collection_exists(self.settings, direct):
                 break
             record = self.record(direct)
@@ -116,8 +128,8 @@ class Libraries:
         """The stored name of collection `name` when it exists, is not in the trash and `user` may read it."""
         try:
             return self.check(name, user, "read")
-        except RagError:
-            return None
+        except (access.AccessDenied, BadName):
+            return None  # a store that cannot be reached is said, not taken for a missing collection
 
     def level(self, name: str, user: str) -> str | None:
         """What `user` may do with collection `name`: own, write, read, or None (missing, or not theirs)."""
