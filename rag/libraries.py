@@ -6,7 +6,7 @@ they are stored). Every method takes such a name and the user, and returns or re
 tells a person nothing of a collection they may not read.
 
 A deleted collection is marked so in its access record (when, by whom) and leaves every list and route at
-once, as if it were missing. Its owner (or the admin) restores it whole within `TRASH_DAYS` days, also after a
+once, as if it were missing. Its owner (or the admin) restores it whole within `rag.trash.TRASH_DAYS` days, also after a
 restart; after that the next look at the trash drops it from the store, with its uploads and deleted documents.
 """
 
@@ -22,7 +22,7 @@ from rag.access import Access, AccessRule
 from rag.errors import RagError
 from rag.store import validate_collection_name
 from rag.store.locate import collection_exists, collection_names, drop_collection
-from rag.trash import TRASH_DAYS
+from rag.trash import expires_at
 
 PLACES = 16  # how many of an owner's collections of one name may have been moved to others
 IN_TRASH = ("Collection {name!r} is in the trash; restore it from 🗑 Trash, or choose another name for a "
@@ -50,7 +50,7 @@ class DeletedCollection:
 
     @property
     def expires_at(self) -> float:
-        return self.deleted_at + TRASH_DAYS * 86400
+        return expires_at(self.deleted_at)
 
 
 class Libraries:

@@ -37,7 +37,12 @@ class TrashEntry:
 
     @property
     def expires_at(self) -> float:
-        return self.deleted_at + TRASH_DAYS * 86400
+        return expires_at(self.deleted_at)
+
+
+def expires_at(deleted_at: float) -> float:
+    """When what was deleted at `deleted_at` leaves the trash for good."""
+    return deleted_at + TRASH_DAYS * 86400
 
 
 class Trash:

@@ -8,14 +8,12 @@ may open, and the page follows it as it follows a choice in the collection box.
 
 from __future__ import annotations
 
-from datetime import datetime
-
 import gradio as gr
 
 from rag.errors import RagError
 from rag.trash import TRASH_DAYS
 from ui.escaping import escape_html, escape_markdown
-from ui.library import Library, personal_collection
+from ui.library import Library, personal_collection, trash_label
 from ui.request import user_name
 from ui.state import Session
 from ui.status import errors_in_status
@@ -83,7 +81,7 @@ class CollectionTrash:
     def trash_choices(self, request: gr.Request = None):
         """The collections deleted in the last 7 days that this user may restore."""
         entries = self.runtime.libraries.deleted(user_name(request))
-        return gr.update(choices=[(_label(e), e.stored) for e in entries], value=None,
+        return gr.update(choices=[(trash_label(e.name, e), e.stored) for e in entries], value=None,
                          label=f"Deleted collections: {len(entries)}")
 
     @errors_in_status(5, status=0)
@@ -96,9 +94,3 @@ class CollectionTrash:
         return (f"Restored the collection “{escape_markdown(session.collection)}”.",
                 self.library.collection_choices(session, request), session,
                 *self.library.documents_view(session, user))
-
-
-def _label(entry) -> str:
-    when = datetime.fromtimestamp(entry.deleted_at).strftime("%Y-%m-%d %H:%M")
-    by = f" by {entry.deleted_by}" if entry.deleted_by else ""
-    return f"{entry.name} · deleted {when}{by}"

@@ -290,12 +290,17 @@ def personal_collection(user: str) -> str:
     return validate_collection_name(f"{safe}-notes")
 
 
-def _trash_label(entry) -> str:
+def trash_label(name: str, entry) -> str:
+    """A line of the trash: what was deleted (`name`), when and by whom."""
     from datetime import datetime
 
     when = datetime.fromtimestamp(entry.deleted_at).strftime("%Y-%m-%d %H:%M")
     by = f" by {entry.deleted_by}" if entry.deleted_by else ""
-    return f"{one_line(entry.title or display_source(entry.source), 60)} · deleted {when}{by}"
+    return f"{name} · deleted {when}{by}"
+
+
+def _trash_label(entry) -> str:
+    return trash_label(one_line(entry.title or display_source(entry.source), 60), entry)
 
 
 def _row_source(rows, row: int) -> str:
