@@ -95,11 +95,12 @@ def ingest_tab(library: Library, session, collection, docs_note, writable: bool,
 
     ingested = ingest_btn.click(
         library.ingest, [urls, files, chunk_size, chunk_overlap, session], [summary, results, docs_note, table, files],
-        concurrency_id="ingest", concurrency_limit=1, show_progress_on=summary,  # one bar, not one per output
+        # One bar, over the documents table (always shown; the summary is hidden while empty), not one per output.
+        concurrency_id="ingest", concurrency_limit=1, show_progress_on=table,
     ).then(library.collection_choices, session, collection, show_progress="hidden")
     crawled = site_btn.click(
         library.add_site, [site, site_pages, site_depth, session], [summary, results, docs_note, table],
-        concurrency_id="ingest", concurrency_limit=1, show_progress_on=summary,
+        concurrency_id="ingest", concurrency_limit=1, show_progress_on=table,
     ).then(library.collection_choices, session, collection, show_progress="hidden")
     site_stop.click(library.stop_site, None, None, queue=False, show_progress="hidden")
     shown = [summary, selected, preview_text, preview_meta, preview]
@@ -135,7 +136,8 @@ def ingest_tab(library: Library, session, collection, docs_note, writable: bool,
         moved.then(colls.trash_choices, None, trashed_colls, show_progress="hidden")
     # Whenever the page follows the session to another collection (ui.blocks): the last ingest's lines were
     # about the one before, and the trash lists the new one's deleted documents.
-    on_move = [(_results_cleared, None, [summary, results]), (library.trash_choices, session, trashed)]
+    on_move = [(_results_cleared, None, [summary, results]), (library.trash_choices, session, trashed),
+               (library.refresh, session, [docs_note, table])]
     changers = [ingest_btn, preview_btn, site_btn, site_stop, delete_btn, restore_btn, urls, files, site]
     managers = [coll_delete_btn, *(shared["managers"] if shared is not None else [])]
     # ui.blocks adds the Chat tab's own changers and wires `colls.controls` (CollectionTrash.wire_controls).
