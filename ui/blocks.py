@@ -74,7 +74,9 @@ def build_app(runtime: Runtime) -> gr.Blocks:
             collection = gr.Dropdown(
                 label="Collection", choices=[runtime.settings.collection], value=runtime.settings.collection,
                 allow_custom_value=writable, scale=1, elem_id="collection",
-                info="Pick one" + (", or type a new name to create it on the first ingest." if writable else "."),
+                # Tab, not Enter: Enter takes the first listed name that contains what was typed (Gradio's filter).
+                info="Pick one" + (", or type a new name and press Tab; it is made on the first ingest."
+                                   if writable else "."),
             )
             docs_note = gr.Markdown(elem_classes=["step-out"], elem_id="docs-note")
         with gr.Row(equal_height=True):
