@@ -79,8 +79,9 @@ class Libraries:
             if not collection_exists(self.settings, direct):
                 break
             record = self.record(direct)
-            # A namespaced one without a record yet is being made by its namespace's owner (rag.access.create).
-            if (self.rule.owner(record) if record is not None or n == 0 and direct == own_name else owner) == owner:
+            if record is None and direct != own_name:
+                return direct  # namespaced, its record not written yet: being made by that owner (access.create)
+            if self.rule.owner(record) == owner:
                 return direct
         else:
             raise RagError(f"Collection name {own_name!r} has been moved away too often; choose another name.")
