@@ -131,8 +131,9 @@ class Collection:
         )
 
     def add_documents(self, docs: Iterable[Document | SourceResult], progress: Progress = _no_progress,
-                      **overrides) -> IngestReport:
-        """Chunk, embed and index documents (failed loads pass through as results), in groups.
+                      added_at: dict[str, float] | None = None, **overrides) -> IngestReport:
+        """Chunk, embed and index documents (failed loads pass through as results), in groups. `added_at`
+        keeps a source's first "added" time (a document restored from the trash); the others are added now.
 
         Loading, chunking and embedding happen outside the writer lock; each group takes it only to
         commit, so searches and other writers never wait for a fetch or an embedding.
@@ -147,10 +148,10 @@ class Collection:
             if prepared is not None:
                 pending.append(prepared)
             if sum(len(p[1]) for p in pending) >= EMBED_GROUP:
-                self._write(pending, settings, progress, report)
+                self._write(pending, settings, progress, report, added_at or {})
                 pending = []
         if pending:
-            self._write(pending, settings, progress, report)
+            self._write(pending, settings, progress, report, added_at or {})
         self.store.checkpoint()
         progress("done", len(report.results), len(report.results), None)
         report.seconds = round(time.perf_counter() - started, 3)
@@ -197,7 +198,7 @@ class Collection:
         progress("chunk", len(chunks), len(chunks), item.source)
         return item, chunks, "replaced" if found else "added"
 
-    def _write(self, pending, settings, progress, report) -> None:
+    def _write(self, pending, settings, progress, report, added_at: dict[str, float]) -> None:
         checkpoint()
         texts = [c.text for _, chunks, _ in pending for c in chunks]
         too_long = self._over_window(texts)
@@ -212,7 +213,7 @@ class Collection:
                     self._written_early.discard(doc.source)
                 status = "added" if early or not self.store.find(doc.source) else "replaced"
                 count = self.store.put_document(doc, chunks, vectors[offset : offset + len(chunks)],
-                                                chunking_id(settings))
+                                                chunking_id(settings), added_at.get(doc.source))
                 cut = int(too_long[offset : offset + len(chunks)].sum())
                 offset += len(chunks)
                 report.record(SourceResult(doc.source, status, count, doc.title, warning=self._cut_warning(

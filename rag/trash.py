@@ -55,15 +55,16 @@ class Trash:
         return self.root / validate_collection_name(collection)
 
     def keep(self, collection: str, doc: Document, chunking: str, user: str = "",
-             now: float | None = None) -> TrashEntry:
-        """Keep `doc` of `collection` (deleted by `user`) for TRASH_DAYS days; written whole before it returns."""
+             now: float | None = None, added_at: float | None = None) -> TrashEntry:
+        """Keep `doc` of `collection` (deleted by `user`; first added at `added_at`) for TRASH_DAYS days;
+        written whole before it returns."""
         entry = TrashEntry(secrets.token_hex(8), doc.source, doc.title, time.time() if now is None else now, user)
         folder = self._folder(collection)
         folder.mkdir(parents=True, exist_ok=True)
         write_json_atomic(folder / f"{entry.id}.json", {
             "format_version": FORMAT_VERSION, "source": doc.source, "title": doc.title, "text": doc.text,
             "metadata": doc.metadata, "pages": doc.pages, "chunking": chunking,
-            "deleted_at": entry.deleted_at, "deleted_by": user})
+            "deleted_at": entry.deleted_at, "deleted_by": user, "added_at": added_at})
         return entry
 
     def entries(self, collection: str, now: float | None = None) -> list[TrashEntry]:
@@ -83,8 +84,9 @@ class Trash:
                 found.append(entry)
         return sorted(found, key=lambda e: e.deleted_at, reverse=True)
 
-    def document(self, collection: str, entry_id: str) -> tuple[Document, dict]:
-        """The kept document and the chunk settings it was indexed with ({chunk_size, chunk_overlap}, or {})."""
+    def document(self, collection: str, entry_id: str) -> tuple[Document, dict, float | None]:
+        """The kept document, the chunk settings it was indexed with ({chunk_size, chunk_overlap}, or {}), and
+        when it was first added (None when the entry does not say)."""
         data = _read(self._path(collection, entry_id))
         if data is None:
             raise RagError("That document is no longer in the trash; refresh the list.")
@@ -92,7 +94,7 @@ class Trash:
                        metadata=data.get("metadata") or {}, pages=[tuple(p) for p in data.get("pages") or []])
         match = _CHUNKING.match(data.get("chunking", ""))
         chunking = {"chunk_size": int(match[1]), "chunk_overlap": int(match[2])} if match else {}
-        return doc, chunking
+        return doc, chunking, data.get("added_at")
 
     def forget(self, collection: str, entry_id: str) -> None:
         self._path(collection, entry_id).unlink(missing_ok=True)
@@ -118,18 +120,20 @@ def move_to_trash(trash: Trash, coll, source: str, user: str = "") -> TrashEntry
     found = coll.store.find(source)
     if found is None:
         return None
-    entry = trash.keep(coll.name, coll.document(source), found.chunking, user)
+    added_at = next((d.added_at for d in coll.documents() if d.source == source), None)
+    entry = trash.keep(coll.name, coll.document(source), found.chunking, user, added_at=added_at)
     coll.delete(source)
     return entry
 
 
 def restore(trash: Trash, coll, entry_id: str):
-    """Index the kept document again, with the chunking it had, and take it out of the trash."""
-    doc, chunking = trash.document(coll.name, entry_id)
+    """Index the kept document again, with the chunking and the "added" time it had, and take it out of the
+    trash."""
+    doc, chunking, added_at = trash.document(coll.name, entry_id)
     if coll.store.find(doc.source) is not None:
         raise RagError(f"{doc.source!r} is in collection {coll.name!r} again; delete it there first to restore "
                        "the copy in the trash.")
-    report = coll.add_documents([doc], **chunking)
+    report = coll.add_documents([doc], added_at={doc.source: added_at} if added_at else None, **chunking)
     if report.errors:
         raise RagError(report.errors[0]["error"])
     trash.forget(coll.name, entry_id)

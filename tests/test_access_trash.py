@@ -23,6 +23,7 @@ def test_a_deleted_document_waits_in_the_trash_and_comes_back_whole(store_settin
     coll = Collection.open(store_settings, "notes")
     coll.add_documents([NOTES], chunk_size=100, chunk_overlap=0)
     chunks = coll.store.chunk_count("mem://notes")
+    (added,) = [d.added_at for d in coll.documents()]
     trash = Trash(store_settings.index_dir)
     entry = move_to_trash(trash, coll, "mem://notes", "alice")
     assert coll.documents() == [] and coll.search("blue box", k=2) == []
@@ -33,6 +34,7 @@ def test_a_deleted_document_waits_in_the_trash_and_comes_back_whole(store_settin
     back = coll.document("mem://notes")
     assert (back.text, back.title, back.metadata, back.pages) == (NOTES.text, NOTES.title, NOTES.metadata, NOTES.pages)
     assert coll.store.chunk_count("mem://notes") == chunks  # chunked as it was, not with today's settings
+    assert [d.added_at for d in coll.documents()] == [added]  # and added when it first was, not at the restore
     assert coll.search("blue box", k=1)[0].source == "mem://notes"
     assert trash.entries("notes") == []
 

@@ -64,8 +64,10 @@ class ChunkStore(ABC):
         """Exclusive right to write this collection (threads and processes), held only to commit."""
 
     @abstractmethod
-    def put_document(self, doc: Document, chunks: Sequence[Chunk], vectors: np.ndarray, chunking: str = "") -> int:
-        """Insert or replace `doc` with its chunks and vectors, atomically; returns the number of chunks."""
+    def put_document(self, doc: Document, chunks: Sequence[Chunk], vectors: np.ndarray, chunking: str = "",
+                     added_at: float | None = None) -> int:
+        """Insert or replace `doc` with its chunks and vectors, atomically; returns the number of chunks. Its
+        "added" time is `added_at` (a restored document keeps its first), else now."""
 
     @abstractmethod
     def delete_document(self, source: str) -> bool:

@@ -209,7 +209,8 @@ class LocalStore(ChunkStore):
         db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key='generation'")
         return schema.generation(db)
 
-    def put_document(self, doc: Document, chunks: Sequence[Chunk], vectors: np.ndarray, chunking: str = "") -> int:
+    def put_document(self, doc: Document, chunks: Sequence[Chunk], vectors: np.ndarray, chunking: str = "",
+                     added_at: float | None = None) -> int:
         """Insert or replace `doc` with its chunks and vectors in one transaction."""
         if len(chunks) != len(vectors):
             raise ValueError("one vector per chunk is required")
@@ -221,7 +222,7 @@ class LocalStore(ChunkStore):
                 "INSERT INTO documents(source, content_hash, title, metadata, pages, text, added_at, chunking) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (doc.source, doc.content_hash, doc.title, json.dumps(doc.metadata, default=str),
-                 json.dumps(doc.pages), doc.text, time.time(), chunking),
+                 json.dumps(doc.pages), doc.text, time.time() if added_at is None else added_at, chunking),
             )
             doc_id = cur.lastrowid
             db.executemany(

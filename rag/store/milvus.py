@@ -126,11 +126,12 @@ class MilvusStore(ChunkStore):
             self._call(lambda: self.client.flush(self._names["chunks"]))
             self._dirty = False
 
-    def put_document(self, doc: Document, chunks: Sequence[Chunk], vectors: np.ndarray, chunking: str = "") -> int:
+    def put_document(self, doc: Document, chunks: Sequence[Chunk], vectors: np.ndarray, chunking: str = "",
+                     added_at: float | None = None) -> int:
         """Write `doc` under a new version, make it current with one upsert, then drop the old version."""
         if len(chunks) != len(vectors):
             raise ValueError("one vector per chunk is required")
-        row = self._doc_row(doc, 0, len(chunks), chunking)
+        row = self._doc_row(doc, 0, len(chunks), chunking, time.time() if added_at is None else added_at)
         vectors = np.asarray(vectors, dtype=np.float32)
         with self._write_lock:
             old = self.find(doc.source)
@@ -165,7 +166,7 @@ class MilvusStore(ChunkStore):
             self._drop_version(v)
         return len(abandoned)
 
-    def _doc_row(self, doc: Document, version: int, chunks: int, chunking: str) -> dict:
+    def _doc_row(self, doc: Document, version: int, chunks: int, chunking: str, added_at: float) -> dict:
         if text_bytes(doc.source) > MAX_SOURCE:
             raise RagError(f"The source name {doc.source[:80]!r}… is longer than the {MAX_SOURCE} bytes a Milvus "
                            "store keeps; rename or shorten it.")
@@ -175,7 +176,7 @@ class MilvusStore(ChunkStore):
                            "keeps per document.")
         title = doc.title[:2000]
         return {"id": doc_key(doc.source), "source": doc.source, "version": version, "content_hash": doc.content_hash,
-                "chunking": chunking, "title": title, "metadata": metadata, "added_at": time.time(), "chunks": chunks,
+                "chunking": chunking, "title": title, "metadata": metadata, "added_at": added_at, "chunks": chunks,
                 "_v": PLACEHOLDER}
 
     def _head_row(self, version: int) -> dict:
