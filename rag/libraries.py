@@ -16,13 +16,14 @@ import shutil
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import NamedTuple
 
 from rag import access
 from rag.access import Access, AccessRule
 from rag.errors import RagError
 from rag.store import validate_collection_name
 from rag.store.locate import collection_exists, collection_names, drop_collection
-from rag.trash import expires_at
+from rag.trash import Trash, expires_at
 
 PLACES = 16  # how many of an owner's collections of one name may have been moved to others
 IN_TRASH = ("Collection {name!r} is in the trash; restore it from 🗑 Trash, or choose another name for a "
@@ -39,6 +40,18 @@ def _valid(make):
         return make()
     except RagError as exc:
         raise BadName(str(exc)) from None
+
+
+def uploads_folder(settings, stored: str) -> Path:
+    """Where the uploads to collection `stored` are kept. A collection name starts with a letter or digit and
+    holds no separator, so "_uploads" never is one and the folder is always directly under it."""
+    return Path(settings.index_dir) / "_uploads" / validate_collection_name(stored)
+
+
+class _Place(NamedTuple):
+    stored: str
+    exists: bool
+    record: Access | None
 
 
 @dataclass(frozen=True)
@@ -68,9 +81,18 @@ class Libraries:
         """The store's name of what `user` calls collection `name` (the place a new one would take, when there
         is none); refused in one sentence when `name` is no collection name. One moved to another owner is found
         under the name it was made with."""
+        if not self.rule.enabled:  # the name is the store's: nothing to look up
+            return _valid(lambda: validate_collection_name((name or self.settings.collection).strip()))
+        return self._find(name, user).stored
+
+    def _find(self, name: str, user: str) -> _Place:
+        """Collection `name` as `user` calls it: its stored name, whether it exists and its record, each read
+        from the store once."""
         name = (name or self.settings.collection).strip()
         if not self.rule.enabled:
-            return _valid(lambda: validate_collection_name(name))
+            stored = _valid(lambda: validate_collection_name(name))
+            exists = collection_exists(self.settings, stored)
+            return _Place(stored, exists, self.record(stored) if exists else None)
         owner, _, own_name = name.rpartition("/")
         owner = owner or user
         _valid(lambda: validate_collection_name(own_name))
@@ -80,17 +102,17 @@ class Libraries:
                 break
             record = self.record(direct)
             if record is None and direct != own_name:
-                return direct  # namespaced, its record not written yet: being made by that owner (access.create)
+                return _Place(direct, True, None)  # its record not written yet: being made by that owner
             if self.rule.owner(record) == owner:
-                return direct
+                return _Place(direct, True, record)
         else:
             raise RagError(f"Collection name {own_name!r} has been moved away too often; choose another name.")
         for stored in collection_names(self.settings):
             record = self.record(stored)
             if access.label(stored) == own_name and self.rule.owner(record) == owner \
                     and self.rule.can_read(user, record):
-                return stored
-        return direct
+                return _Place(stored, True, record)
+        return _Place(direct, False, None)
 
     def names(self, user: str) -> list[str]:
         """The collections `user` may read, by the names they use, sorted; none in the trash."""
@@ -109,33 +131,39 @@ class Libraries:
     def check(self, name: str, user: str, want: str = "read") -> str:
         """The stored name of collection `name`, once `user` may `want` it (read, write, create, manage):
         create also when it does not exist yet and the name is theirs to use."""
-        stored = self.stored(name, user)
-        exists = collection_exists(self.settings, stored)
-        record = self.record(stored) if exists else None
+        return self._checked(name, user, want).stored
+
+    def _checked(self, name: str, user: str, want: str) -> _Place:
+        place = self._find(name, user)
+        record, exists = place.record, place.exists
         if record is not None and record.deleted_at:
             if want == "create" and self.rule.can_manage(user, record):
                 raise RagError(IN_TRASH.format(name=name))
             exists = False
         if not exists:
             if want == "create" and not self.read_only and self._own_name(name, user):
-                return stored
+                return place
             raise access.refused(name, want, readable=False) if want == "create" and not self.read_only \
                 else access.hidden(name)
         if self.rule.enabled and not self.rule.allows(want, user, record):
             raise access.refused(name, want, self.rule.can_read(user, record))
-        return stored
+        return place
 
     def readable(self, name: str, user: str) -> str | None:
         """The stored name of collection `name` when it exists, is not in the trash and `user` may read it."""
-        try:
-            return self.check(name, user, "read")
-        except (access.AccessDenied, BadName):
-            return None  # a store that cannot be reached is said, not taken for a missing collection
+        place = self._readable(name, user)
+        return None if place is None else place.stored
 
     def level(self, name: str, user: str) -> str | None:
         """What `user` may do with collection `name`: own, write, read, or None (missing, or not theirs)."""
-        stored = self.readable(name, user)
-        return None if stored is None else self.rule.level(user, self.record(stored))
+        place = self._readable(name, user)
+        return None if place is None else self.rule.level(user, place.record)
+
+    def _readable(self, name: str, user: str) -> _Place | None:
+        try:
+            return self._checked(name, user, "read")
+        except (access.AccessDenied, BadName):
+            return None  # a store that cannot be reached is said, not taken for a missing collection
 
     def _own_name(self, name: str, user: str) -> bool:
         owner, slash, _ = name.strip().rpartition("/")
@@ -145,14 +173,14 @@ class Libraries:
 
     def sharing(self, name: str, user: str) -> tuple[str, dict]:
         """Collection `name`'s owner and shares, for its owner or the admin (anyone else: as a missing one)."""
-        record = self.record(self.check(name, user, "manage"))
+        record = self._checked(name, user, "manage").record
         return self.rule.owner(record), dict(record.shares) if record else {}
 
     def share(self, name: str, user: str, who: str, level: str | None) -> None:
         """Give `who` (a user, or everyone) `level` on collection `name`, or take it back (None)."""
-        stored = self.check(name, user, "manage")
+        stored, _, record = self._checked(name, user, "manage")
         who = self.rule.check_user(who)
-        record = self.record(stored) or Access(self.rule.owner(None))
+        record = record or Access(self.rule.owner(None))
         if who == self.rule.owner(record):
             raise RagError(f"{who} owns collection {name!r} already.")
         access.write(self.settings, stored, record.shared(who, level))
@@ -162,11 +190,11 @@ class Libraries:
         the admin calls it now ("new_owner/name", or its name when the admin took it)."""
         if not self.rule.is_admin(user):
             raise access.AccessDenied("Only the notebook's admin can move a collection to another owner.")
-        stored = self.check(name, user, "manage")
+        stored, _, record = self._checked(name, user, "manage")
         new_owner = self.rule.check_user(new_owner)
         if new_owner == access.EVERYONE:
             raise RagError("A collection is owned by one user; share it with everyone instead.")
-        record = self.record(stored) or Access(self.rule.owner(None))
+        record = record or Access(self.rule.owner(None))
         if new_owner != self.rule.owner(record) and access.label(stored) in self.names(new_owner):
             raise RagError(f"{new_owner} has a collection named {access.label(stored)!r} already, and one person "
                            "cannot keep two of one name; move it once theirs is deleted.")
@@ -190,8 +218,8 @@ class Libraries:
 
     def delete(self, name: str, user: str, now: float | None = None) -> str:
         """Move collection `name` to the trash (its owner or the admin); the stored name it had."""
-        stored = self.check(name, user, "manage")
-        record = self.record(stored) or Access(self.rule.owner(None))
+        stored, _, record = self._checked(name, user, "manage")
+        record = record or Access(self.rule.owner(None))
         access.write(self.settings, stored, replace(record, deleted_at=time.time() if now is None else now,
                                                     deleted_by=user))
         return stored
@@ -228,6 +256,5 @@ class Libraries:
 
     def _drop(self, stored: str) -> None:
         drop_collection(self.settings, stored)
-        root = Path(self.settings.index_dir)
-        for folder in (root / "_uploads" / stored, root / "_trash" / stored):
-            shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(uploads_folder(self.settings, stored), ignore_errors=True)
+        Trash(self.settings.index_dir).drop(stored)

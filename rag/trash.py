@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,6 +97,10 @@ class Trash:
         chunking = {"chunk_size": int(match[1]), "chunk_overlap": int(match[2])} if match else {}
         return doc, chunking, data.get("added_at")
 
+    def drop(self, collection: str) -> None:
+        """Forget every deleted document of `collection` (itself dropped for good)."""
+        shutil.rmtree(self._folder(collection), ignore_errors=True)
+
     def forget(self, collection: str, entry_id: str) -> None:
         self._path(collection, entry_id).unlink(missing_ok=True)
 
@@ -120,8 +125,7 @@ def move_to_trash(trash: Trash, coll, source: str, user: str = "") -> TrashEntry
     found = coll.store.find(source)
     if found is None:
         return None
-    added_at = next((d.added_at for d in coll.documents() if d.source == source), None)
-    entry = trash.keep(coll.name, coll.document(source), found.chunking, user, added_at=added_at)
+    entry = trash.keep(coll.name, coll.document(source), found.chunking, user, added_at=found.added_at)
     coll.delete(source)
     return entry
 

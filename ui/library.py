@@ -213,7 +213,7 @@ class Library:
         row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
         shown = _row_source(rows, row)
         doc = coll.document(self._real_source(shown, session, user_name(request)))
-        return _ocr_note(doc), shown, *_preview(doc), gr.Accordion(open=True)
+        return _shown(doc, shown)
 
     def _real_source(self, shown: str, session: Session, user: str) -> str:
         """The stored source for what the table shows (uploads are shown by file name)."""
@@ -236,7 +236,7 @@ class Library:
         else:
             raise RagError("Give an http(s) URL or upload a file to preview." + _bad_note(bad))
         doc = load_source(source, self.runtime.settings)
-        return _ocr_note(doc), display_source(source), *_preview(doc), gr.Accordion(open=True)
+        return _shown(doc, display_source(source))
 
     def ask_delete(self, source: str):
         """The first press of Delete: name the document and ask again (nothing is deleted yet)."""
@@ -326,11 +326,12 @@ def _preview(doc) -> tuple[str, dict]:
     return text, meta
 
 
-def _ocr_note(doc) -> str:
-    """Above a previewed text read by OCR, and not only in its metadata: its reader must know it may hold
-    misread words."""
-    meta = _preview(doc)[1]
-    return f"**Read by OCR** ({meta['read by OCR']})." if "read by OCR" in meta else ""
+def _shown(doc, source: str) -> tuple:
+    """A previewed document: a note above it, its source, text and metadata, and the preview opened. A text read
+    by OCR says so in the note too, not only in its metadata: its reader must know it may hold misread words."""
+    text, meta = _preview(doc)
+    note = f"**Read by OCR** ({meta['read by OCR']})." if "read by OCR" in meta else ""
+    return note, source, text, meta, gr.Accordion(open=True)
 
 
 def _skipped_note(stats) -> str:

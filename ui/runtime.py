@@ -16,7 +16,7 @@ from typing import Callable
 from rag import access
 from rag.access import AccessRule
 from rag.conversations import ConversationStore
-from rag.libraries import Libraries
+from rag.libraries import Libraries, uploads_folder
 from rag.quota import Quota
 from rag.trash import Trash
 from rag.errors import RagError
@@ -256,9 +256,7 @@ class Runtime:
 
     def uploads_dir(self, collection: str, user: str = "") -> Path:
         """Where uploads to collection `collection` (as `user` calls it) are kept."""
-        # Collection names start with a letter or digit, so "_uploads" never collides with one, and
-        # hold no separators, so the folder is always directly under _uploads.
-        return Path(self.settings.index_dir) / "_uploads" / self.libraries.stored(collection, user)
+        return uploads_folder(self.settings, self.libraries.stored(collection, user))
 
     def check_quota(self, name: str, user: str, sources: list[str], upload_paths: list[str] = ()) -> None:
         """Refuse, before any work, an ingest into collection `name` that would take its owner past their quota
@@ -278,11 +276,11 @@ class Runtime:
         owned = [n for n in list_collections(self.settings)
                  if self.access.owner(access.read(self.settings, n)) == owner]
         documents = sum(len(self._open(n).documents()) for n in owned)
-        uploads = Path(self.settings.index_dir) / "_uploads"
-        stored = [str(uploads / name / _safe_file_name(Path(p).name)) for p in upload_paths]
+        stored = [str(uploads_folder(self.settings, name) / _safe_file_name(Path(p).name)) for p in upload_paths]
         coll = self._open(name) if exists else None
         adding = sum(1 for s in [*sources, *stored] if coll is None or coll.store.find(s) is None)
-        used = disk_bytes(*(Path(self.settings.index_dir) / n for n in owned), *(uploads / n for n in owned)) \
+        used = disk_bytes(*(Path(self.settings.index_dir) / n for n in owned),
+                          *(uploads_folder(self.settings, n) for n in owned)) \
             if self.quota.megabytes else 0
         self.quota.check(documents, adding, used, sum(Path(p).stat().st_size for p in upload_paths))
 

@@ -40,11 +40,12 @@ class StoredChunk:
 
 
 class Found(NamedTuple):
-    """What identifies a stored document: its content and how it was chunked."""
+    """What identifies a stored document: its content and how it was chunked; and when it was first added."""
 
     doc_id: int
     content_hash: str
     chunking: str
+    added_at: float = 0.0
 
 
 class ChunkStore(ABC):

@@ -254,7 +254,8 @@ class LocalStore(ChunkStore):
 
     @staticmethod
     def _find(db: sqlite3.Connection, source: str) -> Found | None:
-        row = db.execute("SELECT id, content_hash, chunking FROM documents WHERE source=?", (source,)).fetchone()
+        row = db.execute("SELECT id, content_hash, chunking, added_at FROM documents WHERE source=?",
+                         (source,)).fetchone()
         return Found(*row) if row else None
 
     def find(self, source: str) -> Found | None:

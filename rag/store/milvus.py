@@ -239,8 +239,8 @@ class MilvusStore(ChunkStore):
         return {r["source"]: r for r in rows}
 
     def find(self, source: str) -> Found | None:
-        row = self._docs_by_source([source], ["version", "content_hash", "chunking"]).get(source)
-        return Found(row["version"], row["content_hash"], row["chunking"]) if row else None
+        row = self._docs_by_source([source], ["version", "content_hash", "chunking", "added_at"]).get(source)
+        return Found(row["version"], row["content_hash"], row["chunking"], row["added_at"]) if row else None
 
     def documents(self) -> list[DocumentInfo]:
         rows = sorted(self._doc_rows(_DOC_FIELDS), key=lambda r: (r["added_at"], r["version"]))
