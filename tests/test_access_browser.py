@@ -125,6 +125,7 @@ def test_a_read_only_share_seen_from_both_sides_and_taken_back(app, browser, wor
     alice.locator("#restore-collection-btn").click()
     _wait_text(alice, "#restored-note", "Restored the collection")
     _wait_text(alice, "#documents", "alice-notes.txt")
+    _wait_text(alice, "#sharing-view", "is owned by alice")  # the sharing line follows it back too
     alice.screenshot(path=str(workdir / "alice-restored-collection.png"), full_page=True)
     alice.context.close()
     bob.context.close()
